@@ -1,0 +1,130 @@
+//! The config file exactly as written: serde structs with `deny_unknown_fields` and defaults.
+//! Nothing here is trusted; `validate` turns it into typed values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ByteSize, ConfigDuration};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub s3: RawS3,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub key_store: Option<RawKeyStore>,
+    #[serde(default)]
+    pub backends: BTreeMap<String, RawBackend>,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub bind: String,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub danger_plain_http: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawS3 {
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default)]
+    pub base_domains: Vec<String>,
+}
+
+impl Default for RawS3 {
+    fn default() -> Self {
+        Self { region: default_region(), base_domains: Vec::new() }
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub max_header_bytes: ByteSize,
+    pub header_read_timeout: ConfigDuration,
+    pub idle_timeout: ConfigDuration,
+    pub max_connections: usize,
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: ByteSize(16 * 1024),
+            header_read_timeout: ConfigDuration(Duration::from_secs(10)),
+            idle_timeout: ConfigDuration(Duration::from_secs(60)),
+            max_connections: 4096,
+            shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyStore {
+    pub path: String,
+    pub master_key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub(super) enum RawBackend {
+    Local { path: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub name: String,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub access_id: String,
+    pub secret: String,
+    #[serde(default)]
+    pub state: KeyState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum KeyState {
+    #[default]
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub bucket: String,
+    pub backend: String,
+}

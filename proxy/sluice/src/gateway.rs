@@ -1,0 +1,65 @@
+//! The running gateway's shared state, built once from a validated [`Config`]: the key table,
+//! the opened backends, and each tenant's routes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_storage::{BucketName, LocalBackend};
+
+use crate::config::{BackendConfig, Config, Limits, S3Settings, TenantConfig};
+use crate::keys::KeyTable;
+
+#[derive(Debug)]
+pub struct Gateway {
+    s3: S3Settings,
+    limits: Limits,
+    keys: Arc<KeyTable>,
+    backends: HashMap<String, LocalBackend>,
+    tenants: HashMap<String, TenantConfig>,
+}
+
+impl Gateway {
+    pub async fn new(config: Config) -> Result<Self, String> {
+        let keys = Arc::new(KeyTable::from_config(&config).map_err(|e| e.to_string())?);
+        let mut backends = HashMap::new();
+        for (name, backend) in &config.backends {
+            let opened = match backend {
+                BackendConfig::Local { path } => LocalBackend::open(path)
+                    .await
+                    .map_err(|e| format!("backends.{name}: cannot open {}: {e}", path.display()))?,
+            };
+            backends.insert(name.clone(), opened);
+        }
+        let tenants = config.tenants.into_iter().map(|t| (t.id.as_str().to_owned(), t)).collect();
+        Ok(Self { s3: config.s3, limits: config.limits, keys, backends, tenants })
+    }
+
+    pub fn s3(&self) -> &S3Settings {
+        &self.s3
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn keys(&self) -> &Arc<KeyTable> {
+        &self.keys
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
+        self.tenants.get(name)
+    }
+
+    /// The backend a tenant's routes name for `bucket`, if any.
+    pub fn backend_for(&self, tenant: &TenantConfig, bucket: &BucketName) -> Option<&LocalBackend> {
+        tenant.backend_for(bucket).and_then(|name| self.backends.get(name))
+    }
+
+    /// Every distinct backend a tenant routes to (for ListBuckets).
+    pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<&LocalBackend> {
+        let mut names: Vec<&str> = tenant.routes.iter().map(|r| r.backend.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter().filter_map(|n| self.backends.get(n)).collect()
+    }
+}

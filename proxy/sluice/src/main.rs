@@ -1,0 +1,5 @@
+//! `sluice`: wiring only; see `cli`.
+
+fn main() -> std::process::ExitCode {
+    sluice::cli::main()
+}

@@ -1,0 +1,129 @@
+//! The request phases, named once and run in order by [`handle`]:
+//!
+//! ```text
+//! accept ─▶ limits ─▶ route (S3Op) ─▶ authenticate (Principal) ─▶ authorise (tenant route → backend)
+//!        ─▶ execute (body verified while streaming) ─▶ respond (errors through S3Error) ─▶ log
+//! ```
+//!
+//! Every error from any phase becomes a response in exactly one place, `S3Error::into_response`,
+//! and the log line is written for every request whatever happened.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::auth::{Principal, authenticate};
+use crate::body::{RequestBody, ResponseBody};
+use crate::gateway::Gateway;
+use crate::s3::ops::{OpContext, execute};
+use crate::s3::router::{route, target};
+use crate::s3::{Fault, S3Error, S3Op, Target};
+
+pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let (mut parts, incoming) = req.into_parts();
+    let head = parts.method == http::Method::HEAD;
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let mut op_name = "Unknown";
+    let mut tenant = String::new();
+    let mut resource = Target::default();
+
+    let result = async {
+        check_header_size(&parts.headers, gateway.limits().max_header_bytes)?;
+        resource = target(host.as_deref(), parts.uri.path(), &gateway.s3().base_domains)?;
+        let op = route(&parts.method, &resource, parts.uri.query())?;
+        op_name = op.name();
+        let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
+        tenant.clone_from(&principal.tenant);
+        let ctx = authorise(&gateway, &principal, &op, &parts)?;
+        let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
+        execute(op, ctx, body).await
+    }
+    .await;
+
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            if err.fault() != Fault::Client {
+                tracing::error!(request_id, code = err.code, message = %err.message, "request failed");
+            }
+            err.into_response(&request_id, &resource.resource(), head)
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amz-request-id", v.clone());
+        headers.insert("x-amz-id-2", v);
+    }
+    headers.insert(http::header::SERVER, HeaderValue::from_static("Sluice"));
+    tracing::info!(
+        target: "sluice::access",
+        request_id,
+        %peer,
+        tls,
+        tenant,
+        op = op_name,
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    response
+}
+
+/// The tenant may only reach buckets its routes name; the route picks the backend.
+fn authorise<'a>(
+    gateway: &'a Gateway,
+    principal: &Principal,
+    op: &S3Op,
+    parts: &'a http::request::Parts,
+) -> Result<OpContext<'a>, S3Error> {
+    let tenant = gateway
+        .tenant(&principal.tenant)
+        .ok_or_else(|| S3Error::internal(format!("key {} names unknown tenant", principal.access_id)))?;
+    let backends = match op.bucket() {
+        None => gateway.tenant_backends(tenant),
+        Some(bucket) => vec![gateway.backend_for(tenant, bucket).ok_or_else(|| {
+            S3Error::access_denied(format!("No route for bucket {bucket} is configured for this tenant."))
+        })?],
+    };
+    Ok(OpContext {
+        tenant: &tenant.id,
+        region: &gateway.s3().region,
+        backends,
+        headers: &parts.headers,
+        query: parts.uri.query(),
+    })
+}
+
+fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), S3Error> {
+    let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if size > limit {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "RequestHeaderSectionTooLarge",
+            format!("Your request header section exceeds the maximum allowed size of {limit} bytes."),
+        ));
+    }
+    Ok(())
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase()
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

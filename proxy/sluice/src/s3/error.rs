@@ -1,0 +1,183 @@
+//! The one place errors become S3 responses: status, S3 error code, XML body with a request id.
+//!
+//! Every failure anywhere in the pipeline ends up as an [`S3Error`]; [`S3Error::into_response`]
+//! is the only function that turns one into bytes on the wire. Messages never contain secrets or
+//! the expected signature.
+
+use std::borrow::Cow;
+
+use http::{HeaderValue, Response, StatusCode};
+use sluice_sigv4::SigV4Error;
+use sluice_storage::StorageError;
+
+use super::xml::XmlWriter;
+use crate::body::{ResponseBody, full_body};
+
+/// Who is at fault: decides 4xx or 5xx, and what is logged at which level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Sluice,
+    Upstream,
+}
+
+#[derive(Debug)]
+pub struct S3Error {
+    pub code: &'static str,
+    pub status: StatusCode,
+    pub message: Cow<'static, str>,
+    /// Extra elements S3 puts in some error bodies (e.g. `StringToSign`), in order.
+    pub extra: Vec<(&'static str, String)>,
+    /// Extra response headers (e.g. `Content-Range` on 416).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl S3Error {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, status, message: message.into(), extra: Vec::new(), headers: Vec::new() }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((name, value.into()));
+        self
+    }
+
+    pub fn fault(&self) -> Fault {
+        if self.status.is_server_error() { Fault::Sluice } else { Fault::Client }
+    }
+
+    pub fn access_denied(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "AccessDenied", message)
+    }
+
+    pub fn invalid_argument(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidArgument", message)
+    }
+
+    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+
+    pub fn malformed_xml() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not validate against our published schema.",
+        )
+    }
+
+    pub fn not_implemented(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            format!("{what} is not implemented by Sluice yet."),
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+        )
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        )
+    }
+
+    /// The response for this error. HEAD responses carry no body, as in S3.
+    pub fn into_response(self, request_id: &str, resource: &str, head: bool) -> Response<ResponseBody> {
+        let mut builder = Response::builder().status(self.status);
+        for (name, value) in &self.headers {
+            builder = builder.header(*name, value);
+        }
+        if head {
+            return builder.body(full_body(Vec::new())).expect("valid error response");
+        }
+        let mut xml = XmlWriter::new();
+        xml.open("Error");
+        xml.element("Code", self.code);
+        xml.element("Message", &self.message);
+        for (name, value) in &self.extra {
+            xml.element(name, value);
+        }
+        if !resource.is_empty() {
+            xml.element("Resource", resource);
+        }
+        xml.element("RequestId", request_id);
+        xml.close("Error");
+        builder
+            .header(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"))
+            .body(full_body(xml.finish()))
+            .expect("valid error response")
+    }
+}
+
+impl From<StorageError> for S3Error {
+    fn from(err: StorageError) -> Self {
+        use StatusCode as S;
+        match err {
+            StorageError::NoSuchBucket => Self::new(S::NOT_FOUND, "NoSuchBucket", "The specified bucket does not exist"),
+            StorageError::NoSuchKey => Self::new(S::NOT_FOUND, "NoSuchKey", "The specified key does not exist."),
+            StorageError::BucketAlreadyOwnedByYou => Self::new(
+                S::CONFLICT,
+                "BucketAlreadyOwnedByYou",
+                "Your previous request to create the named bucket succeeded and you already own it.",
+            ),
+            StorageError::BucketNotEmpty => {
+                Self::new(S::CONFLICT, "BucketNotEmpty", "The bucket you tried to delete is not empty")
+            }
+            StorageError::InvalidRange => {
+                Self::new(S::RANGE_NOT_SATISFIABLE, "InvalidRange", "The requested range is not satisfiable")
+            }
+            StorageError::EntityTooLarge => Self::new(
+                S::BAD_REQUEST,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size.",
+            ),
+            StorageError::IncompleteBody => Self::new(
+                S::BAD_REQUEST,
+                "IncompleteBody",
+                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            ),
+            StorageError::BadDigest => Self::new(
+                S::BAD_REQUEST,
+                "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+            ),
+            StorageError::InvalidName(e) => match e {
+                sluice_storage::NameError::KeyTooLong => {
+                    Self::new(S::BAD_REQUEST, "KeyTooLongError", "Your key is too long")
+                }
+                sluice_storage::NameError::InvalidBucketName(why) => {
+                    Self::new(S::BAD_REQUEST, "InvalidBucketName", format!("The specified bucket is not valid: {why}"))
+                }
+                other => Self::invalid_argument(other.to_string()),
+            },
+            err @ (StorageError::Io(_) | StorageError::Index(_)) => Self::internal(err),
+        }
+    }
+}
+
+impl From<SigV4Error> for S3Error {
+    fn from(err: SigV4Error) -> Self {
+        let status = match err.s3_code() {
+            "AccessDenied" | "SignatureDoesNotMatch" | "RequestTimeTooSkewed" => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut out = Self::new(status, err.s3_code(), err.to_string());
+        if let SigV4Error::SignatureDoesNotMatch { string_to_sign, canonical_request } = &err {
+            out.message = "The request signature we calculated does not match the signature you provided. \
+                           Check your key and signing method."
+                .into();
+            out = out.with("StringToSign", string_to_sign.clone()).with("CanonicalRequest", canonical_request.clone());
+        }
+        out
+    }
+}

@@ -1,0 +1,145 @@
+//! ListObjects (v1 and v2): query parameters in, XML out. Continuation tokens are opaque to
+//! clients (base64 of the resume key) and are checked to decode.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sluice_storage::{ListPage, ListRequest, ObjectMeta};
+
+use super::S3Error;
+use super::router::query_get;
+use super::xml::XmlWriter;
+
+pub const MAX_KEYS: usize = 1000;
+
+#[derive(Debug)]
+pub struct ListParams {
+    pub request: ListRequest,
+    pub url_encode: bool,
+    /// v2: the client's continuation token, echoed back.
+    pub continuation_token: Option<String>,
+    /// v2: `start-after`, or v1: `marker`, echoed back.
+    pub start_after: Option<String>,
+    pub fetch_owner: bool,
+}
+
+pub fn parse_params(query: Option<&str>, v2: bool) -> Result<ListParams, S3Error> {
+    let max_keys = match query_get(query, "max-keys") {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| S3Error::invalid_argument("Provided max-keys not an integer or within integer range"))?
+            .min(MAX_KEYS as i64) as usize,
+        None => MAX_KEYS,
+    };
+    let url_encode = match query_get(query, "encoding-type").as_deref() {
+        None => false,
+        Some("url") => true,
+        Some(_) => return Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")),
+    };
+    let start_after = query_get(query, if v2 { "start-after" } else { "marker" }).filter(|s| !s.is_empty());
+    let continuation_token = if v2 { query_get(query, "continuation-token") } else { None };
+    let token_key = continuation_token
+        .as_deref()
+        .map(|t| {
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))
+        })
+        .transpose()?;
+    // The token wins over start-after: it is always later in a paginated listing.
+    let resume = token_key.or_else(|| start_after.clone());
+    Ok(ListParams {
+        request: ListRequest {
+            prefix: query_get(query, "prefix").unwrap_or_default(),
+            delimiter: query_get(query, "delimiter").filter(|d| !d.is_empty()),
+            start_after: resume,
+            max_keys,
+        },
+        url_encode,
+        continuation_token,
+        start_after,
+        fetch_owner: query_get(query, "fetch-owner").as_deref() == Some("true"),
+    })
+}
+
+pub fn render(bucket: &str, params: &ListParams, page: &ListPage, v2: bool, owner: &str) -> Vec<u8> {
+    let enc = |s: &str| -> String {
+        if params.url_encode { sluice_sigv4::uri_encode(s.as_bytes(), false) } else { s.to_owned() }
+    };
+    let req = &params.request;
+    let mut x = XmlWriter::new();
+    x.root("ListBucketResult");
+    x.element("Name", bucket);
+    x.element("Prefix", &enc(&req.prefix));
+    if v2 {
+        if let Some(t) = &params.continuation_token {
+            x.element("ContinuationToken", t);
+        }
+        if let Some(s) = &params.start_after {
+            x.element("StartAfter", &enc(s));
+        }
+        x.element("KeyCount", &(page.objects.len() + page.common_prefixes.len()).to_string());
+    } else {
+        x.element("Marker", &enc(params.start_after.as_deref().unwrap_or("")));
+    }
+    x.element("MaxKeys", &req.max_keys.to_string());
+    if let Some(d) = &req.delimiter {
+        x.element("Delimiter", &enc(d));
+    }
+    if params.url_encode {
+        x.element("EncodingType", "url");
+    }
+    x.element("IsTruncated", if page.next_after.is_some() { "true" } else { "false" });
+    if let Some(next) = &page.next_after {
+        if v2 {
+            x.element("NextContinuationToken", &URL_SAFE_NO_PAD.encode(next));
+        } else if req.delimiter.is_some() {
+            x.element("NextMarker", &enc(next));
+        }
+    }
+    for (key, meta) in &page.objects {
+        x.open("Contents");
+        x.element("Key", &enc(key.as_str()));
+        x.element("LastModified", &iso8601(meta));
+        x.element("ETag", &format!("\"{}\"", meta.etag));
+        x.element("Size", &meta.size.to_string());
+        if !v2 || params.fetch_owner {
+            x.open("Owner");
+            x.element("ID", owner);
+            x.element("DisplayName", owner);
+            x.close("Owner");
+        }
+        x.element("StorageClass", "STANDARD");
+        x.close("Contents");
+    }
+    for prefix in &page.common_prefixes {
+        x.open("CommonPrefixes");
+        x.element("Prefix", &enc(prefix));
+        x.close("CommonPrefixes");
+    }
+    x.close("ListBucketResult");
+    x.finish()
+}
+
+pub fn iso8601(meta: &ObjectMeta) -> String {
+    iso8601_ms(meta.last_modified_ms)
+}
+
+/// `2009-10-12T17:50:30.000Z`, the timestamp form S3 uses in XML.
+pub fn iso8601_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}

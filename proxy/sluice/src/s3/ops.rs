@@ -1,0 +1,365 @@
+//! Executing S3 operations against a backend: request headers in, response headers and bodies
+//! out. Authentication and routing have already happened; nothing here looks at signatures.
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use sluice_storage::{
+    BucketName, ByteRange, LocalBackend, ObjectKey, ObjectMeta, PutObject, StorageError, StoredHeaders, TenantId,
+};
+
+use super::list::{self, iso8601_ms};
+use super::router::query_pairs;
+use super::xml::{XmlWriter, parse_create_bucket};
+use super::{S3Error, S3Op};
+use crate::body::{RequestBody, ResponseBody, full_body, header_str, stream_body};
+
+/// S3's limit on user-defined metadata: 2 KiB of names and values.
+const MAX_USER_META_BYTES: usize = 2048;
+/// Largest XML request body accepted (CreateBucketConfiguration and friends).
+const MAX_XML_BODY: usize = 64 * 1024;
+
+/// What an operation runs against.
+#[derive(Debug)]
+pub struct OpContext<'a> {
+    pub tenant: &'a TenantId,
+    pub region: &'a str,
+    /// The backend for the op's bucket; for ListBuckets, every backend the tenant routes to.
+    pub backends: Vec<&'a LocalBackend>,
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+}
+
+impl OpContext<'_> {
+    fn backend(&self) -> &LocalBackend {
+        self.backends[0]
+    }
+}
+
+pub async fn execute(op: S3Op, ctx: OpContext<'_>, body: RequestBody) -> Result<Response<ResponseBody>, S3Error> {
+    match op {
+        S3Op::ListBuckets => list_buckets(&ctx).await,
+        S3Op::CreateBucket(bucket) => create_bucket(&ctx, &bucket, body).await,
+        S3Op::HeadBucket(bucket) => {
+            ctx.backend().head_bucket(ctx.tenant, &bucket).await?;
+            Ok(empty(StatusCode::OK).header("x-amz-bucket-region", ctx.region).body(full_body(Vec::new())).unwrap())
+        }
+        S3Op::DeleteBucket(bucket) => {
+            ctx.backend().delete_bucket(ctx.tenant, &bucket).await?;
+            Ok(no_content())
+        }
+        S3Op::GetBucketLocation(bucket) => {
+            ctx.backend().head_bucket(ctx.tenant, &bucket).await?;
+            let mut x = XmlWriter::new();
+            x.root("LocationConstraint");
+            // us-east-1 is reported as an empty constraint, as S3 does.
+            if ctx.region != "us-east-1" {
+                x.element_text(ctx.region);
+            }
+            x.close("LocationConstraint");
+            Ok(xml_response(x.finish()))
+        }
+        S3Op::ListObjectsV1(bucket) => list_objects(&ctx, &bucket, false).await,
+        S3Op::ListObjectsV2(bucket) => list_objects(&ctx, &bucket, true).await,
+        S3Op::PutObject(bucket, key) => put_object(&ctx, &bucket, &key, body).await,
+        S3Op::GetObject(bucket, key) => get_object(&ctx, &bucket, &key, false).await,
+        S3Op::HeadObject(bucket, key) => get_object(&ctx, &bucket, &key, true).await,
+        S3Op::DeleteObject(bucket, key) => {
+            ctx.backend().delete_object(ctx.tenant, &bucket, &key).await?;
+            Ok(no_content())
+        }
+    }
+}
+
+async fn list_buckets(ctx: &OpContext<'_>) -> Result<Response<ResponseBody>, S3Error> {
+    let mut buckets = Vec::new();
+    for backend in &ctx.backends {
+        buckets.extend(backend.list_buckets(ctx.tenant).await?);
+    }
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    buckets.dedup_by(|a, b| a.name == b.name);
+    let mut x = XmlWriter::new();
+    x.root("ListAllMyBucketsResult");
+    owner(&mut x, ctx.tenant.as_str());
+    x.open("Buckets");
+    for b in &buckets {
+        x.open("Bucket");
+        x.element("Name", &b.name);
+        x.element("CreationDate", &iso8601_ms(b.created_ms));
+        x.close("Bucket");
+    }
+    x.close("Buckets");
+    x.close("ListAllMyBucketsResult");
+    Ok(xml_response(x.finish()))
+}
+
+async fn create_bucket(ctx: &OpContext<'_>, bucket: &BucketName, body: RequestBody) -> Result<Response<ResponseBody>, S3Error> {
+    let xml = body.collect_bounded(MAX_XML_BODY).await?;
+    let location = parse_create_bucket(&xml).map_err(|()| S3Error::malformed_xml())?;
+    if let Some(location) = location.filter(|l| !l.is_empty())
+        && location != ctx.region
+    {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "IllegalLocationConstraintException",
+            format!("The {location} location constraint is incompatible for the region specific endpoint this request was sent to."),
+        ));
+    }
+    ctx.backend().create_bucket(ctx.tenant, bucket).await?;
+    Ok(empty(StatusCode::OK).header(header::LOCATION, format!("/{bucket}")).body(full_body(Vec::new())).unwrap())
+}
+
+async fn list_objects(ctx: &OpContext<'_>, bucket: &BucketName, v2: bool) -> Result<Response<ResponseBody>, S3Error> {
+    let params = list::parse_params(ctx.query, v2)?;
+    let page = if params.request.max_keys == 0 {
+        ctx.backend().head_bucket(ctx.tenant, bucket).await?;
+        Default::default()
+    } else {
+        ctx.backend().list_objects(ctx.tenant, bucket, params.request.clone()).await?
+    };
+    Ok(xml_response(list::render(bucket.as_str(), &params, &page, v2, ctx.tenant.as_str())))
+}
+
+async fn put_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, body: RequestBody) -> Result<Response<ResponseBody>, S3Error> {
+    let headers = ctx.headers;
+    if headers.contains_key("x-amz-copy-source") {
+        return Err(S3Error::not_implemented("CopyObject"));
+    }
+    let expected_size = body.declared_len(headers).ok_or_else(|| {
+        S3Error::new(StatusCode::LENGTH_REQUIRED, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+    })?;
+    let content_md5 = header_str(headers, "content-md5")
+        .map(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+                .ok_or_else(|| S3Error::new(StatusCode::BAD_REQUEST, "InvalidDigest", "The Content-MD5 you specified was invalid."))
+        })
+        .transpose()?;
+    let checksum = headers.iter().find_map(|(name, value)| {
+        let n = name.as_str();
+        (n.starts_with("x-amz-checksum-") && n != "x-amz-checksum-type" && n != "x-amz-checksum-algorithm")
+            .then(|| Some((n.to_owned(), value.to_str().ok()?.to_owned())))
+            .flatten()
+    });
+    let put = PutObject { headers: stored_headers(headers)?, expected_size: Some(expected_size), checksum: checksum.clone(), content_md5 };
+    let stream = body.into_stream();
+    let meta = ctx.backend().put_object(ctx.tenant, bucket, key, put, stream).await.map_err(|e| match e {
+        sluice_storage::PutError::Body(e) => e,
+        sluice_storage::PutError::Storage(e) => S3Error::from(e),
+    })?;
+    let mut resp = empty(StatusCode::OK).header(header::ETAG, format!("\"{}\"", meta.etag));
+    if let Some((name, value)) = checksum {
+        resp = resp.header(name, value);
+    }
+    Ok(resp.body(full_body(Vec::new())).unwrap())
+}
+
+/// GetObject and HeadObject: headers from the stored record, the body (or a range of it).
+async fn get_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, head: bool) -> Result<Response<ResponseBody>, S3Error> {
+    let backend = ctx.backend();
+    let (meta, open) = if head {
+        (backend.head_object(ctx.tenant, bucket, key).await?, None)
+    } else {
+        let open = backend.open_object(ctx.tenant, bucket, key).await?;
+        (open.meta.clone(), Some(open))
+    };
+    let range = match header_str(ctx.headers, "range") {
+        Some(value) => parse_range(value, meta.size).map_err(|e| {
+            let mut err = S3Error::from(e);
+            err.headers.push(("content-range", format!("bytes */{}", meta.size)));
+            err.extra.push(("ActualObjectSize", meta.size.to_string()));
+            err
+        })?,
+        None => None,
+    };
+    let mut resp = object_headers(&meta, ctx.query)?;
+    let status = match range {
+        Some(r) => {
+            resp = resp
+                .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end_inclusive, meta.size))
+                .header(header::CONTENT_LENGTH, r.len());
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
+            resp = resp.header(header::CONTENT_LENGTH, meta.size);
+            StatusCode::OK
+        }
+    };
+    let body = match open {
+        Some(open) => stream_body(open.into_body(range).await?),
+        None => full_body(Vec::new()),
+    };
+    Ok(resp.status(status).body(body).unwrap())
+}
+
+/// Parses a single `Range: bytes=…` against `size`. Syntactically invalid or multi-range values
+/// are ignored (the whole object is returned), as S3 does; a range that starts past the end is
+/// `InvalidRange` (416).
+pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageError> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else { return Ok(None) };
+    let range = match (first.trim(), last.trim()) {
+        ("", "") => return Ok(None),
+        ("", suffix) => {
+            let Ok(n) = suffix.parse::<u64>() else { return Ok(None) };
+            if n == 0 || size == 0 {
+                return Err(StorageError::InvalidRange);
+            }
+            ByteRange { start: size.saturating_sub(n), end_inclusive: size - 1 }
+        }
+        (start, end) => {
+            let Ok(start) = start.parse::<u64>() else { return Ok(None) };
+            let end = if end.is_empty() {
+                u64::MAX
+            } else {
+                match end.parse::<u64>() {
+                    Ok(e) if e >= start => e,
+                    _ => return Ok(None),
+                }
+            };
+            if start >= size {
+                return Err(StorageError::InvalidRange);
+            }
+            ByteRange { start, end_inclusive: end.min(size - 1) }
+        }
+    };
+    Ok(Some(range))
+}
+
+fn object_headers(meta: &ObjectMeta, query: Option<&str>) -> Result<http::response::Builder, S3Error> {
+    let h = &meta.headers;
+    let last_modified = httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
+    );
+    let mut b = empty(StatusCode::OK)
+        .header(header::ETAG, format!("\"{}\"", meta.etag))
+        .header(header::LAST_MODIFIED, last_modified)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, h.content_type.as_deref().unwrap_or("binary/octet-stream"));
+    for (name, value) in [
+        (header::CACHE_CONTROL, &h.cache_control),
+        (header::CONTENT_DISPOSITION, &h.content_disposition),
+        (header::CONTENT_ENCODING, &h.content_encoding),
+        (header::CONTENT_LANGUAGE, &h.content_language),
+        (header::EXPIRES, &h.expires),
+    ] {
+        if let Some(v) = value {
+            b = b.header(name, v);
+        }
+    }
+    for (name, value) in &h.user_meta {
+        b = b.header(format!("x-amz-meta-{name}"), value);
+    }
+    if let Some((name, value)) = &meta.checksum {
+        b = b.header(name, value);
+    }
+    // response-* overrides, as in S3 (only valid on signed requests, which all of ours are).
+    for (k, v) in query_pairs(query) {
+        let name = match k.as_str() {
+            "response-content-type" => header::CONTENT_TYPE,
+            "response-content-language" => header::CONTENT_LANGUAGE,
+            "response-expires" => header::EXPIRES,
+            "response-cache-control" => header::CACHE_CONTROL,
+            "response-content-disposition" => header::CONTENT_DISPOSITION,
+            "response-content-encoding" => header::CONTENT_ENCODING,
+            _ => continue,
+        };
+        let value = HeaderValue::from_str(&v).map_err(|_| S3Error::invalid_argument(format!("Invalid value for {k}")))?;
+        if let Some(headers) = b.headers_mut() {
+            headers.insert(name, value);
+        }
+    }
+    Ok(b)
+}
+
+/// The standard headers and `x-amz-meta-*` a PUT asks to keep.
+fn stored_headers(headers: &HeaderMap) -> Result<StoredHeaders, S3Error> {
+    let get = |name: header::HeaderName| -> Result<Option<String>, S3Error> {
+        headers
+            .get(&name)
+            .map(|v| v.to_str().map(str::to_owned).map_err(|_| S3Error::invalid_argument(format!("Invalid value for {name}"))))
+            .transpose()
+    };
+    let mut stored = StoredHeaders {
+        content_type: get(header::CONTENT_TYPE)?,
+        cache_control: get(header::CACHE_CONTROL)?,
+        content_disposition: get(header::CONTENT_DISPOSITION)?,
+        content_encoding: get(header::CONTENT_ENCODING)?.and_then(strip_aws_chunked),
+        content_language: get(header::CONTENT_LANGUAGE)?,
+        expires: get(header::EXPIRES)?,
+        user_meta: Default::default(),
+    };
+    let mut meta_bytes = 0;
+    for (name, value) in headers {
+        if let Some(meta_name) = name.as_str().strip_prefix("x-amz-meta-") {
+            let value = value
+                .to_str()
+                .map_err(|_| S3Error::invalid_argument("User metadata values must be ASCII (use RFC 2047 for others)."))?;
+            meta_bytes += meta_name.len() + value.len();
+            stored.user_meta.insert(meta_name.to_owned(), value.to_owned());
+        }
+    }
+    if meta_bytes > MAX_USER_META_BYTES {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "MetadataTooLarge",
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        ));
+    }
+    Ok(stored)
+}
+
+/// `aws-chunked` describes the transfer, not the object: S3 drops it from the stored encoding.
+fn strip_aws_chunked(value: String) -> Option<String> {
+    let rest: Vec<&str> = value.split(',').map(str::trim).filter(|v| !v.eq_ignore_ascii_case("aws-chunked") && !v.is_empty()).collect();
+    (!rest.is_empty()).then(|| rest.join(","))
+}
+
+fn owner(x: &mut XmlWriter, tenant: &str) {
+    x.open("Owner");
+    x.element("ID", tenant);
+    x.element("DisplayName", tenant);
+    x.close("Owner");
+}
+
+fn empty(status: StatusCode) -> http::response::Builder {
+    Response::builder().status(status)
+}
+
+fn no_content() -> Response<ResponseBody> {
+    empty(StatusCode::NO_CONTENT).body(full_body(Vec::new())).unwrap()
+}
+
+fn xml_response(xml: Vec<u8>) -> Response<ResponseBody> {
+    empty(StatusCode::OK).header(header::CONTENT_TYPE, "application/xml").body(full_body(xml)).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |s: &str| parse_range(s, 100);
+        assert_eq!(r("bytes=0-9").unwrap(), Some(ByteRange { start: 0, end_inclusive: 9 }));
+        assert_eq!(r("bytes=90-").unwrap(), Some(ByteRange { start: 90, end_inclusive: 99 }));
+        assert_eq!(r("bytes=-10").unwrap(), Some(ByteRange { start: 90, end_inclusive: 99 }));
+        assert_eq!(r("bytes=-1000").unwrap(), Some(ByteRange { start: 0, end_inclusive: 99 }));
+        assert_eq!(r("bytes=50-1000").unwrap(), Some(ByteRange { start: 50, end_inclusive: 99 }));
+        assert!(matches!(r("bytes=100-"), Err(StorageError::InvalidRange)));
+        assert_eq!(r("bytes=5-1").unwrap(), None);
+        assert_eq!(r("bytes=0-1,5-6").unwrap(), None);
+        assert_eq!(r("items=0-1").unwrap(), None);
+        assert!(matches!(parse_range("bytes=0-", 0), Err(StorageError::InvalidRange)));
+    }
+
+    #[test]
+    fn aws_chunked_is_not_stored() {
+        assert_eq!(strip_aws_chunked("aws-chunked".into()), None);
+        assert_eq!(strip_aws_chunked("gzip,aws-chunked".into()), Some("gzip".into()));
+    }
+}

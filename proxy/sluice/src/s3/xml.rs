@@ -1,0 +1,121 @@
+//! A small XML writer for S3 response bodies, and the request-body parsers S3 needs.
+//! Text is escaped with quick-xml; element names are always literals from this crate.
+
+use quick_xml::escape::escape;
+
+#[derive(Debug)]
+pub struct XmlWriter {
+    out: String,
+}
+
+impl Default for XmlWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XmlWriter {
+    pub fn new() -> Self {
+        Self { out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n") }
+    }
+
+    /// Opens the root element with S3's namespace.
+    pub fn root(&mut self, name: &str) {
+        self.out.push_str(&format!("<{name} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"));
+    }
+
+    pub fn open(&mut self, name: &str) {
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    pub fn close(&mut self, name: &str) {
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    pub fn element(&mut self, name: &str, text: &str) {
+        self.open(name);
+        self.out.push_str(&escape(text));
+        self.close(name);
+    }
+
+    pub fn element_text(&mut self, text: &str) {
+        self.out.push_str(&escape(text));
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.out.into_bytes()
+    }
+}
+
+/// Parses an optional `CreateBucketConfiguration` body and returns its `LocationConstraint`.
+pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, ()> {
+    use quick_xml::events::Event;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut location = None;
+    let mut saw_root = false;
+    loop {
+        match reader.read_event().map_err(|_| ())? {
+            Event::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.is_empty() {
+                    if name != b"CreateBucketConfiguration" || saw_root {
+                        return Err(());
+                    }
+                    saw_root = true;
+                }
+                path.push(name);
+            }
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Empty(e) => {
+                if path.is_empty() && (e.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root) {
+                    return Err(());
+                }
+                saw_root |= path.is_empty();
+            }
+            Event::Text(t) if path.len() == 2 && path[1] == b"LocationConstraint" => {
+                location = Some(t.unescape().map_err(|_| ())?.into_owned());
+            }
+            Event::Text(t) if path.is_empty() && !t.iter().all(u8::is_ascii_whitespace) => return Err(()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !saw_root || !path.is_empty() {
+        return Err(());
+    }
+    Ok(location)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_bucket_configuration() {
+        assert_eq!(parse_create_bucket(b""), Ok(None));
+        let body = br#"<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>"#;
+        assert_eq!(parse_create_bucket(body), Ok(Some("eu-west-1".into())));
+        assert_eq!(parse_create_bucket(b"<CreateBucketConfiguration/>"), Ok(None));
+        for bad in [&b"<CreateBucketConfiguration>"[..], b"<Other/>", b"not xml", b"<a></b>"] {
+            assert!(parse_create_bucket(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn escapes_text() {
+        let mut w = XmlWriter::new();
+        w.element("Key", "a<b>&\"c'");
+        let s = String::from_utf8(w.finish()).unwrap();
+        assert!(s.ends_with("<Key>a&lt;b&gt;&amp;&quot;c&apos;</Key>"), "{s}");
+    }
+}

@@ -1,0 +1,161 @@
+//! The front door: TLS 1.2/1.3 with HTTP/1.1 and HTTP/2, virtual-hosted addressing, header
+//! limits, graceful shutdown, and `sluice check`.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::primitives::ByteStream;
+use http::{HeaderMap, Method, Uri};
+use sha2::{Digest, Sha256};
+use sluice_sigv4::{AmzDate, PayloadMode, SecretKey, SigningParams, sign_request};
+use sluice_tests::{ACCESS_ID, Options, REGION, Sluice, bin};
+
+use crate::support::{client, make_bucket};
+
+fn signed_headers(s: &Sluice, method: &Method, url: &str) -> HeaderMap {
+    let uri: Uri = url.parse().unwrap();
+    let secret = SecretKey::new(s.secret.clone());
+    let date = AmzDate::from_unix(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64);
+    let params = SigningParams {
+        access_key_id: ACCESS_ID,
+        secret: &secret,
+        session_token: None,
+        region: REGION,
+        service: "s3",
+        date: &date,
+        settings: sluice_sigv4::CanonicalSettings::S3,
+    };
+    let mut headers = HeaderMap::new();
+    let empty: [u8; 32] = Sha256::digest(b"").into();
+    sign_request(method, &uri, &mut headers, &PayloadMode::Signed(empty), &params).unwrap();
+    headers
+}
+
+fn tls_client(s: &Sluice, max_tls12: bool, http1_only: bool) -> reqwest::Client {
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(s.cert_path()).unwrap()).unwrap();
+    let mut b = reqwest::Client::builder().use_rustls_tls().add_root_certificate(cert).tls_built_in_root_certs(false);
+    if max_tls12 {
+        b = b.max_tls_version(reqwest::tls::Version::TLS_1_2);
+    }
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_http1_and_http2_on_tls12_and_tls13() {
+    let s = Sluice::start_with(Options { tls: true, ..Default::default() });
+    assert!(s.endpoint.starts_with("https://"));
+    let url = format!("https://localhost:{}/", s.addr.port());
+    for (tls12, http1, want) in [
+        (false, false, http::Version::HTTP_2),
+        (false, true, http::Version::HTTP_11),
+        (true, false, http::Version::HTTP_2),
+    ] {
+        let resp = tls_client(&s, tls12, http1).get(&url).headers(signed_headers(&s, &Method::GET, &url)).send().await.unwrap();
+        assert_eq!(resp.version(), want);
+        assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
+    }
+    // TLS 1.1 and 1.0 are refused at the handshake.
+    for (flag, ok) in [("-tls1_1", false), ("-tls1", false), ("-tls1_2", true), ("-tls1_3", true)] {
+        let out = tokio::process::Command::new("openssl")
+            .args(["s_client", "-connect", &s.addr.to_string(), flag, "-servername", "localhost"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("openssl is installed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let negotiated = text.contains("Cipher is") && !text.contains("Cipher is (NONE)");
+        assert_eq!(negotiated, ok, "{flag}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn virtual_hosted_style_addressing() {
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "vhost").await;
+    c.put_object().bucket(&b).key("dir/k").body(ByteStream::from_static(b"virtual")).send().await.unwrap();
+    let host = format!("{b}.s3.localhost");
+    let url = format!("http://{host}:{}/dir/k", s.addr.port());
+    let client = reqwest::Client::builder().resolve(&host, s.addr).build().unwrap();
+    let resp = client.get(&url).headers(signed_headers(&s, &Method::GET, &url)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"virtual");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_get_an_s3_error() {
+    let s = Sluice::start();
+    let url = format!("{}/", s.endpoint);
+    let resp = reqwest::Client::new().get(&url).header("x-amz-meta-big", "a".repeat(20 * 1024)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("<Code>RequestHeaderSectionTooLarge</Code>"), "{body}");
+    // Far beyond the limit, the connection-level bound answers before any parsing.
+    let resp = reqwest::Client::new().get(&url).header("x-amz-meta-big", "a".repeat(200 * 1024)).send().await;
+    assert!(resp.map(|r| r.status().is_client_error()).unwrap_or(true));
+    // The server is still healthy.
+    client(&s).list_buckets().send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_downloads() {
+    let mut s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "drain").await;
+    let data: Vec<u8> = (0..(48u32 << 20)).map(|i| (i >> 8) as u8).collect();
+    let want = hex::encode(Sha256::digest(&data));
+    c.put_object().bucket(&b).key("big").body(ByteStream::from(data)).send().await.unwrap();
+
+    let url = format!("{}/{b}/big", s.endpoint);
+    let mut resp = reqwest::Client::new().get(&url).headers(signed_headers(&s, &Method::GET, &url)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut hasher = Sha256::new();
+    let first = resp.chunk().await.unwrap().unwrap();
+    hasher.update(&first);
+
+    // SIGTERM while the body is mid-flight: new connections stop being accepted...
+    std::process::Command::new("kill").arg("-TERM").arg(s.pid().to_string()).status().unwrap();
+    let addr = s.addr;
+    let mut refused = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(refused, "listener still accepting after SIGTERM");
+    // ...and the in-flight download completes intact.
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        hasher.update(&chunk);
+    }
+    assert_eq!(hex::encode(hasher.finalize()), want);
+    let status = s.stop().expect("exit status");
+    assert!(status.success(), "{status:?}: {}", s.log());
+}
+
+#[test]
+fn check_reports_every_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "listeners:\n  - bind: 127.0.0.1:0\n    danger_plain_http: true\n\
+         backends:\n  local: { type: local, path: data }\n\
+         tenants:\n  - name: a\n    routes: [{ bucket: \"*\", backend: local }]\n\
+           - name: b\n    keys:\n      - access_id: BADKEY0000000000\n        secret: \"not base64 at all!\"\n    routes: [{ bucket: \"*\", backend: missing }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin()).args(["check", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tenants[1].keys[0].secret: not valid base64"), "{err}");
+    assert!(err.contains("tenants[1].routes[0].backend: no backend named \"missing\""), "{err}");
+    assert!(!err.contains("not base64 at all"), "secrets must not be echoed: {err}");
+
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/local.yaml");
+    let out = std::process::Command::new(bin()).args(["check", "--config"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,179 @@
+//! The end-to-end harness: starts the real `sluice` binary on 127.0.0.1 with an ephemeral port
+//! and a fresh data directory, waits for its readiness line (never a sleep), and stops it with
+//! SIGTERM when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the server may take to print its readiness line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGTERM may take to end the server.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const ACCESS_ID: &str = "E2ETESTKEY000001";
+pub const REGION: &str = "us-east-1";
+
+/// Options for one server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub tls: bool,
+    /// Extra YAML appended under `limits:`.
+    pub limits: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { tls: false, limits: String::new() }
+    }
+}
+
+#[derive(Debug)]
+pub struct Sluice {
+    child: Option<Child>,
+    pub endpoint: String,
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub secret: String,
+    pub stderr_log: PathBuf,
+}
+
+/// The `sluice` binary built by `cargo build -p sluice`, next to this test's own target dir.
+pub fn bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("sluice");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p sluice` (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A random 40-character base64 secret.
+pub fn random_secret() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 30] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Sluice {
+    pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = random_secret();
+        let master = {
+            use base64::Engine as _;
+            let bytes: [u8; 32] = rand::random();
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        };
+        let listener = if options.tls {
+            let out = run(Command::new(bin()).args(["dev-cert", "--out"]).arg(dir.path().join("certs")));
+            assert!(out.status.success(), "dev-cert failed: {}", String::from_utf8_lossy(&out.stderr));
+            "    tls: { cert: certs/cert.pem, key: certs/key.pem }".to_owned()
+        } else {
+            "    danger_plain_http: true".to_owned()
+        };
+        let config = format!(
+            "listeners:\n  - bind: 127.0.0.1:0\n{listener}\n\
+             s3:\n  region: {REGION}\n  base_domains: [s3.localhost]\n\
+             limits:\n  shutdown_grace: 20s\n{limits}\
+             key_store:\n  path: keys.yaml\n  master_key: \"{master}\"\n\
+             backends:\n  local: {{ type: local, path: data }}\n\
+             tenants:\n  - name: e2e\n    keys:\n      - access_id: {ACCESS_ID}\n        secret: \"{secret}\"\n    routes:\n      - {{ bucket: \"*\", backend: local }}\n\
+               - name: other\n    routes:\n      - {{ bucket: \"*\", backend: local }}\n",
+            limits = options.limits,
+        );
+        std::fs::write(dir.path().join("sluice.yaml"), config).expect("write config");
+        let stderr_log = dir.path().join("sluice.log");
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("sluice.yaml"))
+            .env("SLUICE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .spawn()
+            .expect("start sluice");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("sluice listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let endpoint = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sluice did not become ready: {}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
+            }
+        };
+        let addr = endpoint.rsplit("//").next().unwrap().parse().expect("listener address");
+        Self { child: Some(child), endpoint, addr, dir, secret, stderr_log }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sluice.yaml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("certs/cert.pem")
+    }
+
+    /// Runs `sluice keys <args> --config <this server's config>`.
+    pub fn keys(&self, args: &[&str]) -> Output {
+        run(Command::new(bin()).arg("keys").args(args).arg("--config").arg(self.config_path()))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit; returns its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("run command")
+}
