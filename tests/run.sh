@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need (system tools, the
+# Python clients in a venv), checks formatting and lints, builds, then runs the Rust tests
+# (unit, SigV4 vectors, end-to-end with aws-sdk-s3) and the Python end-to-end tests (boto3, aws CLI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '\n== %s\n' "$*"; }
+
+log "system tools"
+missing=()
+for tool in curl openssl md5sum; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=()
+  for t in "${missing[@]}"; do
+    case "$t" in md5sum) pkgs+=(coreutils) ;; *) pkgs+=("$t") ;; esac
+  done
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+log "python clients (venv)"
+venv="${SLUICE_VENV:-$root/.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "build"
+cargo build --locked -p sluice
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export SLUICE_BIN="$target_dir/debug/sluice"
+
+log "rust tests"
+cargo test --locked --workspace
+
+log "python end-to-end tests (boto3, aws CLI)"
+"$venv/bin/python" -m pytest tests/python -q
