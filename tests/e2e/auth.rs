@@ -118,8 +118,8 @@ async fn signed_chunked_upload_and_tampered_chunk() {
     let probe = SecretKey::new("x".into());
     let date = now();
     let probe_params = SigningParams { access_key_id: "X", secret: &probe, session_token: None, region: REGION, service: "s3", date: &date, settings: sluice_sigv4::CanonicalSettings::S3 };
-    let seed = sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
-    let encoded_len = chunked_body(&probe_params, seed, &data, 65536, false).len();
+    let zero_seed = || sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
+    let encoded_len = chunked_body(&probe_params, zero_seed(), &data, 65536, false).len();
 
     let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/good"), chunked_headers(data.len(), encoded_len), PayloadMode::StreamingSigned, |p, seed| {
         chunked_body(p, seed, &data, 65536, false)
@@ -147,7 +147,7 @@ async fn signed_chunked_upload_and_tampered_chunk() {
     // A body shorter than x-amz-decoded-content-length says: IncompleteBody, nothing stored.
     let short = &data[..100_000];
     let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/short"), {
-        let len = chunked_body(&probe_params, seed, short, 65536, false).len();
+        let len = chunked_body(&probe_params, zero_seed(), short, 65536, false).len();
         chunked_headers(data.len(), len)
     }, PayloadMode::StreamingSigned, |p, seed| chunked_body(p, seed, short, 65536, false))
     .await;

@@ -142,10 +142,13 @@ fn check_reports_every_error_with_its_place() {
     let path = dir.path().join("bad.yaml");
     std::fs::write(
         &path,
-        "listeners:\n  - bind: 127.0.0.1:0\n    danger_plain_http: true\n\
-         backends:\n  local: { type: local, path: data }\n\
-         tenants:\n  - name: a\n    routes: [{ bucket: \"*\", backend: local }]\n\
-           - name: b\n    keys:\n      - access_id: BADKEY0000000000\n        secret: \"not base64 at all!\"\n    routes: [{ bucket: \"*\", backend: missing }]\n",
+        concat!(
+            "listeners:\n  - bind: 127.0.0.1:0\n    danger_plain_http: true\n",
+            "backends:\n  local: { type: local, path: data }\n",
+            "tenants:\n  - name: a\n    routes: [{ bucket: \"*\", backend: local }]\n",
+            "  - name: b\n    keys:\n      - access_id: BADKEY0000000000\n        secret: \"not base64 at all!\"\n",
+            "    routes: [{ bucket: \"*\", backend: missing }]\n",
+        ),
     )
     .unwrap();
     let out = std::process::Command::new(bin()).args(["check", "--config"]).arg(&path).output().unwrap();

@@ -83,16 +83,36 @@ impl Sluice {
         } else {
             "    danger_plain_http: true".to_owned()
         };
-        let config = format!(
-            "listeners:\n  - bind: 127.0.0.1:0\n{listener}\n\
-             s3:\n  region: {REGION}\n  base_domains: [s3.localhost]\n\
-             limits:\n  shutdown_grace: 20s\n{limits}\
-             key_store:\n  path: keys.yaml\n  master_key: \"{master}\"\n\
-             backends:\n  local: {{ type: local, path: data }}\n\
-             tenants:\n  - name: e2e\n    keys:\n      - access_id: {ACCESS_ID}\n        secret: \"{secret}\"\n    routes:\n      - {{ bucket: \"*\", backend: local }}\n\
-               - name: other\n    routes:\n      - {{ bucket: \"*\", backend: local }}\n",
-            limits = options.limits,
-        );
+        let config = [
+            "listeners:".to_owned(),
+            "  - bind: 127.0.0.1:0".to_owned(),
+            listener,
+            "s3:".to_owned(),
+            format!("  region: {REGION}"),
+            "  base_domains: [s3.localhost]".to_owned(),
+            "limits:".to_owned(),
+            "  shutdown_grace: 20s".to_owned(),
+            options.limits.clone(),
+            "key_store:".to_owned(),
+            "  path: keys.yaml".to_owned(),
+            format!("  master_key: \"{master}\""),
+            "backends:".to_owned(),
+            "  local: { type: local, path: data }".to_owned(),
+            "tenants:".to_owned(),
+            "  - name: e2e".to_owned(),
+            "    keys:".to_owned(),
+            format!("      - access_id: {ACCESS_ID}"),
+            format!("        secret: \"{secret}\""),
+            "    routes:".to_owned(),
+            "      - { bucket: \"*\", backend: local }".to_owned(),
+            "  - name: other".to_owned(),
+            "    routes:".to_owned(),
+            "      - { bucket: \"*\", backend: local }".to_owned(),
+        ]
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
         std::fs::write(dir.path().join("sluice.yaml"), config).expect("write config");
         let stderr_log = dir.path().join("sluice.log");
         let mut child = Command::new(bin())

@@ -46,7 +46,7 @@ pub fn uri_encode(s: &[u8], encode_slash: bool) -> String {
 }
 
 fn push_uri_encoded(out: &mut String, s: &[u8], encode_slash: bool) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (b == b'/' && !encode_slash) {
             out.push(char::from(b));

@@ -151,7 +151,7 @@ pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Config, Confi
     let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let place = e.path().to_string();
         let inner = e.into_inner();
-        let place = if place == "." { String::new() } else { format!("{place}: ") };
+        let place = if place == "." || place == "?" { String::new() } else { format!("{place}: ") };
         ConfigErrors(vec![format!("{place}{inner}")])
     })?;
     validate(raw, source, base_dir)

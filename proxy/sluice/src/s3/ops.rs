@@ -173,7 +173,10 @@ async fn get_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, h
         })?,
         None => None,
     };
-    let mut resp = object_headers(&meta, ctx.query)?;
+    // S3 returns the stored checksum only when asked (ChecksumMode) and only for whole objects:
+    // a checksum of the whole object would not match a range.
+    let checksum_mode = header_str(ctx.headers, "x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
+    let mut resp = object_headers(&meta, ctx.query, checksum_mode && range.is_none())?;
     let status = match range {
         Some(r) => {
             resp = resp
@@ -230,7 +233,7 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageE
     Ok(Some(range))
 }
 
-fn object_headers(meta: &ObjectMeta, query: Option<&str>) -> Result<http::response::Builder, S3Error> {
+fn object_headers(meta: &ObjectMeta, query: Option<&str>, with_checksum: bool) -> Result<http::response::Builder, S3Error> {
     let h = &meta.headers;
     let last_modified = httpdate::fmt_http_date(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
@@ -254,7 +257,7 @@ fn object_headers(meta: &ObjectMeta, query: Option<&str>) -> Result<http::respon
     for (name, value) in &h.user_meta {
         b = b.header(format!("x-amz-meta-{name}"), value);
     }
-    if let Some((name, value)) = &meta.checksum {
+    if let Some((name, value)) = meta.checksum.as_ref().filter(|_| with_checksum) {
         b = b.header(name, value);
     }
     // response-* overrides, as in S3 (only valid on signed requests, which all of ours are).
