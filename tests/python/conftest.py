@@ -375,7 +375,9 @@ def aws(sluice: Sluice, tmp_path_factory) -> AwsCli:
         HOME=str(home),
     )
     cli = AwsCli(exe=exe, env=env, endpoint=sluice.endpoint, cwd=home)
-    # No multipart (not implemented by sluice yet) and path-style addressing.
+    # No multipart (not implemented by sluice yet), path-style addressing, and SigV4 everywhere:
+    # aws CLI v1 presigns with SigV2 unless told otherwise, and sluice speaks SigV4 only.
     cli("configure", "set", "default.s3.multipart_threshold", "5GB", endpoint=False)
     cli("configure", "set", "default.s3.addressing_style", "path", endpoint=False)
+    cli("configure", "set", "default.s3.signature_version", "s3v4", endpoint=False)
     return cli

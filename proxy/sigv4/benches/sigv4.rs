@@ -19,9 +19,15 @@ const T0: i64 = 1_369_353_600;
 /// S3's documented GET Object example.
 fn get_object() -> (Uri, HeaderMap) {
     let mut h = HeaderMap::new();
-    h.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+    h.insert(
+        "host",
+        HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+    );
     h.insert("range", HeaderValue::from_static("bytes=0-9"));
-    h.insert("x-amz-content-sha256", HeaderValue::from_static(sluice_sigv4::EMPTY_SHA256));
+    h.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_static(sluice_sigv4::EMPTY_SHA256),
+    );
     h.insert("x-amz-date", HeaderValue::from_static("20130524T000000Z"));
     h.insert("authorization", HeaderValue::from_static(
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
@@ -39,14 +45,30 @@ fn bench_verify(c: &mut Criterion) {
             let req = parse_auth(&Method::GET, &uri, &headers).unwrap().unwrap();
             let s = &req.scope;
             let key = SigningKey::derive(&secret, &s.date, &s.region, &s.service);
-            let v = verify(&req, &Method::GET, &uri, &headers, &key, T0, CanonicalSettings::S3);
+            let v = verify(
+                &req,
+                &Method::GET,
+                &uri,
+                &headers,
+                &key,
+                T0,
+                CanonicalSettings::S3,
+            );
             black_box(v.unwrap());
         });
     });
     group.bench_function("cached_key", |b| {
         b.iter(|| {
             let req = parse_auth(&Method::GET, &uri, &headers).unwrap().unwrap();
-            let v = verify(&req, &Method::GET, &uri, &headers, &cached, T0, CanonicalSettings::S3);
+            let v = verify(
+                &req,
+                &Method::GET,
+                &uri,
+                &headers,
+                &cached,
+                T0,
+                CanonicalSettings::S3,
+            );
             black_box(v.unwrap());
         });
     });

@@ -28,7 +28,10 @@ pub struct CredentialScope {
 impl CredentialScope {
     /// `date/region/service/aws4_request`, as it appears in the string to sign.
     pub fn as_string(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 }
 
@@ -67,7 +70,9 @@ impl PayloadMode {
             STREAMING_UNSIGNED_TRAILER => Self::StreamingUnsignedTrailer,
             hex_text => {
                 let lowercase_hex = hex_text.len() == 64
-                    && hex_text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                    && hex_text
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                 let mut hash = [0u8; 32];
                 if !lowercase_hex || hex::decode_to_slice(hex_text, &mut hash).is_err() {
                     return Err(SigV4Error::InvalidContentSha256);
@@ -143,9 +148,9 @@ pub fn parse_auth(
         (None, false) if has("AWSAccessKeyId") && has("Signature") => {
             Err(SigV4Error::UnsupportedAlgorithm)
         }
-        (None, false) if has("X-Amz-Credential") || has("X-Amz-Signature") => Err(
-            SigV4Error::QueryParams("X-Amz-Algorithm is missing".into()),
-        ),
+        (None, false) if has("X-Amz-Credential") || has("X-Amz-Signature") => {
+            Err(SigV4Error::QueryParams("X-Amz-Algorithm is missing".into()))
+        }
         (None, false) => Ok(None),
     }
 }
@@ -291,7 +296,8 @@ fn parse_credential(credential: &str) -> Result<(String, CredentialScope), Strin
 /// `host;x-amz-date;...`: lowercase tokens, strictly ascending (sorted, no repeats), with `host`.
 fn parse_signed_headers(list: &str) -> Result<Vec<String>, String> {
     let names: Vec<String> = list.split(';').map(str::to_owned).collect();
-    let is_token_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let is_token_char =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
     if let Some(bad) = names
         .iter()
         .find(|n| n.is_empty() || !n.bytes().all(is_token_char))
@@ -363,9 +369,15 @@ mod tests {
 
     fn s3_headers(authorization: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+        h.insert(
+            "host",
+            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+        );
         h.insert("range", HeaderValue::from_static("bytes=0-9"));
-        h.insert("x-amz-content-sha256", HeaderValue::from_static(EMPTY_SHA256));
+        h.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(EMPTY_SHA256),
+        );
         h.insert("x-amz-date", HeaderValue::from_static("20130524T000000Z"));
         h.insert(
             header::AUTHORIZATION,
@@ -434,7 +446,8 @@ mod tests {
 
     #[test]
     fn signed_headers_rules() {
-        let with = |signed: &str| AUTH.replace("host;range;x-amz-content-sha256;x-amz-date", signed);
+        let with =
+            |signed: &str| AUTH.replace("host;range;x-amz-content-sha256;x-amz-date", signed);
         for signed in [
             "range;host;x-amz-content-sha256;x-amz-date",
             "host;host;x-amz-date",
@@ -460,28 +473,46 @@ mod tests {
             "AWS4-HMAC-SHA256,Credential=x",
         ] {
             let err = parse("/", &s3_headers(auth)).unwrap_err();
-            assert!(matches!(err, SigV4Error::UnsupportedAlgorithm), "{auth:?} gave {err:?}");
+            assert!(
+                matches!(err, SigV4Error::UnsupportedAlgorithm),
+                "{auth:?} gave {err:?}"
+            );
         }
-        let v2_query = "/k?AWSAccessKeyId=AKID&Expires=1141889120&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D";
+        let v2_query =
+            "/k?AWSAccessKeyId=AKID&Expires=1141889120&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D";
         let mut h = s3_headers(AUTH);
         h.remove(header::AUTHORIZATION);
-        assert!(matches!(parse(v2_query, &h), Err(SigV4Error::UnsupportedAlgorithm)));
+        assert!(matches!(
+            parse(v2_query, &h),
+            Err(SigV4Error::UnsupportedAlgorithm)
+        ));
     }
 
     #[test]
     fn date_and_content_sha256_requirements() {
         let mut h = s3_headers(AUTH);
         h.remove("x-amz-content-sha256");
-        assert!(matches!(parse("/", &h), Err(SigV4Error::MissingContentSha256)));
+        assert!(matches!(
+            parse("/", &h),
+            Err(SigV4Error::MissingContentSha256)
+        ));
 
         let mut h = s3_headers(AUTH);
         h.insert("x-amz-content-sha256", HeaderValue::from_static("abc"));
-        assert!(matches!(parse("/", &h), Err(SigV4Error::InvalidContentSha256)));
+        assert!(matches!(
+            parse("/", &h),
+            Err(SigV4Error::InvalidContentSha256)
+        ));
         h.insert(
             "x-amz-content-sha256",
-            HeaderValue::from_static("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"),
+            HeaderValue::from_static(
+                "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            ),
         );
-        assert!(matches!(parse("/", &h), Err(SigV4Error::InvalidContentSha256)));
+        assert!(matches!(
+            parse("/", &h),
+            Err(SigV4Error::InvalidContentSha256)
+        ));
 
         let mut h = s3_headers(AUTH);
         h.remove("x-amz-date");
@@ -489,7 +520,10 @@ mod tests {
         h.insert("x-amz-date", HeaderValue::from_static("2013-05-24"));
         assert!(matches!(parse("/", &h), Err(SigV4Error::MissingDate)));
         h.remove("x-amz-date");
-        h.insert("date", HeaderValue::from_static("Fri, 24 May 2013 00:00:00 GMT"));
+        h.insert(
+            "date",
+            HeaderValue::from_static("Fri, 24 May 2013 00:00:00 GMT"),
+        );
         let req = parse("/", &h).unwrap().unwrap();
         assert_eq!(req.date.as_str(), "20130524T000000Z");
     }
@@ -499,8 +533,14 @@ mod tests {
         for (text, mode) in [
             (UNSIGNED_PAYLOAD, PayloadMode::Unsigned),
             (STREAMING_SIGNED, PayloadMode::StreamingSigned),
-            (STREAMING_SIGNED_TRAILER, PayloadMode::StreamingSignedTrailer),
-            (STREAMING_UNSIGNED_TRAILER, PayloadMode::StreamingUnsignedTrailer),
+            (
+                STREAMING_SIGNED_TRAILER,
+                PayloadMode::StreamingSignedTrailer,
+            ),
+            (
+                STREAMING_UNSIGNED_TRAILER,
+                PayloadMode::StreamingUnsignedTrailer,
+            ),
         ] {
             assert_eq!(PayloadMode::parse(text).unwrap(), mode);
             assert_eq!(mode.header_value(), text);
@@ -519,7 +559,10 @@ mod tests {
 
     fn host_only() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+        h.insert(
+            "host",
+            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+        );
         h
     }
 
@@ -528,7 +571,12 @@ mod tests {
         let req = parse(PRESIGNED, &host_only()).unwrap().unwrap();
         assert_eq!(req.access_key_id, "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(req.scope.region, "us-east-1");
-        assert_eq!(req.kind, AuthKind::Presigned { expires_secs: 86400 });
+        assert_eq!(
+            req.kind,
+            AuthKind::Presigned {
+                expires_secs: 86400
+            }
+        );
         assert_eq!(req.payload, PayloadMode::Unsigned);
         assert_eq!(req.signed_headers, ["host"]);
 
@@ -541,7 +589,10 @@ mod tests {
     fn query_form_errors() {
         let expect_query_error = |uri: &str| {
             let err = parse(uri, &host_only()).unwrap_err();
-            assert!(matches!(err, SigV4Error::QueryParams(_)), "{uri} gave {err:?}");
+            assert!(
+                matches!(err, SigV4Error::QueryParams(_)),
+                "{uri} gave {err:?}"
+            );
         };
         expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=0"));
         expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=604801"));
@@ -549,15 +600,22 @@ mod tests {
         expect_query_error(&PRESIGNED.replace("&X-Amz-Expires=86400", ""));
         expect_query_error(&PRESIGNED.replace("&X-Amz-Date=20130524T000000Z", ""));
         expect_query_error(&PRESIGNED.replace("20130524T000000Z", "20130524"));
-        expect_query_error(&PRESIGNED.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=range"));
+        expect_query_error(
+            &PRESIGNED.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=range"),
+        );
         expect_query_error(&PRESIGNED.replace("&X-Amz-Signature=aeeed9", "&X-Amz-Signature=zz"));
         expect_query_error(&format!("{PRESIGNED}&X-Amz-Date=20130524T000000Z"));
-        expect_query_error(&format!("{PRESIGNED}&X-Amz-Content-Sha256={STREAMING_SIGNED}"));
+        expect_query_error(&format!(
+            "{PRESIGNED}&X-Amz-Content-Sha256={STREAMING_SIGNED}"
+        ));
         expect_query_error(&PRESIGNED.replace("X-Amz-Algorithm=AWS4-HMAC-SHA256&", ""));
         let ok_max = PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=604800");
         assert!(parse(&ok_max, &host_only()).unwrap().is_some());
         let sigv4a = PRESIGNED.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256");
-        assert!(matches!(parse(&sigv4a, &host_only()), Err(SigV4Error::UnsupportedAlgorithm)));
+        assert!(matches!(
+            parse(&sigv4a, &host_only()),
+            Err(SigV4Error::UnsupportedAlgorithm)
+        ));
     }
 
     #[test]

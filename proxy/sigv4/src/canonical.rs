@@ -48,7 +48,10 @@ pub fn uri_encode(s: &[u8], encode_slash: bool) -> String {
 fn push_uri_encoded(out: &mut String, s: &[u8], encode_slash: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (b == b'/' && !encode_slash) {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (b == b'/' && !encode_slash)
+        {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -239,7 +242,11 @@ mod tests {
         assert_eq!(canonical_uri("/test$file.text", s3), "/test%24file.text");
         assert_eq!(canonical_uri("/test%24file.text", s3), "/test%24file.text");
         assert_eq!(canonical_uri("/a%7eb/%7E~", s3), "/a~b/~~");
-        assert_eq!(canonical_uri("/a%2fb", s3), "/a%2Fb", "encoded slash stays in its segment");
+        assert_eq!(
+            canonical_uri("/a%2fb", s3),
+            "/a%2Fb",
+            "encoded slash stays in its segment"
+        );
         assert_eq!(canonical_uri("/a//b/../c/./", s3), "/a//b/../c/./");
         assert_eq!(canonical_uri("/photos/a+b%20c", s3), "/photos/a%2Bb%20c");
         assert_eq!(canonical_uri("/ሴ", s3), "/%E1%88%B4");
@@ -273,7 +280,10 @@ mod tests {
         );
         // Unicode, raw or encoded (lowercase hex canonicalises to uppercase).
         assert_eq!(canonical_query(Some("ሴ=bar"), false), "%E1%88%B4=bar");
-        assert_eq!(canonical_query(Some("%e1%88%b4=bar"), false), "%E1%88%B4=bar");
+        assert_eq!(
+            canonical_query(Some("%e1%88%b4=bar"), false),
+            "%E1%88%B4=bar"
+        );
         assert_eq!(canonical_query(Some("k=a/b"), false), "k=a%2Fb");
         assert_eq!(canonical_query(Some("a=1&&b=2"), false), "a=1&b=2");
         // Only `=` splits once: the value may contain `=`.

@@ -217,7 +217,11 @@ mod tests {
             (Crc32c, b"hello world", "yZRlqg=="),
             (Crc64Nvme, b"hello world", "jSnVw/bqjr4="),
             (Sha1, b"hello world", "Kq5sNclPz7QV2+lfQIuc6R7oRu0="),
-            (Sha256, b"hello world", "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="),
+            (
+                Sha256,
+                b"hello world",
+                "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=",
+            ),
             (Crc32, b"", "AAAAAA=="),
             (Crc32c, b"", "AAAAAA=="),
             (Crc64Nvme, b"", "AAAAAAAAAAA="),
@@ -227,7 +231,11 @@ mod tests {
             (Crc32c, b"123456789", "4waSgw=="),
             (Crc64Nvme, b"123456789", "rosUhgp5mIg="),
             (Sha1, b"abc", "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="),
-            (Sha256, b"abc", "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="),
+            (
+                Sha256,
+                b"abc",
+                "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+            ),
         ];
         for (alg, data, expected) in cases {
             assert_eq!(checksum(alg, data), expected, "{alg} of {data:?}");
@@ -249,17 +257,29 @@ mod tests {
     #[test]
     fn names() {
         for alg in ChecksumAlgorithm::ALL {
-            assert_eq!(ChecksumAlgorithm::from_header_name(alg.header_name()), Some(alg));
+            assert_eq!(
+                ChecksumAlgorithm::from_header_name(alg.header_name()),
+                Some(alg)
+            );
             assert_eq!(ChecksumAlgorithm::from_name(alg.name()), Some(alg));
-            assert_eq!(Checksummer::new(alg).finalize_bytes().len(), alg.digest_len());
+            assert_eq!(
+                Checksummer::new(alg).finalize_bytes().len(),
+                alg.digest_len()
+            );
         }
         assert_eq!(
             ChecksumAlgorithm::from_header_name("X-Amz-Checksum-CRC32C"),
             Some(ChecksumAlgorithm::Crc32c)
         );
-        assert_eq!(ChecksumAlgorithm::from_name("crc64nvme"), Some(ChecksumAlgorithm::Crc64Nvme));
+        assert_eq!(
+            ChecksumAlgorithm::from_name("crc64nvme"),
+            Some(ChecksumAlgorithm::Crc64Nvme)
+        );
         assert_eq!(ChecksumAlgorithm::from_name("MD5"), None);
-        assert_eq!(ChecksumAlgorithm::from_header_name("x-amz-checksum-md5"), None);
+        assert_eq!(
+            ChecksumAlgorithm::from_header_name("x-amz-checksum-md5"),
+            None
+        );
     }
 
     #[test]
@@ -269,7 +289,9 @@ mod tests {
         assert!(c.clone().verify("DUoRhQ==").is_ok());
         assert!(matches!(
             c.clone().verify("DUoRhR=="),
-            Err(SigV4Error::ChecksumMismatch { algorithm: ChecksumAlgorithm::Crc32 })
+            Err(SigV4Error::ChecksumMismatch {
+                algorithm: ChecksumAlgorithm::Crc32
+            })
         ));
         assert!(c.verify("not base64!").is_err());
 

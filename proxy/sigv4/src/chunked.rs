@@ -21,11 +21,11 @@ use std::fmt::Write as _;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
+use crate::EMPTY_SHA256;
 use crate::auth::CredentialScope;
 use crate::error::SigV4Error;
 use crate::secret::{Signature, SigningKey, sha256};
 use crate::time::AmzDate;
-use crate::EMPTY_SHA256;
 
 /// Longest chunk-header or trailer line accepted, without its CRLF.
 pub const MAX_CHUNK_LINE_LEN: usize = 4096;
@@ -336,7 +336,9 @@ impl ChunkedDecoder {
 
     fn on_trailer_line(&mut self, line: &[u8]) -> Result<(), SigV4Error> {
         if !self.expect_trailer {
-            return Err(malformed("trailing headers in a body declared without them"));
+            return Err(malformed(
+                "trailing headers in a body declared without them",
+            ));
         }
         if self.trailer_signature_checked {
             return Err(malformed("trailing header after x-amz-trailer-signature"));
@@ -449,7 +451,11 @@ impl ChunkedEncoder {
     fn chunk_header(&mut self, data: &[u8]) -> Vec<u8> {
         let mut header = format!("{:x}", data.len());
         if let Some(chain) = &mut self.chain {
-            let _ = write!(header, ";chunk-signature={}", chain.sign_chunk(data).to_hex());
+            let _ = write!(
+                header,
+                ";chunk-signature={}",
+                chain.sign_chunk(data).to_hex()
+            );
         }
         header.push_str("\r\n");
         let mut out = Vec::with_capacity(header.len() + data.len() + 2);
@@ -493,10 +499,15 @@ mod tests {
                     Decoded::End { trailers } => end = Some(trailers),
                 }
             }
-            assert!(input.is_empty(), "Ok(None) must mean all input was consumed");
+            assert!(
+                input.is_empty(),
+                "Ok(None) must mean all input was consumed"
+            );
         }
         match (end, decoder.finish()?) {
-            (Some(trailers), None) | (None, Some(Decoded::End { trailers })) => Ok((data, trailers)),
+            (Some(trailers), None) | (None, Some(Decoded::End { trailers })) => {
+                Ok((data, trailers))
+            }
             other => panic!("finish gave {other:?}"),
         }
     }
@@ -513,8 +524,12 @@ mod tests {
     fn signed_round_trip_every_split() {
         let body = signed_body(false, &[]);
         for step in [1, 2, 3, 7, 64, body.len()] {
-            let (data, trailers) =
-                decode(ChunkedDecoder::new(Some(chain()), false, 1 << 20), &body, step).unwrap();
+            let (data, trailers) = decode(
+                ChunkedDecoder::new(Some(chain()), false, 1 << 20),
+                &body,
+                step,
+            )
+            .unwrap();
             assert_eq!(data, b"hello world");
             assert!(trailers.is_empty());
         }
@@ -526,12 +541,19 @@ mod tests {
         let (data, trailers) =
             decode(ChunkedDecoder::new(Some(chain()), true, 1 << 20), &body, 5).unwrap();
         assert_eq!(data, b"hello world");
-        assert_eq!(trailers, [("x-amz-checksum-crc32".to_owned(), "DUoRhQ==".to_owned())]);
+        assert_eq!(
+            trailers,
+            [("x-amz-checksum-crc32".to_owned(), "DUoRhQ==".to_owned())]
+        );
 
         let text = String::from_utf8(body.clone()).unwrap();
         let tampered = text.replace("DUoRhQ==", "DUoRhR==");
         assert!(matches!(
-            decode(ChunkedDecoder::new(Some(chain()), true, 1 << 20), tampered.as_bytes(), 5),
+            decode(
+                ChunkedDecoder::new(Some(chain()), true, 1 << 20),
+                tampered.as_bytes(),
+                5
+            ),
             Err(SigV4Error::ChunkSignatureMismatch)
         ));
         let unsigned = text.replace(
@@ -539,7 +561,11 @@ mod tests {
             "",
         );
         assert!(matches!(
-            decode(ChunkedDecoder::new(Some(chain()), true, 1 << 20), unsigned.as_bytes(), 5),
+            decode(
+                ChunkedDecoder::new(Some(chain()), true, 1 << 20),
+                unsigned.as_bytes(),
+                5
+            ),
             Err(SigV4Error::MalformedChunk(_))
         ));
     }
@@ -560,7 +586,10 @@ mod tests {
             }
         };
         assert!(matches!(err, SigV4Error::ChunkSignatureMismatch));
-        assert_eq!(released, b"hello ", "the bad chunk's bytes are never released");
+        assert_eq!(
+            released, b"hello ",
+            "the bad chunk's bytes are never released"
+        );
     }
 
     #[test]
@@ -568,9 +597,13 @@ mod tests {
         let mut enc = ChunkedEncoder::new(None, true);
         let mut body = enc.chunk(b"hello world");
         body.extend(enc.finish(&[("x-amz-checksum-crc32", "DUoRhQ==")]));
-        assert_eq!(body, b"b\r\nhello world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n");
+        assert_eq!(
+            body,
+            b"b\r\nhello world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n"
+        );
         for step in [1, 4, body.len()] {
-            let (data, trailers) = decode(ChunkedDecoder::new(None, true, 1024), &body, step).unwrap();
+            let (data, trailers) =
+                decode(ChunkedDecoder::new(None, true, 1024), &body, step).unwrap();
             assert_eq!(data, b"hello world");
             assert_eq!(trailers[0].1, "DUoRhQ==");
         }
@@ -578,7 +611,10 @@ mod tests {
         let lax = b"b;foo=bar\r\nhello world\r\n0\r\nX-Amz-Checksum-Crc32: DUoRhQ==\r\n";
         let (data, trailers) = decode(ChunkedDecoder::new(None, true, 1024), lax, 3).unwrap();
         assert_eq!(data, b"hello world");
-        assert_eq!(trailers, [("x-amz-checksum-crc32".to_owned(), "DUoRhQ==".to_owned())]);
+        assert_eq!(
+            trailers,
+            [("x-amz-checksum-crc32".to_owned(), "DUoRhQ==".to_owned())]
+        );
     }
 
     #[test]
@@ -586,14 +622,25 @@ mod tests {
         let body = signed_body(true, &[("x-amz-checksum-crc32", "DUoRhQ==")]);
         // Every proper prefix except "all but the final CRLF" (or its last byte) is incomplete.
         for cut in 0..body.len() - 2 {
-            let result = decode(ChunkedDecoder::new(Some(chain()), true, 1 << 20), &body[..cut], 7);
+            let result = decode(
+                ChunkedDecoder::new(Some(chain()), true, 1 << 20),
+                &body[..cut],
+                7,
+            );
             assert!(
                 matches!(result, Err(SigV4Error::IncompleteBody)),
                 "cut at {cut}: {result:?}"
             );
         }
         for cut in [body.len() - 2, body.len() - 1] {
-            assert!(decode(ChunkedDecoder::new(Some(chain()), true, 1 << 20), &body[..cut], 7).is_ok());
+            assert!(
+                decode(
+                    ChunkedDecoder::new(Some(chain()), true, 1 << 20),
+                    &body[..cut],
+                    7
+                )
+                .is_ok()
+            );
         }
     }
 
@@ -601,7 +648,10 @@ mod tests {
     fn bounds_and_framing_errors() {
         let expect_malformed = |decoder: ChunkedDecoder, body: &[u8]| {
             let result = decode(decoder, body, 1000);
-            assert!(matches!(result, Err(SigV4Error::MalformedChunk(_))), "{result:?}");
+            assert!(
+                matches!(result, Err(SigV4Error::MalformedChunk(_))),
+                "{result:?}"
+            );
         };
         // A header line that never ends is cut off at the bound, not buffered.
         let long = vec![b'1'; MAX_CHUNK_LINE_LEN + 10];
@@ -618,14 +668,29 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         expect_malformed(ChunkedDecoder::new(None, true, 1024), &many);
         // Chunk larger than allowed, bad sizes, missing CRLF after data, bare LF.
-        expect_malformed(ChunkedDecoder::new(None, true, 4), b"5\r\nhello\r\n0\r\n\r\n");
+        expect_malformed(
+            ChunkedDecoder::new(None, true, 4),
+            b"5\r\nhello\r\n0\r\n\r\n",
+        );
         expect_malformed(ChunkedDecoder::new(None, true, 64), b"zz\r\n");
         expect_malformed(ChunkedDecoder::new(None, true, 64), b"\r\n");
-        expect_malformed(ChunkedDecoder::new(None, true, 64), b"11111111111111111\r\n");
-        expect_malformed(ChunkedDecoder::new(None, true, 64), b"5\r\nhelloX\r\n0\r\n\r\n");
-        expect_malformed(ChunkedDecoder::new(None, true, 64), b"5\nhello\r\n0\r\n\r\n");
+        expect_malformed(
+            ChunkedDecoder::new(None, true, 64),
+            b"11111111111111111\r\n",
+        );
+        expect_malformed(
+            ChunkedDecoder::new(None, true, 64),
+            b"5\r\nhelloX\r\n0\r\n\r\n",
+        );
+        expect_malformed(
+            ChunkedDecoder::new(None, true, 64),
+            b"5\nhello\r\n0\r\n\r\n",
+        );
         // Signed mode requires a signature on every chunk.
-        expect_malformed(ChunkedDecoder::new(Some(chain()), false, 64), b"5\r\nhello\r\n");
+        expect_malformed(
+            ChunkedDecoder::new(Some(chain()), false, 64),
+            b"5\r\nhello\r\n",
+        );
         // Trailers where none were declared; trailer signature in an unsigned body.
         expect_malformed(ChunkedDecoder::new(None, false, 64), b"0\r\nx-a:b\r\n\r\n");
         let sig = format!("0\r\nx-amz-trailer-signature:{}\r\n\r\n", "ab".repeat(32));
@@ -638,7 +703,10 @@ mod tests {
     fn end_is_reported_once() {
         let mut decoder = ChunkedDecoder::new(None, true, 64);
         let mut input = BytesMut::from(&b"0\r\n\r\n"[..]);
-        assert!(matches!(decoder.feed(&mut input), Ok(Some(Decoded::End { .. }))));
+        assert!(matches!(
+            decoder.feed(&mut input),
+            Ok(Some(Decoded::End { .. }))
+        ));
         assert!(matches!(decoder.feed(&mut input), Ok(None)));
         assert!(matches!(decoder.finish(), Ok(None)));
     }

@@ -65,7 +65,9 @@ pub enum SigV4Error {
     #[error("the provided 'x-amz-content-sha256' header does not match what was computed")]
     ContentSha256Mismatch,
     /// Both an `Authorization` header and `X-Amz-Algorithm` query parameter were sent.
-    #[error("only one auth mechanism allowed; send either the Authorization header or X-Amz-* query parameters")]
+    #[error(
+        "only one auth mechanism allowed; send either the Authorization header or X-Amz-* query parameters"
+    )]
     BothAuthMethods,
     /// The client-side signer was given something it cannot put in a header (Sluice's fault).
     #[error("cannot sign request: {0}")]
@@ -137,7 +139,11 @@ mod tests {
             (SigV4Error::MissingDate, "AccessDenied", 403),
             (SigV4Error::MissingContentSha256, "InvalidRequest", 400),
             (SigV4Error::InvalidContentSha256, "InvalidArgument", 400),
-            (SigV4Error::RequestTimeTooSkewed, "RequestTimeTooSkewed", 403),
+            (
+                SigV4Error::RequestTimeTooSkewed,
+                "RequestTimeTooSkewed",
+                403,
+            ),
             (SigV4Error::Expired, "AccessDenied", 403),
             (
                 SigV4Error::SignatureDoesNotMatch {
@@ -147,8 +153,16 @@ mod tests {
                 "SignatureDoesNotMatch",
                 403,
             ),
-            (SigV4Error::ChunkSignatureMismatch, "SignatureDoesNotMatch", 403),
-            (SigV4Error::MalformedChunk("x".into()), "InvalidRequest", 400),
+            (
+                SigV4Error::ChunkSignatureMismatch,
+                "SignatureDoesNotMatch",
+                403,
+            ),
+            (
+                SigV4Error::MalformedChunk("x".into()),
+                "InvalidRequest",
+                400,
+            ),
             (SigV4Error::IncompleteBody, "IncompleteBody", 400),
             (
                 SigV4Error::ChecksumMismatch {
@@ -157,7 +171,11 @@ mod tests {
                 "BadDigest",
                 400,
             ),
-            (SigV4Error::ContentSha256Mismatch, "XAmzContentSHA256Mismatch", 400),
+            (
+                SigV4Error::ContentSha256Mismatch,
+                "XAmzContentSHA256Mismatch",
+                400,
+            ),
             (SigV4Error::BothAuthMethods, "InvalidArgument", 400),
             (SigV4Error::Signing("x".into()), "InternalError", 500),
         ];

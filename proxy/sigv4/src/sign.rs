@@ -56,7 +56,12 @@ impl SigningParams<'_> {
     }
 
     pub fn signing_key(&self) -> SigningKey {
-        SigningKey::derive(self.secret, &self.date.date_stamp(), self.region, self.service)
+        SigningKey::derive(
+            self.secret,
+            &self.date.date_stamp(),
+            self.region,
+            self.service,
+        )
     }
 }
 
@@ -156,7 +161,11 @@ pub fn presign_url(
         .sign(string_to_sign(params.date, &scope.as_string(), &canonical).as_bytes());
     append_param(&mut query, "X-Amz-Signature", &signature.to_hex());
 
-    let path = if uri.path().is_empty() { "/" } else { uri.path() };
+    let path = if uri.path().is_empty() {
+        "/"
+    } else {
+        uri.path()
+    };
     Ok(match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}?{query}"),
         _ => format!("{path}?{query}"),
@@ -246,10 +255,28 @@ mod tests {
         let req = parse_auth(&Method::PUT, &uri, &headers).unwrap().unwrap();
         let key = p.signing_key();
         let now = date.unix_seconds();
-        verify(&req, &Method::PUT, &uri, &headers, &key, now, CanonicalSettings::S3).unwrap();
+        verify(
+            &req,
+            &Method::PUT,
+            &uri,
+            &headers,
+            &key,
+            now,
+            CanonicalSettings::S3,
+        )
+        .unwrap();
         // The user agent is not signed, so a proxy may rewrite it.
         headers.insert("user-agent", HeaderValue::from_static("other"));
-        verify(&req, &Method::PUT, &uri, &headers, &key, now, CanonicalSettings::S3).unwrap();
+        verify(
+            &req,
+            &Method::PUT,
+            &uri,
+            &headers,
+            &key,
+            now,
+            CanonicalSettings::S3,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -258,25 +285,62 @@ mod tests {
         let date = AmzDate::from_unix(1_700_000_000);
         let mut p = params(&secret, &date);
         p.session_token = Some("token/with+chars=");
-        let uri: Uri = "http://localhost:8080/bucket/key?versionId=3".parse().unwrap();
-        let url = presign_url(&Method::GET, &uri, &HeaderMap::new(), 60, &PayloadMode::Unsigned, &p)
+        let uri: Uri = "http://localhost:8080/bucket/key?versionId=3"
+            .parse()
             .unwrap();
+        let url = presign_url(
+            &Method::GET,
+            &uri,
+            &HeaderMap::new(),
+            60,
+            &PayloadMode::Unsigned,
+            &p,
+        )
+        .unwrap();
         assert!(url.starts_with("http://localhost:8080/bucket/key?versionId=3&X-Amz-Algorithm="));
         assert!(url.contains("X-Amz-Security-Token=token%2Fwith%2Bchars%3D"));
 
         let signed_uri: Uri = url.parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("localhost:8080"));
-        let req = parse_auth(&Method::GET, &signed_uri, &headers).unwrap().unwrap();
+        let req = parse_auth(&Method::GET, &signed_uri, &headers)
+            .unwrap()
+            .unwrap();
         assert_eq!(req.kind, AuthKind::Presigned { expires_secs: 60 });
         let now = date.unix_seconds() + 59;
         let key = p.signing_key();
-        verify(&req, &Method::GET, &signed_uri, &headers, &key, now, CanonicalSettings::S3).unwrap();
+        verify(
+            &req,
+            &Method::GET,
+            &signed_uri,
+            &headers,
+            &key,
+            now,
+            CanonicalSettings::S3,
+        )
+        .unwrap();
 
-        assert!(presign_url(&Method::GET, &uri, &HeaderMap::new(), 0, &PayloadMode::Unsigned, &p).is_err());
+        assert!(
+            presign_url(
+                &Method::GET,
+                &uri,
+                &HeaderMap::new(),
+                0,
+                &PayloadMode::Unsigned,
+                &p
+            )
+            .is_err()
+        );
         let relative: Uri = "/k".parse().unwrap();
         assert!(matches!(
-            presign_url(&Method::GET, &relative, &HeaderMap::new(), 60, &PayloadMode::Unsigned, &p),
+            presign_url(
+                &Method::GET,
+                &relative,
+                &HeaderMap::new(),
+                60,
+                &PayloadMode::Unsigned,
+                &p
+            ),
             Err(SigV4Error::Signing(_))
         ));
     }

@@ -38,9 +38,8 @@ impl AmzDate {
                 .fold(0, |acc, d| acc * 10 + u32::from(d - b'0'))
         };
         let month = Month::try_from(u8::try_from(num(4..6)).ok()?).ok()?;
-        let date =
-            Date::from_calendar_date(i32::try_from(num(0..4)).ok()?, month, num(6..8) as u8)
-                .ok()?;
+        let date = Date::from_calendar_date(i32::try_from(num(0..4)).ok()?, month, num(6..8) as u8)
+            .ok()?;
         let time = Time::from_hms(num(9..11) as u8, num(11..13) as u8, num(13..15) as u8).ok()?;
         let unix = PrimitiveDateTime::new(date, time)
             .assume_utc()
@@ -112,7 +111,10 @@ mod tests {
         assert_eq!(d.to_string(), "20130524T000000Z");
         assert_eq!(AmzDate::from_unix(1_369_353_600), d);
         let d = AmzDate::parse("20150830T123600Z").unwrap();
-        assert_eq!(AmzDate::from_unix(d.unix_seconds()).as_str(), "20150830T123600Z");
+        assert_eq!(
+            AmzDate::from_unix(d.unix_seconds()).as_str(),
+            "20150830T123600Z"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use http::{HeaderMap, Method, Uri};
 
+use crate::MAX_CLOCK_SKEW_SECS;
 use crate::auth::{AuthKind, AuthRequest, CredentialScope, PayloadMode};
 use crate::canonical::{
     CanonicalSettings, canonical_headers, canonical_query, canonical_request, canonical_uri,
@@ -14,7 +15,6 @@ use crate::chunked::ChunkSignatureChain;
 use crate::error::SigV4Error;
 use crate::secret::{Signature, SigningKey};
 use crate::time::AmzDate;
-use crate::MAX_CLOCK_SKEW_SECS;
 
 /// A request whose signature and time window have been checked.
 ///
@@ -141,9 +141,15 @@ mod tests {
     /// S3's documented "GET Object" example.
     fn get_object() -> (Uri, HeaderMap) {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+        h.insert(
+            "host",
+            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+        );
         h.insert("range", HeaderValue::from_static("bytes=0-9"));
-        h.insert("x-amz-content-sha256", HeaderValue::from_static(crate::EMPTY_SHA256));
+        h.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(crate::EMPTY_SHA256),
+        );
         h.insert("x-amz-date", HeaderValue::from_static("20130524T000000Z"));
         h.insert("authorization", HeaderValue::from_static(
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
@@ -153,7 +159,15 @@ mod tests {
 
     fn run(uri: &Uri, h: &HeaderMap, now: i64) -> Result<Verified, SigV4Error> {
         let req = parse_auth(&Method::GET, uri, h).unwrap().unwrap();
-        verify(&req, &Method::GET, uri, h, &key(), now, CanonicalSettings::S3)
+        verify(
+            &req,
+            &Method::GET,
+            uri,
+            h,
+            &key(),
+            now,
+            CanonicalSettings::S3,
+        )
     }
 
     const T0: i64 = 1_369_353_600; // 20130524T000000Z
@@ -164,9 +178,18 @@ mod tests {
         assert!(run(&uri, &h, T0).is_ok());
         assert!(run(&uri, &h, T0 + 900).is_ok());
         assert!(run(&uri, &h, T0 - 900).is_ok());
-        assert!(matches!(run(&uri, &h, T0 + 901), Err(SigV4Error::RequestTimeTooSkewed)));
-        assert!(matches!(run(&uri, &h, T0 - 901), Err(SigV4Error::RequestTimeTooSkewed)));
-        assert!(matches!(run(&uri, &h, i64::MIN), Err(SigV4Error::RequestTimeTooSkewed)));
+        assert!(matches!(
+            run(&uri, &h, T0 + 901),
+            Err(SigV4Error::RequestTimeTooSkewed)
+        ));
+        assert!(matches!(
+            run(&uri, &h, T0 - 901),
+            Err(SigV4Error::RequestTimeTooSkewed)
+        ));
+        assert!(matches!(
+            run(&uri, &h, i64::MIN),
+            Err(SigV4Error::RequestTimeTooSkewed)
+        ));
     }
 
     #[test]
@@ -215,11 +238,20 @@ mod tests {
     fn presigned_time_window() {
         let uri: Uri = "/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404".parse().unwrap();
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+        h.insert(
+            "host",
+            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+        );
         assert!(run(&uri, &h, T0).is_ok());
         assert!(run(&uri, &h, T0 + 86_399).is_ok());
         assert!(run(&uri, &h, T0 - 900).is_ok());
-        assert!(matches!(run(&uri, &h, T0 + 86_400), Err(SigV4Error::Expired)));
-        assert!(matches!(run(&uri, &h, T0 - 901), Err(SigV4Error::RequestTimeTooSkewed)));
+        assert!(matches!(
+            run(&uri, &h, T0 + 86_400),
+            Err(SigV4Error::Expired)
+        ));
+        assert!(matches!(
+            run(&uri, &h, T0 - 901),
+            Err(SigV4Error::RequestTimeTooSkewed)
+        ));
     }
 }

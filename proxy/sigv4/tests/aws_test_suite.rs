@@ -75,11 +75,21 @@ impl Context {
     }
 
     fn key(&self) -> SigningKey {
-        SigningKey::derive(&self.secret, &self.date.date_stamp(), &self.region, &self.service)
+        SigningKey::derive(
+            &self.secret,
+            &self.date.date_stamp(),
+            &self.region,
+            &self.service,
+        )
     }
 
     fn scope(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date.date_stamp(), self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date.date_stamp(),
+            self.region,
+            self.service
+        )
     }
 
     /// The token is signed unless the vector adds it after signing.
@@ -170,7 +180,8 @@ impl RawRequest {
 }
 
 fn read(dir: &Path, file: &str) -> String {
-    fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+    fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
 }
 
 fn signed_names(headers: &HeaderMap) -> Vec<String> {
@@ -184,19 +195,36 @@ fn signed_names(headers: &HeaderMap) -> Vec<String> {
 fn expect(failures: &mut Vec<String>, vector: &str, file: &str, actual: &str, dir: &Path) {
     let expected = read(dir, file);
     if actual != expected.trim_end_matches('\n') {
-        failures.push(format!("{vector}/{file}:\n--- expected\n{expected}\n--- actual\n{actual}\n"));
+        failures.push(format!(
+            "{vector}/{file}:\n--- expected\n{expected}\n--- actual\n{actual}\n"
+        ));
     }
 }
 
-fn check_header_form(name: &str, dir: &Path, ctx: &Context, req: &RawRequest, failures: &mut Vec<String>) {
+fn check_header_form(
+    name: &str,
+    dir: &Path,
+    ctx: &Context,
+    req: &RawRequest,
+    failures: &mut Vec<String>,
+) {
     let mut headers = req.header_map();
-    headers.insert("x-amz-date", HeaderValue::from_str(ctx.date.as_str()).unwrap());
+    headers.insert(
+        "x-amz-date",
+        HeaderValue::from_str(ctx.date.as_str()).unwrap(),
+    );
     if let Some(token) = ctx.signed_token() {
-        headers.insert("x-amz-security-token", HeaderValue::from_str(token).unwrap());
+        headers.insert(
+            "x-amz-security-token",
+            HeaderValue::from_str(token).unwrap(),
+        );
     }
     let payload_hash = hex::encode(req.body_sha256());
     if ctx.sign_body {
-        headers.insert("x-amz-content-sha256", HeaderValue::from_str(&payload_hash).unwrap());
+        headers.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_str(&payload_hash).unwrap(),
+        );
     }
     let signed = signed_names(&headers);
     let creq = canonical_request(
@@ -214,7 +242,13 @@ fn check_header_form(name: &str, dir: &Path, ctx: &Context, req: &RawRequest, fa
     expect(failures, name, "header-signature.txt", &signature, dir);
 }
 
-fn check_query_form(name: &str, dir: &Path, ctx: &Context, req: &RawRequest, failures: &mut Vec<String>) {
+fn check_query_form(
+    name: &str,
+    dir: &Path,
+    ctx: &Context,
+    req: &RawRequest,
+    failures: &mut Vec<String>,
+) {
     let headers = req.header_map();
     let signed = signed_names(&headers);
     let mut query = req.query.clone().unwrap_or_default();
@@ -225,7 +259,10 @@ fn check_query_form(name: &str, dir: &Path, ctx: &Context, req: &RawRequest, fai
         query.push_str(&format!("{k}={}", uri_encode(v.as_bytes(), true)));
     };
     add("X-Amz-Algorithm", "AWS4-HMAC-SHA256");
-    add("X-Amz-Credential", &format!("{}/{}", ctx.access_key_id, ctx.scope()));
+    add(
+        "X-Amz-Credential",
+        &format!("{}/{}", ctx.access_key_id, ctx.scope()),
+    );
     add("X-Amz-Date", ctx.date.as_str());
     add("X-Amz-Expires", &ctx.expires.to_string());
     add("X-Amz-SignedHeaders", &signed.join(";"));
@@ -250,20 +287,40 @@ fn check_query_form(name: &str, dir: &Path, ctx: &Context, req: &RawRequest, fai
 /// The crate's own signer must reproduce the suite's signatures where it applies: `presign_url`
 /// everywhere the target is a valid URI, `sign_request` (which always sends
 /// `x-amz-content-sha256`, as S3 requires) only for the vectors that sign the body.
-fn check_signer(name: &str, dir: &Path, ctx: &Context, req: &RawRequest, failures: &mut Vec<String>) {
+fn check_signer(
+    name: &str,
+    dir: &Path,
+    ctx: &Context,
+    req: &RawRequest,
+    failures: &mut Vec<String>,
+) {
     let Ok(uri) = req.target.parse::<Uri>() else {
         return;
     };
     let payload = PayloadMode::Signed(req.body_sha256());
-    let url = presign_url(&req.method(), &uri, &req.header_map(), ctx.expires, &payload, &ctx.params())
-        .unwrap();
+    let url = presign_url(
+        &req.method(),
+        &uri,
+        &req.header_map(),
+        ctx.expires,
+        &payload,
+        &ctx.params(),
+    )
+    .unwrap();
     let signature = url.rsplit_once("X-Amz-Signature=").unwrap().1;
     expect(failures, name, "query-signature.txt", signature, dir);
 
     if ctx.sign_body {
         let mut headers = req.header_map();
-        let signature = sign_request(&req.method(), &uri, &mut headers, &payload, &ctx.params()).unwrap();
-        expect(failures, name, "header-signature.txt", &signature.to_hex(), dir);
+        let signature =
+            sign_request(&req.method(), &uri, &mut headers, &payload, &ctx.params()).unwrap();
+        expect(
+            failures,
+            name,
+            "header-signature.txt",
+            &signature.to_hex(),
+            dir,
+        );
     }
 }
 
@@ -280,14 +337,30 @@ fn parse_signed(req: &RawRequest, uri: &Uri) -> AuthRequest {
 }
 
 /// `verify` on the suite's signed request passes, and fails once one signature digit changes.
-fn check_verify(name: &str, file: &str, dir: &Path, ctx: &Context, signature_file: &str, failures: &mut Vec<String>) {
+fn check_verify(
+    name: &str,
+    file: &str,
+    dir: &Path,
+    ctx: &Context,
+    signature_file: &str,
+    failures: &mut Vec<String>,
+) {
     let text = read(dir, file);
     let run = |text: &str| -> Result<(), SigV4Error> {
         let req = RawRequest::parse(text);
         let uri: Uri = req.target.parse().expect("representable request target");
         let auth = parse_signed(&req, &uri);
         let now = ctx.date.unix_seconds();
-        verify(&auth, &req.method(), &uri, &req.header_map(), &ctx.key(), now, ctx.settings()).map(|_| ())
+        verify(
+            &auth,
+            &req.method(),
+            &uri,
+            &req.header_map(),
+            &ctx.key(),
+            now,
+            ctx.settings(),
+        )
+        .map(|_| ())
     };
     if let Err(e) = run(&text) {
         failures.push(format!("{name}/{file}: verify failed: {e:?}"));
@@ -297,7 +370,10 @@ fn check_verify(name: &str, file: &str, dir: &Path, ctx: &Context, signature_fil
     let signature = signature.trim();
     let flipped_digit = if signature.starts_with('0') { "1" } else { "0" };
     let tampered = text.replace(signature, &format!("{flipped_digit}{}", &signature[1..]));
-    assert_ne!(tampered, text, "{name}/{file}: signature not found in the request");
+    assert_ne!(
+        tampered, text,
+        "{name}/{file}: signature not found in the request"
+    );
     match run(&tampered) {
         Err(SigV4Error::SignatureDoesNotMatch { .. }) => {}
         other => failures.push(format!("{name}/{file}: tampered signature gave {other:?}")),
@@ -326,18 +402,43 @@ fn aws_sigv4_test_suite() {
         check_signer(name, dir, &ctx, &req, &mut failures);
 
         if PATH_NOT_REPRESENTABLE.contains(&name) {
-            assert!(req.target.parse::<Uri>().is_err(), "{name} is representable: unskip it");
+            assert!(
+                req.target.parse::<Uri>().is_err(),
+                "{name} is representable: unskip it"
+            );
             continue;
         }
-        check_verify(name, "header-signed-request.txt", dir, &ctx, "header-signature.txt", &mut failures);
+        check_verify(
+            name,
+            "header-signed-request.txt",
+            dir,
+            &ctx,
+            "header-signature.txt",
+            &mut failures,
+        );
         verified += 1;
         if !QUERY_TOKEN_ADDED_AFTER_SIGNING.contains(&name) {
-            check_verify(name, "query-signed-request.txt", dir, &ctx, "query-signature.txt", &mut failures);
+            check_verify(
+                name,
+                "query-signed-request.txt",
+                dir,
+                &ctx,
+                "query-signature.txt",
+                &mut failures,
+            );
             verified += 1;
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(verified, 38 * 2 - 2 * PATH_NOT_REPRESENTABLE.len() - QUERY_TOKEN_ADDED_AFTER_SIGNING.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        verified,
+        38 * 2 - 2 * PATH_NOT_REPRESENTABLE.len() - QUERY_TOKEN_ADDED_AFTER_SIGNING.len()
+    );
 }
 
 /// The two space vectors as a real client sends them (`%20`): S3-style single encoding yields the
@@ -354,14 +455,27 @@ fn verify_space_vector_as_sent() {
         for file in ["header-signed-request.txt", "query-signed-request.txt"] {
             let text = read(&dir, file);
             let (request_line, rest) = text.split_once('\n').unwrap();
-            let (method, target) = request_line.rsplit_once(' ').unwrap().0.split_once(' ').unwrap();
+            let (method, target) = request_line
+                .rsplit_once(' ')
+                .unwrap()
+                .0
+                .split_once(' ')
+                .unwrap();
             let wire = format!("{method} {} HTTP/1.1\n{rest}", target.replace(' ', "%20"));
             let req = RawRequest::parse(&wire);
             let uri: Uri = req.target.parse().unwrap();
             let auth = parse_signed(&req, &uri);
             let now = ctx.date.unix_seconds();
-            verify(&auth, &req.method(), &uri, &req.header_map(), &ctx.key(), now, settings)
-                .unwrap_or_else(|e| panic!("{name}/{file}: {e:?}"));
+            verify(
+                &auth,
+                &req.method(),
+                &uri,
+                &req.header_map(),
+                &ctx.key(),
+                now,
+                settings,
+            )
+            .unwrap_or_else(|e| panic!("{name}/{file}: {e:?}"));
         }
     }
 }

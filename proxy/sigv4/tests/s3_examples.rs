@@ -75,7 +75,10 @@ fn check_example(
     let ours = sign_request(&method, &uri, &mut signed, &payload, &params).unwrap();
     assert_eq!(ours.to_hex(), signature, "{method} {target}");
     let ours_header = signed["authorization"].to_str().unwrap();
-    assert!(ours_header.contains(&format!("SignedHeaders={signed_headers},")), "{ours_header}");
+    assert!(
+        ours_header.contains(&format!("SignedHeaders={signed_headers},")),
+        "{ours_header}"
+    );
 
     let mut received = headers(pairs);
     received.insert(
@@ -84,8 +87,16 @@ fn check_example(
     );
     let req = parse_auth(&method, &uri, &received).unwrap().unwrap();
     assert_eq!(req.payload, payload);
-    let verified = verify(&req, &method, &uri, &received, &key(), T0, CanonicalSettings::S3)
-        .unwrap_or_else(|e| panic!("{method} {target}: {e:?}"));
+    let verified = verify(
+        &req,
+        &method,
+        &uri,
+        &received,
+        &key(),
+        T0,
+        CanonicalSettings::S3,
+    )
+    .unwrap_or_else(|e| panic!("{method} {target}: {e:?}"));
     assert_eq!(verified.access_key_id, AKID);
     verified
 }
@@ -179,7 +190,9 @@ fn presigned_get_object() {
         date: &date,
         settings: CanonicalSettings::S3,
     };
-    let uri: Uri = "https://examplebucket.s3.amazonaws.com/test.txt".parse().unwrap();
+    let uri: Uri = "https://examplebucket.s3.amazonaws.com/test.txt"
+        .parse()
+        .unwrap();
     let url = presign_url(
         &Method::GET,
         &uri,
@@ -195,7 +208,15 @@ fn presigned_get_object() {
     let received = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
     let run = |uri: &Uri, now: i64| {
         let req = parse_auth(&Method::GET, uri, &received).unwrap().unwrap();
-        verify(&req, &Method::GET, uri, &received, &key(), now, CanonicalSettings::S3)
+        verify(
+            &req,
+            &Method::GET,
+            uri,
+            &received,
+            &key(),
+            now,
+            CanonicalSettings::S3,
+        )
     };
     assert!(run(&uri, T0 + 3600).is_ok());
     assert!(matches!(run(&uri, T0 + 86_400), Err(SigV4Error::Expired)));
@@ -221,13 +242,13 @@ fn streaming_headers(content_sha256: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn streaming_seed(
-    pairs: &[(&'static str, String)],
-    signed_headers: &str,
-    seed: &str,
-) -> Verified {
+fn streaming_seed(pairs: &[(&'static str, String)], signed_headers: &str, seed: &str) -> Verified {
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let content_sha256 = pairs.iter().find(|(k, _)| *k == "x-amz-content-sha256").unwrap().1;
+    let content_sha256 = pairs
+        .iter()
+        .find(|(k, _)| *k == "x-amz-content-sha256")
+        .unwrap()
+        .1;
     check_example(
         Method::PUT,
         "/examplebucket/chunkObject.txt",
@@ -242,7 +263,9 @@ fn documented_body(chunk_signatures: [&str; 3], trailer: &str) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(format!("10000;chunk-signature={}\r\n", chunk_signatures[0]).as_bytes());
     body.extend(std::iter::repeat_n(b'a', CHUNK_LEN));
-    body.extend_from_slice(format!("\r\n400;chunk-signature={}\r\n", chunk_signatures[1]).as_bytes());
+    body.extend_from_slice(
+        format!("\r\n400;chunk-signature={}\r\n", chunk_signatures[1]).as_bytes(),
+    );
     body.extend(std::iter::repeat_n(b'a', OBJECT_LEN - CHUNK_LEN));
     body.extend_from_slice(format!("\r\n0;chunk-signature={}\r\n", chunk_signatures[2]).as_bytes());
     body.extend_from_slice(trailer.as_bytes());
@@ -294,12 +317,20 @@ fn random_cuts(len: usize, count: usize, mut seed: u64) -> Vec<usize> {
     cuts
 }
 
-fn decodes_everywhere(chain: &ChunkSignatureChain, expect_trailer: bool, body: &[u8]) -> Vec<(String, String)> {
+fn decodes_everywhere(
+    chain: &ChunkSignatureChain,
+    expect_trailer: bool,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let one_byte_at_a_time: Vec<usize> = (1..body.len()).collect();
     let mut splits = vec![Vec::new(), one_byte_at_a_time];
     splits.extend((1..=20).map(|seed| random_cuts(body.len(), 1 + seed as usize * 3, seed)));
     // Cuts right around every CRLF and header boundary.
-    splits.push((0..body.len()).filter(|&i| body[i] == b'\r' || body[i] == b'\n').collect());
+    splits.push(
+        (0..body.len())
+            .filter(|&i| body[i] == b'\r' || body[i] == b'\n')
+            .collect(),
+    );
     let mut trailers = None;
     for cuts in &splits {
         let (data, t) = decode_split(chain.clone(), expect_trailer, body, cuts).unwrap();
@@ -316,13 +347,22 @@ fn assert_tampering_detected(chain: &ChunkSignatureChain, expect_trailer: bool, 
         let mut bad = body.to_vec();
         bad[pos] = b'b';
         assert!(matches!(
-            decode_split(chain.clone(), expect_trailer, &bad, &random_cuts(bad.len(), 9, pos as u64)),
+            decode_split(
+                chain.clone(),
+                expect_trailer,
+                &bad,
+                &random_cuts(bad.len(), 9, pos as u64)
+            ),
             Err(SigV4Error::ChunkSignatureMismatch)
         ));
     }
     // One digit of each chunk signature.
     let text = body.to_vec();
-    for (i, _) in text.windows(16).enumerate().filter(|(_, w)| w == b"chunk-signature=") {
+    for (i, _) in text
+        .windows(16)
+        .enumerate()
+        .filter(|(_, w)| w == b"chunk-signature=")
+    {
         let mut bad = text.clone();
         let digit = &mut bad[i + 16];
         *digit = if *digit == b'0' { b'1' } else { b'0' };
@@ -348,7 +388,9 @@ fn chunked_upload() {
         "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class",
         SEED,
     );
-    let chain = verified.chunk_verifier().expect("signed streaming has a chain");
+    let chain = verified
+        .chunk_verifier()
+        .expect("signed streaming has a chain");
 
     let body = documented_body(CHUNKS, "");
     assert_eq!(body.len(), 66_824, "the documented Content-Length");
@@ -358,7 +400,10 @@ fn chunked_upload() {
     let mut encoded = encoder.chunk(&[b'a'; CHUNK_LEN]);
     encoded.extend(encoder.chunk(&[b'a'; OBJECT_LEN - CHUNK_LEN]));
     encoded.extend(encoder.finish(&[]));
-    assert!(encoded == body, "encoder output differs from the documented body");
+    assert!(
+        encoded == body,
+        "encoder output differs from the documented body"
+    );
 
     assert!(decodes_everywhere(&chain, false, &body).is_empty());
     assert_tampering_detected(&chain, false, &body);
@@ -384,17 +429,25 @@ fn chunked_upload_with_signed_trailer() {
         SEED,
     );
     assert!(verified.payload.has_trailer());
-    let chain = verified.chunk_verifier().expect("signed streaming has a chain");
+    let chain = verified
+        .chunk_verifier()
+        .expect("signed streaming has a chain");
 
     let body = documented_body(CHUNKS, TRAILER);
     let mut encoder = ChunkedEncoder::new(Some(chain.clone()), true);
     let mut encoded = encoder.chunk(&[b'a'; CHUNK_LEN]);
     encoded.extend(encoder.chunk(&[b'a'; OBJECT_LEN - CHUNK_LEN]));
     encoded.extend(encoder.finish(&[("x-amz-checksum-crc32c", "sOO8/Q==")]));
-    assert!(encoded == body, "encoder output differs from the documented body");
+    assert!(
+        encoded == body,
+        "encoder output differs from the documented body"
+    );
 
     let trailers = decodes_everywhere(&chain, true, &body);
-    assert_eq!(trailers, [("x-amz-checksum-crc32c".to_owned(), "sOO8/Q==".to_owned())]);
+    assert_eq!(
+        trailers,
+        [("x-amz-checksum-crc32c".to_owned(), "sOO8/Q==".to_owned())]
+    );
     // The documented checksum is the CRC32C of the documented object.
     let algorithm = ChecksumAlgorithm::from_header_name(&trailers[0].0).unwrap();
     let mut checksum = Checksummer::new(algorithm);
@@ -402,7 +455,9 @@ fn chunked_upload_with_signed_trailer() {
     checksum.verify(&trailers[0].1).unwrap();
 
     assert_tampering_detected(&chain, true, &body);
-    let forged = String::from_utf8(body.clone()).unwrap().replace("sOO8/Q==", "sOO8/Q=A");
+    let forged = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("sOO8/Q==", "sOO8/Q=A");
     assert!(matches!(
         decode_split(chain.clone(), true, forged.as_bytes(), &[]),
         Err(SigV4Error::ChunkSignatureMismatch)
