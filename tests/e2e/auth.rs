@@ -172,7 +172,8 @@ async fn payload_hash_mismatch_stores_nothing() {
     // A wrong x-amz-checksum-crc32 header: BadDigest, the old object stays.
     let mut h = HeaderMap::new();
     h.insert("x-amz-checksum-crc32", HeaderValue::from_static("AAAAAA=="));
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), h, PayloadMode::Unsigned, |_, _| b"changed".to_vec()).await;
+    let changed: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"changed")).into();
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), h, PayloadMode::Signed(changed), |_, _| b"changed".to_vec()).await;
     assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"honest");
 }
@@ -293,4 +294,31 @@ async fn key_lifecycle_without_restart() {
     let out = s.keys(&["create", "--tenant", "e2e"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("maximum"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_accepts_unsigned_bodies_only_when_configured() {
+    let s = Sluice::start_with(sluice_tests::Options { accept_unsigned: true, ..Default::default() });
+    let c = client(&s);
+    let b = make_bucket(&c, "unsigned").await;
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Unsigned, |_, _| b"x".to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_bytes(&c, &b, "k").await, b"x");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_refuses_unsigned_bodies_by_default() {
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "unsigned").await;
+    // Over plain HTTP the Rust SDK signs its payloads, so it keeps working...
+    c.put_object().bucket(&b).key("sdk").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    // ...while an unsigned body is refused,
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Unsigned, |_, _| b"x".to_vec()).await;
+    assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
+    // and a signed payload is accepted.
+    let hash: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"signed")).into();
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Signed(hash), |_, _| b"signed".to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_bytes(&c, &b, "k").await, b"signed");
 }

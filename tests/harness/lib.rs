@@ -20,13 +20,15 @@ pub const REGION: &str = "us-east-1";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub tls: bool,
+    /// Plain HTTP only: set `danger_accept_unsigned_payload` (what SDKs send by default).
+    pub accept_unsigned: bool,
     /// Extra YAML appended under `limits:`.
     pub limits: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { tls: false, limits: String::new() }
+        Self { tls: false, accept_unsigned: false, limits: String::new() }
     }
 }
 
@@ -81,7 +83,7 @@ impl Sluice {
             assert!(out.status.success(), "dev-cert failed: {}", String::from_utf8_lossy(&out.stderr));
             "    tls: { cert: certs/cert.pem, key: certs/key.pem }".to_owned()
         } else {
-            "    danger_plain_http: true".to_owned()
+            format!("    danger_plain_http: true\n    danger_accept_unsigned_payload: {}", options.accept_unsigned)
         };
         let config = [
             "listeners:".to_owned(),

@@ -1,5 +1,5 @@
 //! Parsing what the client claims: the `Authorization` header or the presigned `X-Amz-*` query
-//! parameters, into an [`AuthRequest`]. Nothing here checks a signature; see [`crate::verify`].
+//! parameters, into an [`AuthRequest`]. Nothing here checks a signature; see [`crate::verify()`].
 //!
 //! Specs: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-auth-using-authorization-header.html>,
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>,
@@ -128,7 +128,7 @@ pub struct AuthRequest {
 /// Extracts SigV4 credentials from a request.
 ///
 /// `Ok(None)` means anonymous: no `Authorization` header and no `X-Amz-Algorithm` parameter.
-/// `_method` is accepted for symmetry with [`crate::verify`]; parsing does not depend on it.
+/// `_method` is accepted for symmetry with [`crate::verify()`]; parsing does not depend on it.
 pub fn parse_auth(
     _method: &Method,
     uri: &Uri,

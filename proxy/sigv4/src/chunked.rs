@@ -482,12 +482,11 @@ mod tests {
         ChunkSignatureChain::new(key, &date, &scope, seed)
     }
 
+    /// Decoded data and trailers.
+    type Body = (Vec<u8>, Vec<(String, String)>);
+
     /// Feeds `body` in pieces of `step` bytes; returns the data and trailers, or the first error.
-    fn decode(
-        mut decoder: ChunkedDecoder,
-        body: &[u8],
-        step: usize,
-    ) -> Result<(Vec<u8>, Vec<(String, String)>), SigV4Error> {
+    fn decode(mut decoder: ChunkedDecoder, body: &[u8], step: usize) -> Result<Body, SigV4Error> {
         let mut data = Vec::new();
         let mut end = None;
         let mut input = BytesMut::new();

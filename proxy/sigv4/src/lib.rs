@@ -2,7 +2,7 @@
 //!
 //! This crate owns everything between "bytes arrived" and "this principal is who it claims to be":
 //! parsing the client's credentials ([`parse_auth`]), canonicalisation ([`canonical`]), signing-key
-//! derivation ([`SigningKey`]), verification into a [`Verified`] principal ([`verify`]), the
+//! derivation ([`SigningKey`]), verification into a [`Verified`] principal ([`verify()`]), the
 //! aws-chunked body decoder with its chunk-signature chain ([`ChunkedDecoder`]), payload checksums
 //! ([`Checksummer`]) and a client-side signer on the same code ([`sign_request`], [`presign_url`]).
 //!

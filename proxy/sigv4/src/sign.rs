@@ -67,7 +67,8 @@ impl SigningParams<'_> {
 
 /// Signs a request in place: sets `host` (from the URI if absent), `x-amz-date`,
 /// `x-amz-content-sha256` (always: S3 requires it), `x-amz-security-token` if any, and
-/// `Authorization`, signing every header present except [`UNSIGNED_HEADERS`].
+/// `Authorization`, signing every header present except hop-by-hop ones, `user-agent` and
+/// `x-amzn-trace-id`.
 ///
 /// Returns the signature, which seeds the chain for a streaming body
 /// ([`crate::ChunkSignatureChain::new`]).

@@ -273,13 +273,16 @@ fn documented_body(chunk_signatures: [&str; 3], trailer: &str) -> Vec<u8> {
     body
 }
 
+/// Decoded data and trailers.
+type Body = (Vec<u8>, Vec<(String, String)>);
+
 /// Splits `body` at the given cut points and decodes it.
 fn decode_split(
     chain: ChunkSignatureChain,
     expect_trailer: bool,
     body: &[u8],
     cuts: &[usize],
-) -> Result<(Vec<u8>, Vec<(String, String)>), SigV4Error> {
+) -> Result<Body, SigV4Error> {
     let mut decoder = ChunkedDecoder::new(Some(chain), expect_trailer, 1 << 20);
     let mut data = Vec::new();
     let mut input = BytesMut::new();

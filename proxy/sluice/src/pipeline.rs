@@ -22,7 +22,16 @@ use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
 use crate::s3::{Fault, S3Error, S3Op, Target};
 
-pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<ResponseBody> {
+/// What the connection a request arrived on allows.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// False on plain-HTTP listeners unless `danger_accept_unsigned_payload` is set.
+    pub accept_unsigned_payload: bool,
+}
+
+pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
     let started = Instant::now();
     let request_id = new_request_id();
     let (mut parts, incoming) = req.into_parts();
@@ -44,6 +53,7 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, peer: SocketA
         op_name = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
         tenant.clone_from(&principal.tenant);
+        check_payload_protection(&principal, &parts.headers, conn.accept_unsigned_payload)?;
         let ctx = authorise(&gateway, &principal, &op, &parts)?;
         let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
         execute(op, ctx, body).await
@@ -68,8 +78,8 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, peer: SocketA
     tracing::info!(
         target: "sluice::access",
         request_id,
-        %peer,
-        tls,
+        peer = %conn.peer,
+        tls = conn.tls,
         tenant,
         op = op_name,
         method = %parts.method,
@@ -103,6 +113,22 @@ fn authorise<'a>(
         headers: &parts.headers,
         query: parts.uri.query(),
     })
+}
+
+/// On plain HTTP, a body the signature does not cover could have been changed on the way:
+/// refuse it unless the listener explicitly accepts that risk.
+fn check_payload_protection(principal: &Principal, headers: &http::HeaderMap, accept_unsigned: bool) -> Result<(), S3Error> {
+    use sluice_sigv4::PayloadMode;
+    let unsigned = matches!(principal.verified.payload, PayloadMode::Unsigned | PayloadMode::StreamingUnsignedTrailer);
+    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || crate::body::header_str(headers, "content-length").is_some_and(|l| l != "0");
+    if unsigned && has_body && !accept_unsigned {
+        return Err(S3Error::access_denied(
+            "Unsigned payloads are refused on this plain-HTTP listener: use TLS, sign the payload, \
+             or set danger_accept_unsigned_payload on the listener.",
+        ));
+    }
+    Ok(())
 }
 
 fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), S3Error> {

@@ -42,6 +42,9 @@ pub struct Config {
 pub struct ListenerConfig {
     pub bind: SocketAddr,
     pub tls: Option<TlsFiles>,
+    /// Plain HTTP only: accept bodies the signature does not cover (`UNSIGNED-PAYLOAD`,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`), which a man in the middle could alter.
+    pub danger_accept_unsigned_payload: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +195,10 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
                 "has no tls section; plain HTTP must be asked for with `danger_plain_http: true`",
             ),
             (Some(_), true) => check.err(&place, "has both tls and danger_plain_http"),
+            (Some(_), false) if l.danger_accept_unsigned_payload => check.err(
+                format_args!("{place}.danger_accept_unsigned_payload"),
+                "only applies to plain-HTTP listeners (TLS listeners always accept unsigned payloads)",
+            ),
             _ => {}
         }
         if let Some(t) = &tls {
@@ -202,7 +209,7 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
             }
         }
         if let Some(bind) = bind {
-            listeners.push(ListenerConfig { bind, tls });
+            listeners.push(ListenerConfig { bind, tls, danger_accept_unsigned_payload: l.danger_accept_unsigned_payload });
         }
     }
 

@@ -32,6 +32,8 @@ pub(super) struct RawListener {
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub danger_plain_http: bool,
+    #[serde(default)]
+    pub danger_accept_unsigned_payload: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,7 @@ pub struct BoundListener {
     pub listener: TcpListener,
     pub local_addr: SocketAddr,
     tls: Option<TlsAcceptor>,
+    accept_unsigned_payload: bool,
 }
 
 impl std::fmt::Debug for BoundListener {
@@ -50,7 +51,9 @@ pub async fn bind(config: &ListenerConfig) -> Result<BoundListener, String> {
     };
     let listener = TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
-    Ok(BoundListener { listener, local_addr, tls })
+    // Over TLS the transport protects an unsigned body; over plain HTTP only a signature does.
+    let accept_unsigned_payload = tls.is_some() || config.danger_accept_unsigned_payload;
+    Ok(BoundListener { listener, local_addr, tls, accept_unsigned_payload })
 }
 
 /// Serves until `shutdown` resolves, then drains.
@@ -115,6 +118,7 @@ struct AcceptCtx {
 
 async fn accept_loop(bound: BoundListener, mut ctx: AcceptCtx) {
     let tls = bound.tls;
+    let accept_unsigned_payload = bound.accept_unsigned_payload;
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&ctx.permits).acquire_owned() => p.expect("semaphore never closed"),
@@ -140,6 +144,7 @@ async fn accept_loop(bound: BoundListener, mut ctx: AcceptCtx) {
             limits: ctx.limits.clone(),
             tls: tls.clone(),
             peer,
+            accept_unsigned_payload,
         };
         ctx.tracker.spawn(async move {
             conn.run(stream).await;
@@ -155,6 +160,7 @@ struct Conn {
     limits: Limits,
     tls: Option<TlsAcceptor>,
     peer: SocketAddr,
+    accept_unsigned_payload: bool,
 }
 
 impl Conn {
@@ -179,9 +185,10 @@ impl Conn {
     {
         let gateway = Arc::clone(&self.gateway);
         let peer = self.peer;
+        let info = pipeline::ConnInfo { peer, tls, accept_unsigned_payload: self.accept_unsigned_payload };
         let service = service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(pipeline::handle(gateway, req, peer, tls).await) }
+            async move { Ok::<_, Infallible>(pipeline::handle(gateway, req, info).await) }
         });
         let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
