@@ -322,3 +322,54 @@ async fn plain_http_refuses_unsigned_bodies_by_default() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"signed");
 }
+
+fn trailer_body(params: &SigningParams<'_>, seed: sluice_sigv4::Signature, data: &[u8], trailer_value: &str, tamper_after_signing: bool) -> Vec<u8> {
+    let chain = ChunkSignatureChain::new(params.signing_key(), params.date, &params.scope(), seed);
+    let mut enc = ChunkedEncoder::new(Some(chain), true);
+    let mut out = Vec::new();
+    for piece in data.chunks(8192) {
+        out.extend(enc.chunk(piece));
+    }
+    let mut tail = enc.finish(&[("x-amz-checksum-crc32c", trailer_value)]);
+    if tamper_after_signing {
+        let text = String::from_utf8(tail).unwrap();
+        tail = text.replacen(trailer_value, "AAAAAA==", 1).into_bytes();
+    }
+    out.extend(tail);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_chunks_with_signed_trailer() {
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "trailer").await;
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+    let mut crc = sluice_sigv4::Checksummer::new(sluice_sigv4::ChecksumAlgorithm::Crc32c);
+    crc.update(&data);
+    let good = crc.finalize();
+    let headers = |len: usize| {
+        let mut h = chunked_headers(data.len(), len);
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32c"));
+        h
+    };
+    let probe = SecretKey::new("x".into());
+    let date = now();
+    let probe_params = SigningParams { access_key_id: "X", secret: &probe, session_token: None, region: REGION, service: "s3", date: &date, settings: sluice_sigv4::CanonicalSettings::S3 };
+    let zero = || sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
+    let len = trailer_body(&probe_params, zero(), &data, &good, false).len();
+
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/ok"), headers(len), PayloadMode::StreamingSignedTrailer, |p, seed| trailer_body(p, seed, &data, &good, false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get_bytes(&c, &b, "ok").await, data);
+
+    // A trailer changed after signing breaks the trailer signature.
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/tampered"), headers(len), PayloadMode::StreamingSignedTrailer, |p, seed| trailer_body(p, seed, &data, &good, true)).await;
+    assert_eq!((status, xml_code(&body)), (403, "SignatureDoesNotMatch"), "{body}");
+    // A correctly signed but wrong checksum is BadDigest; neither stores anything.
+    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/wrong"), headers(len), PayloadMode::StreamingSignedTrailer, |p, seed| trailer_body(p, seed, &data, "AAAAAA==", false)).await;
+    assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "{body}");
+    for key in ["tampered", "wrong"] {
+        assert_eq!(http_status(&c.head_object().bucket(&b).key(key).send().await.unwrap_err()), 404, "{key}");
+    }
+}

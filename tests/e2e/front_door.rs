@@ -162,3 +162,28 @@ fn check_reports_every_error_with_its_place() {
     let out = std::process::Command::new(bin()).args(["check", "--config"]).arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Over TLS the SDK sends what current SDKs send by default: an unsigned aws-chunked body with
+/// a trailing CRC32 (STREAMING-UNSIGNED-PAYLOAD-TRAILER).
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_over_tls_with_default_trailing_checksums() {
+    let s = Sluice::start_with(Options { tls: true, ..Default::default() });
+    let c = crate::support::tls_client(&s);
+    let b = make_bucket(&c, "tlssdk").await;
+    let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
+    let put = c.put_object().bucket(&b).key("obj").body(ByteStream::from(data.clone())).send().await.unwrap();
+    assert!(put.checksum_crc32().is_some(), "the SDK sent and Sluice verified a CRC32 trailer");
+    let out = c
+        .get_object()
+        .bucket(&b)
+        .key("obj")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.checksum_crc32(), put.checksum_crc32());
+    let got = out.body.collect().await.unwrap().into_bytes();
+    assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
+    let log = s.log();
+    assert!(log.contains("op=\"PutObject\"") || log.contains("PutObject"), "access log names the operation");
+}

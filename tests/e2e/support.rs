@@ -10,6 +10,25 @@ pub fn client(s: &Sluice) -> Client {
     client_with(s, ACCESS_ID, &s.secret)
 }
 
+/// An SDK client for a TLS listener, trusting only the server's self-signed certificate.
+pub fn tls_client(s: &Sluice) -> Client {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(s.cert_path()).unwrap();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(tls::TlsContext::builder().with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem)).build().unwrap())
+        .build_https();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .http_client(http)
+        .endpoint_url(format!("https://localhost:{}", s.addr.port()))
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(ACCESS_ID, &s.secret, None, None, "sluice-e2e"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(config)
+}
+
 pub fn client_with(s: &Sluice, access_id: &str, secret: &str) -> Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
