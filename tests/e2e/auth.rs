@@ -7,7 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use sluice_sigv4::{AmzDate, ChunkSignatureChain, ChunkedEncoder, PayloadMode, SecretKey, SigningParams, sign_request};
+use sluice_sigv4::{
+    AmzDate, ChunkSignatureChain, ChunkedEncoder, PayloadMode, SecretKey, SigningParams,
+    sign_request,
+};
 use sluice_tests::{ACCESS_ID, REGION, Sluice, random_secret};
 
 use crate::support::{client, client_with, code, get_bytes, http_status, make_bucket, sha256_hex};
@@ -41,7 +44,12 @@ pub fn parse_created_key(stdout: &[u8]) -> (String, String) {
 }
 
 fn now() -> AmzDate {
-    AmzDate::from_unix(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64)
+    AmzDate::from_unix(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    )
 }
 
 /// A request signed by Sluice's own signer (whose output the sigv4 crate checks against AWS's
@@ -79,12 +87,21 @@ pub async fn send_signed(
 }
 
 fn xml_code(body: &str) -> &str {
-    body.split("<Code>").nth(1).and_then(|r| r.split("</Code>").next()).unwrap_or("<none>")
+    body.split("<Code>")
+        .nth(1)
+        .and_then(|r| r.split("</Code>").next())
+        .unwrap_or("<none>")
 }
 
 /// A signed aws-chunked body of `data` in `chunk` sized pieces, optionally with one byte of the
 /// second chunk flipped after signing.
-fn chunked_body(params: &SigningParams<'_>, seed: sluice_sigv4::Signature, data: &[u8], chunk: usize, tamper: bool) -> Vec<u8> {
+fn chunked_body(
+    params: &SigningParams<'_>,
+    seed: sluice_sigv4::Signature,
+    data: &[u8],
+    chunk: usize,
+    tamper: bool,
+) -> Vec<u8> {
     let chain = ChunkSignatureChain::new(params.signing_key(), params.date, &params.scope(), seed);
     let mut enc = ChunkedEncoder::new(Some(chain), false);
     let mut out = Vec::new();
@@ -117,42 +134,102 @@ async fn signed_chunked_upload_and_tampered_chunk() {
     // The encoded length does not depend on the signature values, so measure it with a dummy seed.
     let probe = SecretKey::new("x".into());
     let date = now();
-    let probe_params = SigningParams { access_key_id: "X", secret: &probe, session_token: None, region: REGION, service: "s3", date: &date, settings: sluice_sigv4::CanonicalSettings::S3 };
+    let probe_params = SigningParams {
+        access_key_id: "X",
+        secret: &probe,
+        session_token: None,
+        region: REGION,
+        service: "s3",
+        date: &date,
+        settings: sluice_sigv4::CanonicalSettings::S3,
+    };
     let zero_seed = || sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
     let encoded_len = chunked_body(&probe_params, zero_seed(), &data, 65536, false).len();
 
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/good"), chunked_headers(data.len(), encoded_len), PayloadMode::StreamingSigned, |p, seed| {
-        chunked_body(p, seed, &data, 65536, false)
-    })
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/good"),
+        chunked_headers(data.len(), encoded_len),
+        PayloadMode::StreamingSigned,
+        |p, seed| chunked_body(p, seed, &data, 65536, false),
+    )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(sha256_hex(&get_bytes(&c, &b, "good").await), sha256_hex(&data));
+    assert_eq!(
+        sha256_hex(&get_bytes(&c, &b, "good").await),
+        sha256_hex(&data)
+    );
 
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/bad"), chunked_headers(data.len(), encoded_len), PayloadMode::StreamingSigned, |p, seed| {
-        chunked_body(p, seed, &data, 65536, true)
-    })
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/bad"),
+        chunked_headers(data.len(), encoded_len),
+        PayloadMode::StreamingSigned,
+        |p, seed| chunked_body(p, seed, &data, 65536, true),
+    )
     .await;
-    assert_eq!((status, xml_code(&body)), (403, "SignatureDoesNotMatch"), "{body}");
-    let err = c.head_object().bucket(&b).key("bad").send().await.unwrap_err();
-    assert_eq!(http_status(&err), 404, "a tampered upload must store nothing");
+    assert_eq!(
+        (status, xml_code(&body)),
+        (403, "SignatureDoesNotMatch"),
+        "{body}"
+    );
+    let err = c
+        .head_object()
+        .bucket(&b)
+        .key("bad")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        http_status(&err),
+        404,
+        "a tampered upload must store nothing"
+    );
 
     // Overwriting an existing key with a tampered body leaves the old version intact.
-    let (status, _) = send_signed(&s, Method::PUT, &format!("/{b}/good"), chunked_headers(data.len(), encoded_len), PayloadMode::StreamingSigned, |p, seed| {
-        chunked_body(p, seed, &data, 65536, true)
-    })
+    let (status, _) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/good"),
+        chunked_headers(data.len(), encoded_len),
+        PayloadMode::StreamingSigned,
+        |p, seed| chunked_body(p, seed, &data, 65536, true),
+    )
     .await;
     assert_eq!(status, 403);
-    assert_eq!(sha256_hex(&get_bytes(&c, &b, "good").await), sha256_hex(&data));
+    assert_eq!(
+        sha256_hex(&get_bytes(&c, &b, "good").await),
+        sha256_hex(&data)
+    );
 
     // A body shorter than x-amz-decoded-content-length says: IncompleteBody, nothing stored.
     let short = &data[..100_000];
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/short"), {
-        let len = chunked_body(&probe_params, zero_seed(), short, 65536, false).len();
-        chunked_headers(data.len(), len)
-    }, PayloadMode::StreamingSigned, |p, seed| chunked_body(p, seed, short, 65536, false))
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/short"),
+        {
+            let len = chunked_body(&probe_params, zero_seed(), short, 65536, false).len();
+            chunked_headers(data.len(), len)
+        },
+        PayloadMode::StreamingSigned,
+        |p, seed| chunked_body(p, seed, short, 65536, false),
+    )
     .await;
     assert_eq!((status, xml_code(&body)), (400, "IncompleteBody"), "{body}");
-    assert_eq!(http_status(&c.head_object().bucket(&b).key("short").send().await.unwrap_err()), 404);
+    assert_eq!(
+        http_status(
+            &c.head_object()
+                .bucket(&b)
+                .key("short")
+                .send()
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,20 +237,63 @@ async fn payload_hash_mismatch_stores_nothing() {
     let s = Sluice::start();
     let c = client(&s);
     let b = make_bucket(&c, "hash").await;
-    let claimed: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"what I claim")).into();
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Signed(claimed), |_, _| b"what I send".to_vec()).await;
-    assert_eq!((status, xml_code(&body)), (400, "XAmzContentSHA256Mismatch"), "{body}");
-    assert_eq!(http_status(&c.head_object().bucket(&b).key("k").send().await.unwrap_err()), 404);
+    let claimed: [u8; 32] = sha2::Digest::finalize(
+        <sha2::Sha256 as sha2::Digest>::new_with_prefix(b"what I claim"),
+    )
+    .into();
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        HeaderMap::new(),
+        PayloadMode::Signed(claimed),
+        |_, _| b"what I send".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, xml_code(&body)),
+        (400, "XAmzContentSHA256Mismatch"),
+        "{body}"
+    );
+    assert_eq!(
+        http_status(
+            &c.head_object()
+                .bucket(&b)
+                .key("k")
+                .send()
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
 
-    let real: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"honest")).into();
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Signed(real), |_, _| b"honest".to_vec()).await;
+    let real: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"honest")).into();
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        HeaderMap::new(),
+        PayloadMode::Signed(real),
+        |_, _| b"honest".to_vec(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     // A wrong x-amz-checksum-crc32 header: BadDigest, the old object stays.
     let mut h = HeaderMap::new();
     h.insert("x-amz-checksum-crc32", HeaderValue::from_static("AAAAAA=="));
-    let changed: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"changed")).into();
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), h, PayloadMode::Signed(changed), |_, _| b"changed".to_vec()).await;
+    let changed: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"changed")).into();
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        h,
+        PayloadMode::Signed(changed),
+        |_, _| b"changed".to_vec(),
+    )
+    .await;
     assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"honest");
 }
@@ -185,12 +305,25 @@ async fn wrong_secret_and_unknown_key() {
     let b = make_bucket(&good, "auth").await;
     let wrong = client_with(&s, ACCESS_ID, &random_secret());
     let err = wrong.list_buckets().send().await.unwrap_err();
-    assert_eq!((code(&err).as_str(), http_status(&err)), ("SignatureDoesNotMatch", 403));
-    let err = wrong.put_object().bucket(&b).key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    assert_eq!(
+        (code(&err).as_str(), http_status(&err)),
+        ("SignatureDoesNotMatch", 403)
+    );
+    let err = wrong
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), "SignatureDoesNotMatch");
     let unknown = client_with(&s, "NOSUCHKEY0000000", &s.secret);
     let err = unknown.list_buckets().send().await.unwrap_err();
-    assert_eq!((code(&err).as_str(), http_status(&err)), ("InvalidAccessKeyId", 403));
+    assert_eq!(
+        (code(&err).as_str(), http_status(&err)),
+        ("InvalidAccessKeyId", 403)
+    );
     // The secret never appears in the log, nor does an expected signature in any error.
     assert!(!s.log().contains(&s.secret));
 
@@ -204,7 +337,16 @@ async fn wrong_secret_and_unknown_key() {
 
 async fn curl(url: &str) -> (u16, Vec<u8>) {
     let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", url])
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
         .output()
         .await
         .expect("curl is installed");
@@ -221,50 +363,97 @@ async fn presigned_get_with_curl_and_expiry() {
     let c = client(&s);
     let b = make_bucket(&c, "presign").await;
     let data = b"presigned payload \x00\xff".to_vec();
-    c.put_object().bucket(&b).key("p q/obj").body(ByteStream::from(data.clone())).send().await.unwrap();
+    c.put_object()
+        .bucket(&b)
+        .key("p q/obj")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
 
-    let req = c.get_object().bucket(&b).key("p q/obj").presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap()).await.unwrap();
+    let req = c
+        .get_object()
+        .bucket(&b)
+        .key("p q/obj")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
     let (status, body) = curl(req.uri()).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(body, data);
 
     // Tampering with the URL breaks the signature.
     let (status, body) = curl(&req.uri().replace("p%20q/obj", "p%20q/other")).await;
-    assert_eq!((status, xml_code(&String::from_utf8_lossy(&body)).to_owned()), (403, "SignatureDoesNotMatch".to_owned()));
+    assert_eq!(
+        (status, xml_code(&String::from_utf8_lossy(&body)).to_owned()),
+        (403, "SignatureDoesNotMatch".to_owned())
+    );
 
     // Signed two hours ago for one minute: expired.
     let past = SystemTime::now() - Duration::from_secs(7200);
-    let cfg = PresigningConfig::builder().start_time(past).expires_in(Duration::from_secs(60)).build().unwrap();
-    let req = c.get_object().bucket(&b).key("p q/obj").presigned(cfg).await.unwrap();
+    let cfg = PresigningConfig::builder()
+        .start_time(past)
+        .expires_in(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let req = c
+        .get_object()
+        .bucket(&b)
+        .key("p q/obj")
+        .presigned(cfg)
+        .await
+        .unwrap();
     let (status, body) = curl(req.uri()).await;
     let body = String::from_utf8_lossy(&body);
     assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
     assert!(body.contains("Request has expired"), "{body}");
 
     // More than seven days is refused outright.
-    let uri = req.uri().replace("X-Amz-Expires=60", "X-Amz-Expires=604801");
+    let uri = req
+        .uri()
+        .replace("X-Amz-Expires=60", "X-Amz-Expires=604801");
     let (status, body) = curl(&uri).await;
-    assert_eq!((status, xml_code(&String::from_utf8_lossy(&body)).to_owned()), (400, "AuthorizationQueryParametersError".to_owned()));
+    assert_eq!(
+        (status, xml_code(&String::from_utf8_lossy(&body)).to_owned()),
+        (400, "AuthorizationQueryParametersError".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_lifecycle_without_restart() {
     let s = Sluice::start();
     let out = s.keys(&["create", "--tenant", "e2e"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (id, secret) = parse_created_key(&out.stdout);
     assert_eq!(secret.len(), 40);
     let listing = s.keys(&["list"]);
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.contains(&id) && !listing.contains(&secret), "{listing}");
+    assert!(
+        listing.contains(&id) && !listing.contains(&secret),
+        "{listing}"
+    );
     let stored = std::fs::read_to_string(s.dir.path().join("keys.yaml")).unwrap();
-    assert!(stored.contains(&id) && !stored.contains(&secret), "the secret must be stored encrypted");
+    assert!(
+        stored.contains(&id) && !stored.contains(&secret),
+        "the secret must be stored encrypted"
+    );
 
     let c = client_with(&s, &id, &secret);
-    assert!(eventually(|| async { c.list_buckets().send().await.is_ok() }).await, "new key never accepted");
+    assert!(
+        eventually(|| async { c.list_buckets().send().await.is_ok() }).await,
+        "new key never accepted"
+    );
 
     let out = s.keys(&["deactivate", &id, "--tenant", "e2e"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let refused = eventually(|| async {
         matches!(c.list_buckets().send().await, Err(ref e) if code(e) == "InvalidAccessKeyId")
     })
@@ -274,10 +463,17 @@ async fn key_lifecycle_without_restart() {
     // An active key cannot be deleted; an inactive one can, and stays refused.
     let out = s.keys(&["activate", &id, "--tenant", "e2e"]);
     assert!(out.status.success());
-    assert!(eventually(|| async { c.list_buckets().send().await.is_ok() }).await, "reactivated key refused");
+    assert!(
+        eventually(|| async { c.list_buckets().send().await.is_ok() }).await,
+        "reactivated key refused"
+    );
     let out = s.keys(&["delete", &id, "--tenant", "e2e"]);
     assert!(!out.status.success(), "deleting an active key must fail");
-    assert!(s.keys(&["deactivate", &id, "--tenant", "e2e"]).status.success());
+    assert!(
+        s.keys(&["deactivate", &id, "--tenant", "e2e"])
+            .status
+            .success()
+    );
     assert!(s.keys(&["delete", &id, "--tenant", "e2e"]).status.success());
     let refused = eventually(|| async {
         matches!(c.list_buckets().send().await, Err(ref e) if code(e) == "InvalidAccessKeyId")
@@ -298,10 +494,21 @@ async fn key_lifecycle_without_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_accepts_unsigned_bodies_only_when_configured() {
-    let s = Sluice::start_with(sluice_tests::Options { accept_unsigned: true, ..Default::default() });
+    let s = Sluice::start_with(sluice_tests::Options {
+        accept_unsigned: true,
+        ..Default::default()
+    });
     let c = client(&s);
     let b = make_bucket(&c, "unsigned").await;
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Unsigned, |_, _| b"x".to_vec()).await;
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        HeaderMap::new(),
+        PayloadMode::Unsigned,
+        |_, _| b"x".to_vec(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"x");
 }
@@ -312,18 +519,47 @@ async fn plain_http_refuses_unsigned_bodies_by_default() {
     let c = client(&s);
     let b = make_bucket(&c, "unsigned").await;
     // Over plain HTTP the Rust SDK signs its payloads, so it keeps working...
-    c.put_object().bucket(&b).key("sdk").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    c.put_object()
+        .bucket(&b)
+        .key("sdk")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     // ...while an unsigned body is refused,
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Unsigned, |_, _| b"x".to_vec()).await;
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        HeaderMap::new(),
+        PayloadMode::Unsigned,
+        |_, _| b"x".to_vec(),
+    )
+    .await;
     assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
     // and a signed payload is accepted.
-    let hash: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"signed")).into();
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Signed(hash), |_, _| b"signed".to_vec()).await;
+    let hash: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"signed")).into();
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        HeaderMap::new(),
+        PayloadMode::Signed(hash),
+        |_, _| b"signed".to_vec(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"signed");
 }
 
-fn trailer_body(params: &SigningParams<'_>, seed: sluice_sigv4::Signature, data: &[u8], trailer_value: &str, tamper_after_signing: bool) -> Vec<u8> {
+fn trailer_body(
+    params: &SigningParams<'_>,
+    seed: sluice_sigv4::Signature,
+    data: &[u8],
+    trailer_value: &str,
+    tamper_after_signing: bool,
+) -> Vec<u8> {
     let chain = ChunkSignatureChain::new(params.signing_key(), params.date, &params.scope(), seed);
     let mut enc = ChunkedEncoder::new(Some(chain), true);
     let mut out = Vec::new();
@@ -350,26 +586,76 @@ async fn signed_chunks_with_signed_trailer() {
     let good = crc.finalize();
     let headers = |len: usize| {
         let mut h = chunked_headers(data.len(), len);
-        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32c"));
+        h.insert(
+            "x-amz-trailer",
+            HeaderValue::from_static("x-amz-checksum-crc32c"),
+        );
         h
     };
     let probe = SecretKey::new("x".into());
     let date = now();
-    let probe_params = SigningParams { access_key_id: "X", secret: &probe, session_token: None, region: REGION, service: "s3", date: &date, settings: sluice_sigv4::CanonicalSettings::S3 };
+    let probe_params = SigningParams {
+        access_key_id: "X",
+        secret: &probe,
+        session_token: None,
+        region: REGION,
+        service: "s3",
+        date: &date,
+        settings: sluice_sigv4::CanonicalSettings::S3,
+    };
     let zero = || sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
     let len = trailer_body(&probe_params, zero(), &data, &good, false).len();
 
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/ok"), headers(len), PayloadMode::StreamingSignedTrailer, |p, seed| trailer_body(p, seed, &data, &good, false)).await;
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/ok"),
+        headers(len),
+        PayloadMode::StreamingSignedTrailer,
+        |p, seed| trailer_body(p, seed, &data, &good, false),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(get_bytes(&c, &b, "ok").await, data);
 
     // A trailer changed after signing breaks the trailer signature.
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/tampered"), headers(len), PayloadMode::StreamingSignedTrailer, |p, seed| trailer_body(p, seed, &data, &good, true)).await;
-    assert_eq!((status, xml_code(&body)), (403, "SignatureDoesNotMatch"), "{body}");
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/tampered"),
+        headers(len),
+        PayloadMode::StreamingSignedTrailer,
+        |p, seed| trailer_body(p, seed, &data, &good, true),
+    )
+    .await;
+    assert_eq!(
+        (status, xml_code(&body)),
+        (403, "SignatureDoesNotMatch"),
+        "{body}"
+    );
     // A correctly signed but wrong checksum is BadDigest; neither stores anything.
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/wrong"), headers(len), PayloadMode::StreamingSignedTrailer, |p, seed| trailer_body(p, seed, &data, "AAAAAA==", false)).await;
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/wrong"),
+        headers(len),
+        PayloadMode::StreamingSignedTrailer,
+        |p, seed| trailer_body(p, seed, &data, "AAAAAA==", false),
+    )
+    .await;
     assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "{body}");
     for key in ["tampered", "wrong"] {
-        assert_eq!(http_status(&c.head_object().bucket(&b).key(key).send().await.unwrap_err()), 404, "{key}");
+        assert_eq!(
+            http_status(
+                &c.head_object()
+                    .bucket(&b)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap_err()
+            ),
+            404,
+            "{key}"
+        );
     }
 }

@@ -14,7 +14,12 @@ use crate::support::{client, make_bucket};
 fn signed_headers(s: &Sluice, method: &Method, url: &str) -> HeaderMap {
     let uri: Uri = url.parse().unwrap();
     let secret = SecretKey::new(s.secret.clone());
-    let date = AmzDate::from_unix(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64);
+    let date = AmzDate::from_unix(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
     let params = SigningParams {
         access_key_id: ACCESS_ID,
         secret: &secret,
@@ -26,13 +31,23 @@ fn signed_headers(s: &Sluice, method: &Method, url: &str) -> HeaderMap {
     };
     let mut headers = HeaderMap::new();
     let empty: [u8; 32] = Sha256::digest(b"").into();
-    sign_request(method, &uri, &mut headers, &PayloadMode::Signed(empty), &params).unwrap();
+    sign_request(
+        method,
+        &uri,
+        &mut headers,
+        &PayloadMode::Signed(empty),
+        &params,
+    )
+    .unwrap();
     headers
 }
 
 fn tls_client(s: &Sluice, max_tls12: bool, http1_only: bool) -> reqwest::Client {
     let cert = reqwest::Certificate::from_pem(&std::fs::read(s.cert_path()).unwrap()).unwrap();
-    let mut b = reqwest::Client::builder().use_rustls_tls().add_root_certificate(cert).tls_built_in_root_certs(false);
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(cert)
+        .tls_built_in_root_certs(false);
     if max_tls12 {
         b = b.max_tls_version(reqwest::tls::Version::TLS_1_2);
     }
@@ -44,7 +59,10 @@ fn tls_client(s: &Sluice, max_tls12: bool, http1_only: bool) -> reqwest::Client 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_serves_http1_and_http2_on_tls12_and_tls13() {
-    let s = Sluice::start_with(Options { tls: true, ..Default::default() });
+    let s = Sluice::start_with(Options {
+        tls: true,
+        ..Default::default()
+    });
     assert!(s.endpoint.starts_with("https://"));
     let url = format!("https://localhost:{}/", s.addr.port());
     for (tls12, http1, want) in [
@@ -52,14 +70,31 @@ async fn tls_serves_http1_and_http2_on_tls12_and_tls13() {
         (false, true, http::Version::HTTP_11),
         (true, false, http::Version::HTTP_2),
     ] {
-        let resp = tls_client(&s, tls12, http1).get(&url).headers(signed_headers(&s, &Method::GET, &url)).send().await.unwrap();
+        let resp = tls_client(&s, tls12, http1)
+            .get(&url)
+            .headers(signed_headers(&s, &Method::GET, &url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.version(), want);
         assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.text().await);
     }
     // TLS 1.1 and 1.0 are refused at the handshake.
-    for (flag, ok) in [("-tls1_1", false), ("-tls1", false), ("-tls1_2", true), ("-tls1_3", true)] {
+    for (flag, ok) in [
+        ("-tls1_1", false),
+        ("-tls1", false),
+        ("-tls1_2", true),
+        ("-tls1_3", true),
+    ] {
         let out = tokio::process::Command::new("openssl")
-            .args(["s_client", "-connect", &s.addr.to_string(), flag, "-servername", "localhost"])
+            .args([
+                "s_client",
+                "-connect",
+                &s.addr.to_string(),
+                flag,
+                "-servername",
+                "localhost",
+            ])
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -75,11 +110,25 @@ async fn virtual_hosted_style_addressing() {
     let s = Sluice::start();
     let c = client(&s);
     let b = make_bucket(&c, "vhost").await;
-    c.put_object().bucket(&b).key("dir/k").body(ByteStream::from_static(b"virtual")).send().await.unwrap();
+    c.put_object()
+        .bucket(&b)
+        .key("dir/k")
+        .body(ByteStream::from_static(b"virtual"))
+        .send()
+        .await
+        .unwrap();
     let host = format!("{b}.s3.localhost");
     let url = format!("http://{host}:{}/dir/k", s.addr.port());
-    let client = reqwest::Client::builder().resolve(&host, s.addr).build().unwrap();
-    let resp = client.get(&url).headers(signed_headers(&s, &Method::GET, &url)).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .resolve(&host, s.addr)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(&url)
+        .headers(signed_headers(&s, &Method::GET, &url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.bytes().await.unwrap().as_ref(), b"virtual");
 }
@@ -88,12 +137,24 @@ async fn virtual_hosted_style_addressing() {
 async fn oversized_headers_get_an_s3_error() {
     let s = Sluice::start();
     let url = format!("{}/", s.endpoint);
-    let resp = reqwest::Client::new().get(&url).header("x-amz-meta-big", "a".repeat(20 * 1024)).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .header("x-amz-meta-big", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     let body = resp.text().await.unwrap();
-    assert!(body.contains("<Code>RequestHeaderSectionTooLarge</Code>"), "{body}");
+    assert!(
+        body.contains("<Code>RequestHeaderSectionTooLarge</Code>"),
+        "{body}"
+    );
     // Far beyond the limit, the connection-level bound answers before any parsing.
-    let resp = reqwest::Client::new().get(&url).header("x-amz-meta-big", "a".repeat(200 * 1024)).send().await;
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .header("x-amz-meta-big", "a".repeat(200 * 1024))
+        .send()
+        .await;
     assert!(resp.map(|r| r.status().is_client_error()).unwrap_or(true));
     // The server is still healthy.
     client(&s).list_buckets().send().await.unwrap();
@@ -106,17 +167,32 @@ async fn sigterm_drains_in_flight_downloads() {
     let b = make_bucket(&c, "drain").await;
     let data: Vec<u8> = (0..(48u32 << 20)).map(|i| (i >> 8) as u8).collect();
     let want = hex::encode(Sha256::digest(&data));
-    c.put_object().bucket(&b).key("big").body(ByteStream::from(data)).send().await.unwrap();
+    c.put_object()
+        .bucket(&b)
+        .key("big")
+        .body(ByteStream::from(data))
+        .send()
+        .await
+        .unwrap();
 
     let url = format!("{}/{b}/big", s.endpoint);
-    let mut resp = reqwest::Client::new().get(&url).headers(signed_headers(&s, &Method::GET, &url)).send().await.unwrap();
+    let mut resp = reqwest::Client::new()
+        .get(&url)
+        .headers(signed_headers(&s, &Method::GET, &url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let mut hasher = Sha256::new();
     let first = resp.chunk().await.unwrap().unwrap();
     hasher.update(&first);
 
     // SIGTERM while the body is mid-flight: new connections stop being accepted...
-    std::process::Command::new("kill").arg("-TERM").arg(s.pid().to_string()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(s.pid().to_string())
+        .status()
+        .unwrap();
     let addr = s.addr;
     let mut refused = false;
     for _ in 0..200 {
@@ -151,28 +227,64 @@ fn check_reports_every_error_with_its_place() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(bin()).args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tenants[1].keys[0].secret: not valid base64"), "{err}");
-    assert!(err.contains("tenants[1].routes[0].backend: no backend named \"missing\""), "{err}");
-    assert!(!err.contains("not base64 at all"), "secrets must not be echoed: {err}");
+    assert!(
+        err.contains("tenants[1].keys[0].secret: not valid base64"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tenants[1].routes[0].backend: no backend named \"missing\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not base64 at all"),
+        "secrets must not be echoed: {err}"
+    );
 
     let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/local.yaml");
-    let out = std::process::Command::new(bin()).args(["check", "--config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Over TLS the SDK sends what current SDKs send by default: an unsigned aws-chunked body with
 /// a trailing CRC32 (STREAMING-UNSIGNED-PAYLOAD-TRAILER).
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_over_tls_with_default_trailing_checksums() {
-    let s = Sluice::start_with(Options { tls: true, ..Default::default() });
+    let s = Sluice::start_with(Options {
+        tls: true,
+        ..Default::default()
+    });
     let c = crate::support::tls_client(&s);
     let b = make_bucket(&c, "tlssdk").await;
-    let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
-    let put = c.put_object().bucket(&b).key("obj").body(ByteStream::from(data.clone())).send().await.unwrap();
-    assert!(put.checksum_crc32().is_some(), "the SDK sent and Sluice verified a CRC32 trailer");
+    let data: Vec<u8> = (0..(9u32 << 20))
+        .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+        .collect();
+    let put = c
+        .put_object()
+        .bucket(&b)
+        .key("obj")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        put.checksum_crc32().is_some(),
+        "the SDK sent and Sluice verified a CRC32 trailer"
+    );
     let out = c
         .get_object()
         .bucket(&b)
@@ -183,7 +295,13 @@ async fn sdk_over_tls_with_default_trailing_checksums() {
         .unwrap();
     assert_eq!(out.checksum_crc32(), put.checksum_crc32());
     let got = out.body.collect().await.unwrap().into_bytes();
-    assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
+    assert_eq!(
+        hex::encode(Sha256::digest(&got)),
+        hex::encode(Sha256::digest(&data))
+    );
     let log = s.log();
-    assert!(log.contains("op=\"PutObject\"") || log.contains("PutObject"), "access log names the operation");
+    assert!(
+        log.contains("op=\"PutObject\"") || log.contains("PutObject"),
+        "access log names the operation"
+    );
 }

@@ -15,15 +15,28 @@ pub fn tls_client(s: &Sluice) -> Client {
     use aws_smithy_http_client::tls;
     let pem = std::fs::read(s.cert_path()).unwrap();
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-        .tls_context(tls::TlsContext::builder().with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem)).build().unwrap())
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+                .build()
+                .unwrap(),
+        )
         .build_https();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .http_client(http)
         .endpoint_url(format!("https://localhost:{}", s.addr.port()))
         .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(ACCESS_ID, &s.secret, None, None, "sluice-e2e"))
+        .credentials_provider(Credentials::new(
+            ACCESS_ID,
+            &s.secret,
+            None,
+            None,
+            "sluice-e2e",
+        ))
         .force_path_style(true)
         .build();
     Client::from_conf(config)
@@ -34,7 +47,13 @@ pub fn client_with(s: &Sluice, access_id: &str, secret: &str) -> Client {
         .behavior_version_latest()
         .endpoint_url(&s.endpoint)
         .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(access_id, secret, None, None, "sluice-e2e"))
+        .credentials_provider(Credentials::new(
+            access_id,
+            secret,
+            None,
+            None,
+            "sluice-e2e",
+        ))
         .force_path_style(true)
         .build();
     Client::from_conf(config)
@@ -42,7 +61,10 @@ pub fn client_with(s: &Sluice, access_id: &str, secret: &str) -> Client {
 
 /// The S3 error code of a failed SDK call (`NotFound` etc. for bodiless HEAD errors).
 pub fn code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
-    err.as_service_error().and_then(|e| e.code()).unwrap_or("<no code>").to_owned()
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .unwrap_or("<no code>")
+        .to_owned()
 }
 
 pub fn http_status<E, R: HttpStatus>(err: &SdkError<E, R>) -> u16 {
@@ -71,11 +93,26 @@ pub fn bucket(prefix: &str) -> String {
 
 pub async fn make_bucket(c: &Client, prefix: &str) -> String {
     let b = bucket(prefix);
-    c.create_bucket().bucket(&b).send().await.expect("create bucket");
+    c.create_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .expect("create bucket");
     b
 }
 
 pub async fn get_bytes(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = c.get_object().bucket(bucket).key(key).send().await.expect("get object");
-    out.body.collect().await.expect("read body").into_bytes().to_vec()
+    let out = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get object");
+    out.body
+        .collect()
+        .await
+        .expect("read body")
+        .into_bytes()
+        .to_vec()
 }

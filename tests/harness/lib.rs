@@ -17,19 +17,13 @@ pub const ACCESS_ID: &str = "E2ETESTKEY000001";
 pub const REGION: &str = "us-east-1";
 
 /// Options for one server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub tls: bool,
     /// Plain HTTP only: set `danger_accept_unsigned_payload` (what SDKs send by default).
     pub accept_unsigned: bool,
     /// Extra YAML appended under `limits:`.
     pub limits: String,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { tls: false, accept_unsigned: false, limits: String::new() }
-    }
 }
 
 #[derive(Debug)]
@@ -48,7 +42,10 @@ pub fn bin() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     let bin = profile_dir.join("sluice");
     assert!(
         bin.exists(),
@@ -79,11 +76,20 @@ impl Sluice {
             base64::engine::general_purpose::STANDARD.encode(bytes)
         };
         let listener = if options.tls {
-            let out = run(Command::new(bin()).args(["dev-cert", "--out"]).arg(dir.path().join("certs")));
-            assert!(out.status.success(), "dev-cert failed: {}", String::from_utf8_lossy(&out.stderr));
+            let out = run(Command::new(bin())
+                .args(["dev-cert", "--out"])
+                .arg(dir.path().join("certs")));
+            assert!(
+                out.status.success(),
+                "dev-cert failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             "    tls: { cert: certs/cert.pem, key: certs/key.pem }".to_owned()
         } else {
-            format!("    danger_plain_http: true\n    danger_accept_unsigned_payload: {}", options.accept_unsigned)
+            format!(
+                "    danger_plain_http: true\n    danger_accept_unsigned_payload: {}",
+                options.accept_unsigned
+            )
         };
         let config = [
             "listeners:".to_owned(),
@@ -140,11 +146,26 @@ impl Sluice {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                panic!("sluice did not become ready: {}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
+                panic!(
+                    "sluice did not become ready: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
             }
         };
-        let addr = endpoint.rsplit("//").next().unwrap().parse().expect("listener address");
-        Self { child: Some(child), endpoint, addr, dir, secret, stderr_log }
+        let addr = endpoint
+            .rsplit("//")
+            .next()
+            .unwrap()
+            .parse()
+            .expect("listener address");
+        Self {
+            child: Some(child),
+            endpoint,
+            addr,
+            dir,
+            secret,
+            stderr_log,
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -161,7 +182,11 @@ impl Sluice {
 
     /// Runs `sluice keys <args> --config <this server's config>`.
     pub fn keys(&self, args: &[&str]) -> Output {
-        run(Command::new(bin()).arg("keys").args(args).arg("--config").arg(self.config_path()))
+        run(Command::new(bin())
+            .arg("keys")
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path()))
     }
 
     pub fn pid(&self) -> u32 {
@@ -171,7 +196,10 @@ impl Sluice {
     /// Sends SIGTERM and waits (bounded) for the process to exit; returns its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {

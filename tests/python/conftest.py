@@ -146,18 +146,20 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=STOP_TIMEOUT)
 
 
+def _run_setup(binary: Path, *args: str) -> str:
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        pytest.fail(f"`sluice {' '.join(args)}` exited {proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
 @pytest.fixture(scope="session")
 def sluice() -> Iterator[Sluice]:
     binary = sluice_bin()
     root = Path(tempfile.mkdtemp(prefix="sluice-pytest-"))
     try:
-        subprocess.run(
-            [str(binary), "dev-cert", "--out", str(root / "certs")],
-            check=True, capture_output=True, timeout=30,
-        )
-        master = subprocess.run(
-            [str(binary), "master-key"], check=True, capture_output=True, text=True, timeout=30
-        ).stdout.strip()
+        _run_setup(binary, "dev-cert", "--out", str(root / "certs"))
+        master = _run_setup(binary, "master-key").strip()
         assert len(base64.b64decode(master)) == 32, f"`sluice master-key` printed {master!r}"
         secret = random_secret()
         config_path = _write_config(root, secret, master)

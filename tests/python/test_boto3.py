@@ -689,16 +689,34 @@ def test_presigned_get_with_curl(s3, bucket, tmp_path):
     assert "<Code>SignatureDoesNotMatch</Code>" in out.read_text()
 
 
-def test_presigned_put_with_curl(s3, bucket, tmp_path):
+def test_presigned_put_with_curl(s3_tls, sluice, bucket, tmp_path):
+    # A presigned PUT carries an unsigned payload, so it goes over TLS.
     body = os.urandom(50_000)
     src = tmp_path / "up.bin"
     src.write_bytes(body)
-    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "uploaded"}, ExpiresIn=300)
-    proc = curl("-T", str(src), "-o", str(tmp_path / "resp"), "-w", "%{http_code}", url)
+    url = s3_tls.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "uploaded"},
+                                        ExpiresIn=300)
+    assert url.startswith("https://"), url
+    proc = curl("--cacert", str(sluice.ca_bundle), "-T", str(src), "-o", str(tmp_path / "resp"),
+                "-w", "%{http_code}", url)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode() == "200", (tmp_path / "resp").read_bytes()
-    got = s3.get_object(Bucket=bucket, Key="uploaded")
+    got = s3_tls.get_object(Bucket=bucket, Key="uploaded")
     assert got["Body"].read() == body and got["ETag"] == f'"{md5_hex(body)}"'
+
+
+def test_unsigned_payload_refused_on_plain_http(s3, bucket, tmp_path):
+    # Sluice's policy: on a plain-HTTP listener (without danger_accept_unsigned_payload) a body
+    # the signature does not cover is refused, since it could have been altered on the way.
+    src = tmp_path / "up.bin"
+    src.write_bytes(b"unsigned body")
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "unsigned"}, ExpiresIn=300)
+    assert url.startswith("http://"), url
+    out = tmp_path / "resp"
+    proc = curl("-T", str(src), "-o", str(out), "-w", "%{http_code}", url)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode() == "403" and "<Code>AccessDenied</Code>" in out.read_text(), out.read_text()
+    raises_s3("404", 404, s3.head_object, Bucket=bucket, Key="unsigned")
 
 
 def test_presigned_expired(s3, bucket, tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ impl MasterKey {
         let mut bytes = STANDARD
             .decode(text.trim())
             .map_err(|_| CryptoError::BadKeyEncoding)?;
-        let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| CryptoError::BadKeyLength(bytes.len()));
+        let key = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| CryptoError::BadKeyLength(bytes.len()));
         bytes.zeroize();
         key.map(Self)
     }

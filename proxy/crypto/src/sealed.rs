@@ -22,7 +22,13 @@ pub fn seal(key: &MasterKey, plaintext: &[u8], aad: &[u8]) -> String {
     let mut nonce = [0u8; NONCE_LEN];
     rand::fill(&mut nonce);
     let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("AES-GCM encryption of a small value cannot fail");
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
     out.push(SEALED_VERSION);
@@ -33,7 +39,9 @@ pub fn seal(key: &MasterKey, plaintext: &[u8], aad: &[u8]) -> String {
 
 /// Decrypts a value made by [`seal`] with the same key and associated data.
 pub fn open(key: &MasterKey, sealed: &str, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let raw = STANDARD.decode(sealed.trim()).map_err(|_| CryptoError::Malformed)?;
+    let raw = STANDARD
+        .decode(sealed.trim())
+        .map_err(|_| CryptoError::Malformed)?;
     let (&version, rest) = raw.split_first().ok_or(CryptoError::Malformed)?;
     if version != SEALED_VERSION {
         return Err(CryptoError::UnsupportedVersion(version));
@@ -44,7 +52,13 @@ pub fn open(key: &MasterKey, sealed: &str, aad: &[u8]) -> Result<Zeroizing<Vec<u
     let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
     let cipher = Aes256Gcm::new(key.bytes().into());
     cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| CryptoError::Authentication)
 }
@@ -62,8 +76,14 @@ mod tests {
         let k = key();
         let sealed = seal(&k, b"secret", b"id-1");
         assert_eq!(open(&k, &sealed, b"id-1").unwrap().as_slice(), b"secret");
-        assert!(matches!(open(&k, &sealed, b"id-2"), Err(CryptoError::Authentication)));
-        assert!(matches!(open(&key(), &sealed, b"id-1"), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            open(&k, &sealed, b"id-2"),
+            Err(CryptoError::Authentication)
+        ));
+        assert!(matches!(
+            open(&key(), &sealed, b"id-1"),
+            Err(CryptoError::Authentication)
+        ));
     }
 
     #[test]
@@ -72,16 +92,28 @@ mod tests {
         let mut raw = STANDARD.decode(seal(&k, b"secret", b"")).unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
-        assert!(matches!(open(&k, &STANDARD.encode(&raw), b""), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            open(&k, &STANDARD.encode(&raw), b""),
+            Err(CryptoError::Authentication)
+        ));
         raw[0] = 2;
-        assert!(matches!(open(&k, &STANDARD.encode(&raw), b""), Err(CryptoError::UnsupportedVersion(2))));
+        assert!(matches!(
+            open(&k, &STANDARD.encode(&raw), b""),
+            Err(CryptoError::UnsupportedVersion(2))
+        ));
         assert!(matches!(open(&k, "AQID", b""), Err(CryptoError::Malformed)));
     }
 
     #[test]
     fn master_key_parsing() {
-        assert!(matches!(MasterKey::from_base64("AAAA"), Err(CryptoError::BadKeyLength(3))));
-        assert!(matches!(MasterKey::from_base64("!!"), Err(CryptoError::BadKeyEncoding)));
+        assert!(matches!(
+            MasterKey::from_base64("AAAA"),
+            Err(CryptoError::BadKeyLength(3))
+        ));
+        assert!(matches!(
+            MasterKey::from_base64("!!"),
+            Err(CryptoError::BadKeyEncoding)
+        ));
         assert_eq!(format!("{:?}", key()), "MasterKey(<redacted>)");
     }
 }

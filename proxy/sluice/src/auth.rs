@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
-use sluice_sigv4::{AuthKind, AuthRequest, CanonicalSettings, SigV4Error, Verified, parse_auth, verify};
+use sluice_sigv4::{
+    AuthKind, AuthRequest, CanonicalSettings, SigV4Error, Verified, parse_auth, verify,
+};
 
 use crate::keys::{KeyLookup, KeyTable};
 use crate::s3::S3Error;
@@ -21,7 +23,12 @@ pub struct Principal {
 }
 
 /// Authenticates a request. `region` is the region clients must sign for.
-pub fn authenticate(parts: &mut Parts, keys: &Arc<KeyTable>, region: &str, now_unix: i64) -> Result<Principal, S3Error> {
+pub fn authenticate(
+    parts: &mut Parts,
+    keys: &Arc<KeyTable>,
+    region: &str,
+    now_unix: i64,
+) -> Result<Principal, S3Error> {
     // HTTP/2 carries the host in :authority; SigV4 signs it as `host`.
     if !parts.headers.contains_key(http::header::HOST)
         && let Some(authority) = parts.uri.authority()
@@ -29,13 +36,17 @@ pub fn authenticate(parts: &mut Parts, keys: &Arc<KeyTable>, region: &str, now_u
     {
         parts.headers.insert(http::header::HOST, value);
     }
-    let request = parse_auth(&parts.method, &parts.uri, &parts.headers)?
-        .ok_or_else(|| S3Error::access_denied("Anonymous access is not allowed; sign requests with a Sluice key."))?;
+    let request = parse_auth(&parts.method, &parts.uri, &parts.headers)?.ok_or_else(|| {
+        S3Error::access_denied("Anonymous access is not allowed; sign requests with a Sluice key.")
+    })?;
     check_scope(&request, region)?;
     let entry = match keys.lookup(&request.access_key_id) {
         KeyLookup::Active(entry) => entry,
         KeyLookup::Inactive => {
-            return Err(invalid_access_key(&request.access_key_id, "The access key you provided is inactive."));
+            return Err(invalid_access_key(
+                &request.access_key_id,
+                "The access key you provided is inactive.",
+            ));
         }
         KeyLookup::Unknown => {
             return Err(invalid_access_key(
@@ -45,9 +56,21 @@ pub fn authenticate(parts: &mut Parts, keys: &Arc<KeyTable>, region: &str, now_u
         }
     };
     let signing_key = keys.signing_key(&request.access_key_id, &entry, &request.scope);
-    let verified = verify(&request, &parts.method, &parts.uri, &parts.headers, &signing_key, now_unix, CanonicalSettings::S3)
-        .map_err(|e| with_access_key(e, &request.access_key_id))?;
-    Ok(Principal { tenant: entry.tenant.clone(), access_id: request.access_key_id, verified })
+    let verified = verify(
+        &request,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &signing_key,
+        now_unix,
+        CanonicalSettings::S3,
+    )
+    .map_err(|e| with_access_key(e, &request.access_key_id))?;
+    Ok(Principal {
+        tenant: entry.tenant.clone(),
+        access_id: request.access_key_id,
+        verified,
+    })
 }
 
 /// The credential scope must name this gateway's region, the `s3` service and the request's date.
@@ -58,11 +81,17 @@ fn check_scope(request: &AuthRequest, region: &str) -> Result<(), S3Error> {
     };
     let scope = &request.scope;
     if scope.region != region {
-        return Err(malformed(format!("the region '{}' is wrong; expecting '{region}'", scope.region))
-            .with("Region", region));
+        return Err(malformed(format!(
+            "the region '{}' is wrong; expecting '{region}'",
+            scope.region
+        ))
+        .with("Region", region));
     }
     if scope.service != "s3" {
-        return Err(malformed(format!("the service '{}' is wrong; expecting 's3'", scope.service)));
+        return Err(malformed(format!(
+            "the service '{}' is wrong; expecting 's3'",
+            scope.service
+        )));
     }
     if scope.date != request.date.date_stamp() {
         return Err(malformed(format!(
@@ -75,11 +104,16 @@ fn check_scope(request: &AuthRequest, region: &str) -> Result<(), S3Error> {
 }
 
 fn invalid_access_key(access_id: &str, message: &'static str) -> S3Error {
-    S3Error::new(StatusCode::FORBIDDEN, "InvalidAccessKeyId", message).with("AWSAccessKeyId", access_id)
+    S3Error::new(StatusCode::FORBIDDEN, "InvalidAccessKeyId", message)
+        .with("AWSAccessKeyId", access_id)
 }
 
 fn with_access_key(err: SigV4Error, access_id: &str) -> S3Error {
     let is_sig = matches!(err, SigV4Error::SignatureDoesNotMatch { .. });
     let out = S3Error::from(err);
-    if is_sig { out.with("AWSAccessKeyId", access_id) } else { out }
+    if is_sig {
+        out.with("AWSAccessKeyId", access_id)
+    } else {
+        out
+    }
 }

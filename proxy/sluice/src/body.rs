@@ -10,7 +10,9 @@ use http::HeaderMap;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use sha2::{Digest, Sha256};
-use sluice_sigv4::{ChecksumAlgorithm, Checksummer, ChunkedDecoder, Decoded, PayloadMode, SigV4Error, Verified};
+use sluice_sigv4::{
+    ChecksumAlgorithm, Checksummer, ChunkedDecoder, Decoded, PayloadMode, SigV4Error, Verified,
+};
 use sluice_storage::ObjectBody;
 
 use crate::s3::S3Error;
@@ -23,11 +25,17 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 const MAX_CHUNK_SIZE: usize = 64 * 1024 * 1024;
 
 pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn stream_body(body: ObjectBody) -> ResponseBody {
-    StreamBody::new(body.map_ok(Frame::data).map_err(|e| Box::new(e) as BoxError)).boxed_unsync()
+    StreamBody::new(
+        body.map_ok(Frame::data)
+            .map_err(|e| Box::new(e) as BoxError),
+    )
+    .boxed_unsync()
 }
 
 /// The request body as the client meant it: decoded and verified while it streams.
@@ -41,8 +49,15 @@ pub struct RequestBody {
 
 #[derive(Debug)]
 enum Payload {
-    Plain { expected_sha256: Option<([u8; 32], Sha256)> },
-    Chunked { decoder: Box<ChunkedDecoder>, buf: BytesMut, decoded_len: Option<u64>, seen: u64 },
+    Plain {
+        expected_sha256: Option<([u8; 32], Sha256)>,
+    },
+    Chunked {
+        decoder: Box<ChunkedDecoder>,
+        buf: BytesMut,
+        decoded_len: Option<u64>,
+        seen: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -54,27 +69,57 @@ struct ChecksumCheck {
 }
 
 impl RequestBody {
-    pub fn new(incoming: Incoming, verified: &Verified, headers: &HeaderMap) -> Result<Self, S3Error> {
+    pub fn new(
+        incoming: Incoming,
+        verified: &Verified,
+        headers: &HeaderMap,
+    ) -> Result<Self, S3Error> {
         let payload = match &verified.payload {
-            PayloadMode::Signed(hash) => Payload::Plain { expected_sha256: Some((*hash, Sha256::new())) },
-            PayloadMode::Unsigned => Payload::Plain { expected_sha256: None },
+            PayloadMode::Signed(hash) => Payload::Plain {
+                expected_sha256: Some((*hash, Sha256::new())),
+            },
+            PayloadMode::Unsigned => Payload::Plain {
+                expected_sha256: None,
+            },
             mode => {
-                let trailer = matches!(mode, PayloadMode::StreamingSignedTrailer | PayloadMode::StreamingUnsignedTrailer);
-                let decoder = ChunkedDecoder::new(verified.chunk_verifier(), trailer, MAX_CHUNK_SIZE);
+                let trailer = matches!(
+                    mode,
+                    PayloadMode::StreamingSignedTrailer | PayloadMode::StreamingUnsignedTrailer
+                );
+                let decoder =
+                    ChunkedDecoder::new(verified.chunk_verifier(), trailer, MAX_CHUNK_SIZE);
                 let decoded_len = header_str(headers, "x-amz-decoded-content-length")
-                    .map(|v| v.parse::<u64>().map_err(|_| S3Error::invalid_argument("x-amz-decoded-content-length is not a number")))
+                    .map(|v| {
+                        v.parse::<u64>().map_err(|_| {
+                            S3Error::invalid_argument(
+                                "x-amz-decoded-content-length is not a number",
+                            )
+                        })
+                    })
                     .transpose()?;
-                Payload::Chunked { decoder: Box::new(decoder), buf: BytesMut::new(), decoded_len, seen: 0 }
+                Payload::Chunked {
+                    decoder: Box::new(decoder),
+                    buf: BytesMut::new(),
+                    decoded_len,
+                    seen: 0,
+                }
             }
         };
-        Ok(Self { incoming, payload, checksum: checksum_check(headers)?, done: false })
+        Ok(Self {
+            incoming,
+            payload,
+            checksum: checksum_check(headers)?,
+            done: false,
+        })
     }
 
     /// The size of the decoded body, when the client declared it.
     pub fn declared_len(&self, headers: &HeaderMap) -> Option<u64> {
         match &self.payload {
             Payload::Chunked { decoded_len, .. } => *decoded_len,
-            Payload::Plain { .. } => header_str(headers, "content-length").and_then(|v| v.parse().ok()),
+            Payload::Plain { .. } => {
+                header_str(headers, "content-length").and_then(|v| v.parse().ok())
+            }
         }
     }
 
@@ -150,13 +195,19 @@ impl RequestBody {
     async fn next_plain(&mut self) -> Result<Option<Bytes>, S3Error> {
         match self.read_frame().await? {
             Some(data) => {
-                if let Payload::Plain { expected_sha256: Some((_, hasher)) } = &mut self.payload {
+                if let Payload::Plain {
+                    expected_sha256: Some((_, hasher)),
+                } = &mut self.payload
+                {
                     hasher.update(&data);
                 }
                 Ok(Some(data))
             }
             None => {
-                if let Payload::Plain { expected_sha256: Some((expected, hasher)) } = &mut self.payload {
+                if let Payload::Plain {
+                    expected_sha256: Some((expected, hasher)),
+                } = &mut self.payload
+                {
                     let actual: [u8; 32] = std::mem::take(hasher).finalize().into();
                     if actual != *expected {
                         return Err(S3Error::new(
@@ -176,7 +227,9 @@ impl RequestBody {
 
     async fn next_chunked(&mut self) -> Result<Option<Bytes>, S3Error> {
         loop {
-            let Payload::Chunked { decoder, buf, .. } = &mut self.payload else { unreachable!() };
+            let Payload::Chunked { decoder, buf, .. } = &mut self.payload else {
+                unreachable!()
+            };
             match decoder.feed(buf)? {
                 Some(Decoded::Data(data)) => {
                     if let Payload::Chunked { seen, .. } = &mut self.payload {
@@ -184,7 +237,9 @@ impl RequestBody {
                     }
                     return Ok(Some(data));
                 }
-                Some(Decoded::End { trailers }) => return self.finish_chunked(&trailers).map(|()| None),
+                Some(Decoded::End { trailers }) => {
+                    return self.finish_chunked(&trailers).map(|()| None);
+                }
                 None => {}
             }
             match self.read_frame().await? {
@@ -194,9 +249,13 @@ impl RequestBody {
                     }
                 }
                 None => {
-                    let Payload::Chunked { decoder, .. } = &mut self.payload else { unreachable!() };
+                    let Payload::Chunked { decoder, .. } = &mut self.payload else {
+                        unreachable!()
+                    };
                     return match decoder.finish()? {
-                        Some(Decoded::End { trailers }) => self.finish_chunked(&trailers).map(|()| None),
+                        Some(Decoded::End { trailers }) => {
+                            self.finish_chunked(&trailers).map(|()| None)
+                        }
                         _ => Err(SigV4Error::IncompleteBody.into()),
                     };
                 }
@@ -205,7 +264,11 @@ impl RequestBody {
     }
 
     fn finish_chunked(&mut self, trailers: &[(String, String)]) -> Result<(), S3Error> {
-        if let Payload::Chunked { decoded_len: Some(expected), seen, .. } = &self.payload
+        if let Payload::Chunked {
+            decoded_len: Some(expected),
+            seen,
+            ..
+        } = &self.payload
             && expected != seen
         {
             return Err(SigV4Error::IncompleteBody.into());
@@ -214,7 +277,9 @@ impl RequestBody {
     }
 
     fn finish_checksum(&mut self, trailers: &[(String, String)]) -> Result<(), S3Error> {
-        let Some(check) = self.checksum.take() else { return Ok(()) };
+        let Some(check) = self.checksum.take() else {
+            return Ok(());
+        };
         let name = check.algorithm.header_name();
         let expected = match check.expected {
             Some(v) => v,
@@ -222,11 +287,18 @@ impl RequestBody {
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| S3Error::invalid_request(format!("The trailer {name} declared in x-amz-trailer is missing.")))?,
+                .ok_or_else(|| {
+                    S3Error::invalid_request(format!(
+                        "The trailer {name} declared in x-amz-trailer is missing."
+                    ))
+                })?,
         };
         let actual = check.hasher.finalize();
         if actual != expected.trim() {
-            return Err(SigV4Error::ChecksumMismatch { algorithm: check.algorithm }.into());
+            return Err(SigV4Error::ChecksumMismatch {
+                algorithm: check.algorithm,
+            }
+            .into());
         }
         Ok(())
     }
@@ -239,10 +311,18 @@ fn checksum_check(headers: &HeaderMap) -> Result<Option<ChecksumCheck>, S3Error>
     for (name, value) in headers {
         if let Some(algorithm) = ChecksumAlgorithm::from_header_name(name.as_str()) {
             if found.is_some() {
-                return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header."));
+                return Err(S3Error::invalid_request(
+                    "Expecting a single x-amz-checksum- header.",
+                ));
             }
-            let value = value.to_str().map_err(|_| S3Error::invalid_request("Invalid checksum header value."))?;
-            found = Some(ChecksumCheck { algorithm, expected: Some(value.to_owned()), hasher: Checksummer::new(algorithm) });
+            let value = value
+                .to_str()
+                .map_err(|_| S3Error::invalid_request("Invalid checksum header value."))?;
+            found = Some(ChecksumCheck {
+                algorithm,
+                expected: Some(value.to_owned()),
+                hasher: Checksummer::new(algorithm),
+            });
         }
     }
     if let Some(trailer) = header_str(headers, "x-amz-trailer") {
@@ -250,9 +330,15 @@ fn checksum_check(headers: &HeaderMap) -> Result<Option<ChecksumCheck>, S3Error>
         let algorithm = ChecksumAlgorithm::from_header_name(&name)
             .ok_or_else(|| S3Error::invalid_request(format!("Unsupported trailer {name}.")))?;
         if found.is_some() {
-            return Err(S3Error::invalid_request("Expecting a single x-amz-checksum- header."));
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- header.",
+            ));
         }
-        found = Some(ChecksumCheck { algorithm, expected: None, hasher: Checksummer::new(algorithm) });
+        found = Some(ChecksumCheck {
+            algorithm,
+            expected: None,
+            hasher: Checksummer::new(algorithm),
+        });
     }
     Ok(found)
 }

@@ -61,10 +61,16 @@ enum KeysAction {
     Create,
     /// List keys (secrets are never shown).
     List,
-    Deactivate { access_id: String },
-    Activate { access_id: String },
+    Deactivate {
+        access_id: String,
+    },
+    Activate {
+        access_id: String,
+    },
     /// Delete an inactive key.
-    Delete { access_id: String },
+    Delete {
+        access_id: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -92,7 +98,11 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Keys { action, config, tenant } => {
+        Command::Keys {
+            action,
+            config,
+            tenant,
+        } => {
             let config = config.ok_or("--config is required")?;
             keys(action, &load(&config)?, tenant.as_deref())
         }
@@ -109,13 +119,20 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn load(path: &Path) -> Result<Config, String> {
-    config::load(path).map_err(|errors| format!("{}: invalid config\n{errors}", path.display()).trim_end().to_owned())
+    config::load(path).map_err(|errors| {
+        format!("{}: invalid config\n{errors}", path.display())
+            .trim_end()
+            .to_owned()
+    })
 }
 
 fn serve(path: &Path) -> Result<(), String> {
     init_tracing();
     let config = load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listeners_config = config.listeners.clone();
         let gateway = Arc::new(Gateway::new(config).await?);
@@ -150,13 +167,18 @@ async fn shutdown_signal() {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
 fn keys(action: KeysAction, config: &Config, tenant: Option<&str>) -> Result<(), String> {
-    let ks = config.key_store.as_ref().ok_or("the config has no key_store section")?;
+    let ks = config
+        .key_store
+        .as_ref()
+        .ok_or("the config has no key_store section")?;
     let store = KeyStore::new(&ks.path);
     let tenant_config = |name: Option<&str>| {
         let name = name.ok_or("--tenant is required")?;
@@ -169,43 +191,78 @@ fn keys(action: KeysAction, config: &Config, tenant: Option<&str>) -> Result<(),
     match action {
         KeysAction::Create => {
             let t = tenant_config(tenant)?;
-            let key = store.create(&ks.master_key, t.id.as_str(), t.keys.len()).map_err(|e| e.to_string())?;
+            let key = store
+                .create(&ks.master_key, t.id.as_str(), t.keys.len())
+                .map_err(|e| e.to_string())?;
             println!("access_id: {}", key.record.access_id);
             println!("secret:    {}", key.secret.expose());
-            eprintln!("The secret is shown only now; it is stored encrypted and cannot be shown again.");
+            eprintln!(
+                "The secret is shown only now; it is stored encrypted and cannot be shown again."
+            );
         }
         KeysAction::List => {
-            println!("{:<28} {:<16} {:<9} {:<8} CREATED", "ACCESS_ID", "TENANT", "STATE", "SOURCE");
-            for t in config.tenants.iter().filter(|t| tenant.is_none_or(|n| t.id.as_str() == n)) {
+            println!(
+                "{:<28} {:<16} {:<9} {:<8} CREATED",
+                "ACCESS_ID", "TENANT", "STATE", "SOURCE"
+            );
+            for t in config
+                .tenants
+                .iter()
+                .filter(|t| tenant.is_none_or(|n| t.id.as_str() == n))
+            {
                 for k in &t.keys {
-                    let state = if k.active { KeyState::Active } else { KeyState::Inactive };
-                    println!("{:<28} {:<16} {:<9} {:<8} -", k.access_id, t.id.as_str(), state, "config");
+                    let state = if k.active {
+                        KeyState::Active
+                    } else {
+                        KeyState::Inactive
+                    };
+                    println!(
+                        "{:<28} {:<16} {:<9} {:<8} -",
+                        k.access_id,
+                        t.id.as_str(),
+                        state,
+                        "config"
+                    );
                 }
             }
             for k in store.list().map_err(|e| e.to_string())? {
                 if tenant.is_none_or(|n| k.tenant == n) {
-                    println!("{:<28} {:<16} {:<9} {:<8} {}", k.access_id, k.tenant, k.state, "store", k.created);
+                    println!(
+                        "{:<28} {:<16} {:<9} {:<8} {}",
+                        k.access_id, k.tenant, k.state, "store", k.created
+                    );
                 }
             }
         }
         KeysAction::Deactivate { access_id } | KeysAction::Activate { access_id }
-            if config.tenants.iter().any(|t| t.keys.iter().any(|k| k.access_id == access_id)) =>
+            if config
+                .tenants
+                .iter()
+                .any(|t| t.keys.iter().any(|k| k.access_id == access_id)) =>
         {
-            return Err(format!("{access_id} is declared in the config file; change its state there"));
+            return Err(format!(
+                "{access_id} is declared in the config file; change its state there"
+            ));
         }
         KeysAction::Deactivate { access_id } => {
             let t = tenant_config(tenant)?;
-            let r = store.set_state(t.id.as_str(), &access_id, KeyState::Inactive).map_err(|e| e.to_string())?;
+            let r = store
+                .set_state(t.id.as_str(), &access_id, KeyState::Inactive)
+                .map_err(|e| e.to_string())?;
             println!("{} is now {}", r.access_id, r.state);
         }
         KeysAction::Activate { access_id } => {
             let t = tenant_config(tenant)?;
-            let r = store.set_state(t.id.as_str(), &access_id, KeyState::Active).map_err(|e| e.to_string())?;
+            let r = store
+                .set_state(t.id.as_str(), &access_id, KeyState::Active)
+                .map_err(|e| e.to_string())?;
             println!("{} is now {}", r.access_id, r.state);
         }
         KeysAction::Delete { access_id } => {
             let t = tenant_config(tenant)?;
-            store.delete(t.id.as_str(), &access_id).map_err(|e| e.to_string())?;
+            store
+                .delete(t.id.as_str(), &access_id)
+                .map_err(|e| e.to_string())?;
             println!("{access_id} deleted");
         }
     }

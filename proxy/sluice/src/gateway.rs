@@ -30,8 +30,18 @@ impl Gateway {
             };
             backends.insert(name.clone(), opened);
         }
-        let tenants = config.tenants.into_iter().map(|t| (t.id.as_str().to_owned(), t)).collect();
-        Ok(Self { s3: config.s3, limits: config.limits, keys, backends, tenants })
+        let tenants = config
+            .tenants
+            .into_iter()
+            .map(|t| (t.id.as_str().to_owned(), t))
+            .collect();
+        Ok(Self {
+            s3: config.s3,
+            limits: config.limits,
+            keys,
+            backends,
+            tenants,
+        })
     }
 
     pub fn s3(&self) -> &S3Settings {
@@ -52,7 +62,9 @@ impl Gateway {
 
     /// The backend a tenant's routes name for `bucket`, if any.
     pub fn backend_for(&self, tenant: &TenantConfig, bucket: &BucketName) -> Option<&LocalBackend> {
-        tenant.backend_for(bucket).and_then(|name| self.backends.get(name))
+        tenant
+            .backend_for(bucket)
+            .and_then(|name| self.backends.get(name))
     }
 
     /// Every distinct backend a tenant routes to (for ListBuckets).
@@ -60,6 +72,9 @@ impl Gateway {
         let mut names: Vec<&str> = tenant.routes.iter().map(|r| r.backend.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        names.into_iter().filter_map(|n| self.backends.get(n)).collect()
+        names
+            .into_iter()
+            .filter_map(|n| self.backends.get(n))
+            .collect()
     }
 }

@@ -31,7 +31,11 @@ pub struct ConnInfo {
     pub accept_unsigned_payload: bool,
 }
 
-pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let request_id = new_request_id();
     let (mut parts, incoming) = req.into_parts();
@@ -48,7 +52,11 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>, conn: ConnInf
 
     let result = async {
         check_header_size(&parts.headers, gateway.limits().max_header_bytes)?;
-        resource = target(host.as_deref(), parts.uri.path(), &gateway.s3().base_domains)?;
+        resource = target(
+            host.as_deref(),
+            parts.uri.path(),
+            &gateway.s3().base_domains,
+        )?;
         let op = route(&parts.method, &resource, parts.uri.query())?;
         op_name = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
@@ -97,13 +105,15 @@ fn authorise<'a>(
     op: &S3Op,
     parts: &'a http::request::Parts,
 ) -> Result<OpContext<'a>, S3Error> {
-    let tenant = gateway
-        .tenant(&principal.tenant)
-        .ok_or_else(|| S3Error::internal(format!("key {} names unknown tenant", principal.access_id)))?;
+    let tenant = gateway.tenant(&principal.tenant).ok_or_else(|| {
+        S3Error::internal(format!("key {} names unknown tenant", principal.access_id))
+    })?;
     let backends = match op.bucket() {
         None => gateway.tenant_backends(tenant),
         Some(bucket) => vec![gateway.backend_for(tenant, bucket).ok_or_else(|| {
-            S3Error::access_denied(format!("No route for bucket {bucket} is configured for this tenant."))
+            S3Error::access_denied(format!(
+                "No route for bucket {bucket} is configured for this tenant."
+            ))
         })?],
     };
     Ok(OpContext {
@@ -117,9 +127,16 @@ fn authorise<'a>(
 
 /// On plain HTTP, a body the signature does not cover could have been changed on the way:
 /// refuse it unless the listener explicitly accepts that risk.
-fn check_payload_protection(principal: &Principal, headers: &http::HeaderMap, accept_unsigned: bool) -> Result<(), S3Error> {
+fn check_payload_protection(
+    principal: &Principal,
+    headers: &http::HeaderMap,
+    accept_unsigned: bool,
+) -> Result<(), S3Error> {
     use sluice_sigv4::PayloadMode;
-    let unsigned = matches!(principal.verified.payload, PayloadMode::Unsigned | PayloadMode::StreamingUnsignedTrailer);
+    let unsigned = matches!(
+        principal.verified.payload,
+        PayloadMode::Unsigned | PayloadMode::StreamingUnsignedTrailer
+    );
     let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
         || crate::body::header_str(headers, "content-length").is_some_and(|l| l != "0");
     if unsigned && has_body && !accept_unsigned {
@@ -132,12 +149,17 @@ fn check_payload_protection(principal: &Principal, headers: &http::HeaderMap, ac
 }
 
 fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), S3Error> {
-    let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
     if size > limit {
         return Err(S3Error::new(
             StatusCode::BAD_REQUEST,
             "RequestHeaderSectionTooLarge",
-            format!("Your request header section exceeds the maximum allowed size of {limit} bytes."),
+            format!(
+                "Your request header section exceeds the maximum allowed size of {limit} bytes."
+            ),
         ));
     }
     Ok(())

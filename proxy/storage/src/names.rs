@@ -40,15 +40,20 @@ impl BucketName {
         }
         let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         if !alnum(&bytes[0]) || !alnum(&bytes[bytes.len() - 1]) {
-            return Err(bad("bucket names must begin and end with a letter or number"));
+            return Err(bad(
+                "bucket names must begin and end with a letter or number",
+            ));
         }
         if name.contains("..") || name.contains(".-") || name.contains("-.") {
-            return Err(bad("bucket names must not contain two adjacent periods or a period next to a hyphen"));
+            return Err(bad(
+                "bucket names must not contain two adjacent periods or a period next to a hyphen",
+            ));
         }
         if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
             return Err(bad("bucket names must not be formatted as an IP address"));
         }
-        const RESERVED_PREFIXES: [&str; 4] = ["xn--", "sthree-", "sthree-configurator", "amzn-s3-demo-"];
+        const RESERVED_PREFIXES: [&str; 4] =
+            ["xn--", "sthree-", "sthree-configurator", "amzn-s3-demo-"];
         const RESERVED_SUFFIXES: [&str; 4] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3"];
         if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
             || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
@@ -83,7 +88,10 @@ impl ObjectKey {
         if key.len() > MAX_KEY_BYTES {
             return Err(NameError::KeyTooLong);
         }
-        if key.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r')) {
+        if key
+            .chars()
+            .any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
+        {
             return Err(NameError::InvalidKeyCharacter);
         }
         Ok(Self(key.to_owned()))
@@ -108,7 +116,9 @@ pub struct TenantId(String);
 impl TenantId {
     pub fn parse(name: &str) -> Option<Self> {
         let ok = (1..=63).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         ok.then(|| Self(name.to_owned()))
     }
 
@@ -127,8 +137,18 @@ mod tests {
             assert!(BucketName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "ab", &"a".repeat(64), "ABC", "-abc", "abc-", "a..b", "a.-b", "192.168.1.1", "xn--abc",
-            "abc-s3alias", "a_b", "a b",
+            "ab",
+            &"a".repeat(64),
+            "ABC",
+            "-abc",
+            "abc-",
+            "a..b",
+            "a.-b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            "a_b",
+            "a b",
         ] {
             assert!(BucketName::parse(bad).is_err(), "{bad}");
         }
@@ -136,11 +156,24 @@ mod tests {
 
     #[test]
     fn key_rules() {
-        for ok in ["a", "../../etc/passwd", "/abs", "a//b", "ünïcödé/🙂", &"k".repeat(1024)] {
+        for ok in [
+            "a",
+            "../../etc/passwd",
+            "/abs",
+            "a//b",
+            "ünïcödé/🙂",
+            &"k".repeat(1024),
+        ] {
             assert!(ObjectKey::parse(ok).is_ok(), "{ok}");
         }
         assert_eq!(ObjectKey::parse(""), Err(NameError::EmptyKey));
-        assert_eq!(ObjectKey::parse(&"k".repeat(1025)), Err(NameError::KeyTooLong));
-        assert_eq!(ObjectKey::parse("a\0b"), Err(NameError::InvalidKeyCharacter));
+        assert_eq!(
+            ObjectKey::parse(&"k".repeat(1025)),
+            Err(NameError::KeyTooLong)
+        );
+        assert_eq!(
+            ObjectKey::parse("a\0b"),
+            Err(NameError::InvalidKeyCharacter)
+        );
     }
 }

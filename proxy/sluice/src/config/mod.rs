@@ -122,7 +122,10 @@ impl BucketPattern {
 impl TenantConfig {
     /// The backend this tenant's first matching route names for `bucket`.
     pub fn backend_for(&self, bucket: &BucketName) -> Option<&str> {
-        self.routes.iter().find(|r| r.bucket.matches(bucket)).map(|r| r.backend.as_str())
+        self.routes
+            .iter()
+            .find(|r| r.bucket.matches(bucket))
+            .map(|r| r.backend.as_str())
     }
 }
 
@@ -154,7 +157,11 @@ pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Config, Confi
     let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let place = e.path().to_string();
         let inner = e.into_inner();
-        let place = if place == "." || place == "?" { String::new() } else { format!("{place}: ") };
+        let place = if place == "." || place == "?" {
+            String::new()
+        } else {
+            format!("{place}: ")
+        };
         ConfigErrors(vec![format!("{place}{inner}")])
     })?;
     validate(raw, source, base_dir)
@@ -184,11 +191,17 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         let bind = match l.bind.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                check.err(format_args!("{place}.bind"), format_args!("{:?} is not an address:port", l.bind));
+                check.err(
+                    format_args!("{place}.bind"),
+                    format_args!("{:?} is not an address:port", l.bind),
+                );
                 None
             }
         };
-        let tls = l.tls.as_ref().map(|t| TlsFiles { cert: rel(&t.cert), key: rel(&t.key) });
+        let tls = l.tls.as_ref().map(|t| TlsFiles {
+            cert: rel(&t.cert),
+            key: rel(&t.key),
+        });
         match (&tls, l.danger_plain_http) {
             (None, false) => check.err(
                 &place,
@@ -204,20 +217,37 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         if let Some(t) = &tls {
             for (what, file) in [("cert", &t.cert), ("key", &t.key)] {
                 if !file.is_file() {
-                    check.err(format_args!("{place}.tls.{what}"), format_args!("{} does not exist", file.display()));
+                    check.err(
+                        format_args!("{place}.tls.{what}"),
+                        format_args!("{} does not exist", file.display()),
+                    );
                 }
             }
         }
         if let Some(bind) = bind {
-            listeners.push(ListenerConfig { bind, tls, danger_accept_unsigned_payload: l.danger_accept_unsigned_payload });
+            listeners.push(ListenerConfig {
+                bind,
+                tls,
+                danger_accept_unsigned_payload: l.danger_accept_unsigned_payload,
+            });
         }
     }
 
     let s3 = S3Settings {
         region: raw.s3.region.clone(),
-        base_domains: raw.s3.base_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect(),
+        base_domains: raw
+            .s3
+            .base_domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect(),
     };
-    if s3.region.is_empty() || !s3.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if s3.region.is_empty()
+        || !s3
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         check.err("s3.region", "must be a region name such as us-east-1");
     }
 
@@ -244,26 +274,33 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         }
     }
 
-    let key_store = raw.key_store.as_ref().and_then(|ks| {
-        match resolve_secret(&ks.master_key, base_dir) {
-            Ok(text) => match MasterKey::from_base64(&text) {
-                Ok(master_key) => Some(KeyStoreConfig { path: rel(&ks.path), master_key }),
+    let key_store =
+        raw.key_store
+            .as_ref()
+            .and_then(|ks| match resolve_secret(&ks.master_key, base_dir) {
+                Ok(text) => match MasterKey::from_base64(&text) {
+                    Ok(master_key) => Some(KeyStoreConfig {
+                        path: rel(&ks.path),
+                        master_key,
+                    }),
+                    Err(e) => {
+                        check.err("key_store.master_key", e);
+                        None
+                    }
+                },
                 Err(e) => {
                     check.err("key_store.master_key", e);
                     None
                 }
-            },
-            Err(e) => {
-                check.err("key_store.master_key", e);
-                None
-            }
-        }
-    });
+            });
 
     let mut backends = BTreeMap::new();
     for (name, b) in &raw.backends {
         if !valid_name(name) {
-            check.err(format_args!("backends.{name}"), "backend names use a-z, 0-9, - and _");
+            check.err(
+                format_args!("backends.{name}"),
+                "backend names use a-z, 0-9, - and _",
+            );
         }
         let backend = match b {
             raw::RawBackend::Local { path } => BackendConfig::Local { path: rel(path) },
@@ -278,13 +315,22 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         let place = format!("tenants[{i}]");
         let id = TenantId::parse(&t.name);
         if id.is_none() {
-            check.err(format_args!("{place}.name"), "tenant names are 1-63 characters of a-z, 0-9, - and _");
+            check.err(
+                format_args!("{place}.name"),
+                "tenant names are 1-63 characters of a-z, 0-9, - and _",
+            );
         }
         if !seen_tenants.insert(t.name.clone()) {
-            check.err(format_args!("{place}.name"), format_args!("tenant {:?} is declared twice", t.name));
+            check.err(
+                format_args!("{place}.name"),
+                format_args!("tenant {:?} is declared twice", t.name),
+            );
         }
         if t.keys.len() > MAX_KEYS_PER_TENANT {
-            check.err(format_args!("{place}.keys"), format_args!("at most {MAX_KEYS_PER_TENANT} keys per tenant"));
+            check.err(
+                format_args!("{place}.keys"),
+                format_args!("at most {MAX_KEYS_PER_TENANT} keys per tenant"),
+            );
         }
         let mut keys = Vec::new();
         for (j, k) in t.keys.iter().enumerate() {
@@ -293,9 +339,13 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
                 check.err(format_args!("{kplace}.access_id"), e);
             }
             if !seen_ids.insert(k.access_id.clone()) {
-                check.err(format_args!("{kplace}.access_id"), "access id is used twice");
+                check.err(
+                    format_args!("{kplace}.access_id"),
+                    "access id is used twice",
+                );
             }
-            match resolve_secret(&k.secret, base_dir).and_then(|s| validate_secret(&s).map(|()| s)) {
+            match resolve_secret(&k.secret, base_dir).and_then(|s| validate_secret(&s).map(|()| s))
+            {
                 Ok(secret) => keys.push(StaticKey {
                     access_id: k.access_id.clone(),
                     secret: SecretKey::new(secret.to_string()),
@@ -321,10 +371,16 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
                 },
             };
             if !raw.backends.contains_key(&r.backend) {
-                check.err(format_args!("{rplace}.backend"), format_args!("no backend named {:?}", r.backend));
+                check.err(
+                    format_args!("{rplace}.backend"),
+                    format_args!("no backend named {:?}", r.backend),
+                );
             }
             if let Some(bucket) = bucket {
-                routes.push(Route { bucket, backend: r.backend.clone() });
+                routes.push(Route {
+                    bucket,
+                    backend: r.backend.clone(),
+                });
             }
         }
         if let Some(id) = id {
@@ -347,12 +403,19 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Access ids: 16 to 128 upper-case letters and digits (they appear in every Credential= field).
 pub fn validate_access_id(id: &str) -> Result<(), String> {
-    if (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+    if (16..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
         Ok(())
     } else {
         Err("must be 16 to 128 characters of A-Z and 0-9".into())
@@ -361,11 +424,17 @@ pub fn validate_access_id(id: &str) -> Result<(), String> {
 
 /// Secrets: exactly 40 characters of standard base64.
 pub fn validate_secret(secret: &str) -> Result<(), String> {
-    if base64::engine::general_purpose::STANDARD.decode(secret).is_err() {
+    if base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .is_err()
+    {
         return Err("not valid base64".into());
     }
     if secret.len() != SECRET_LEN {
-        return Err(format!("must be {SECRET_LEN} characters of base64 (got {})", secret.len()));
+        return Err(format!(
+            "must be {SECRET_LEN} characters of base64 (got {})",
+            secret.len()
+        ));
     }
     Ok(())
 }

@@ -54,7 +54,10 @@ pub(super) struct RawS3 {
 
 impl Default for RawS3 {
     fn default() -> Self {
-        Self { region: default_region(), base_domains: Vec::new() }
+        Self {
+            region: default_region(),
+            base_domains: Vec::new(),
+        }
     }
 }
 

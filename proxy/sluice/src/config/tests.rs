@@ -48,9 +48,15 @@ fn good_config_parses() {
 
 #[test]
 fn unknown_fields_are_rejected_with_their_path() {
-    let text = GOOD.replace("danger_plain_http: true", "danger_plain_http: true\n    colour: blue");
+    let text = GOOD.replace(
+        "danger_plain_http: true",
+        "danger_plain_http: true\n    colour: blue",
+    );
     let errors = parse_str(&text).unwrap_err();
-    assert!(errors[0].starts_with("listeners[0]: unknown field `colour`"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("listeners[0]: unknown field `colour`"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -70,24 +76,42 @@ fn every_semantic_error_is_reported_with_its_place() {
 
 #[test]
 fn secret_references_resolve_without_echoing_secrets() {
-    let text = GOOD.replace("\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "env:SLUICE_TEST_UNSET_VARIABLE");
+    let text = GOOD.replace(
+        "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"",
+        "env:SLUICE_TEST_UNSET_VARIABLE",
+    );
     let errors = parse_str(&text).unwrap_err();
-    assert_eq!(errors, ["tenants[0].keys[0].secret: environment variable SLUICE_TEST_UNSET_VARIABLE is not set"]);
+    assert_eq!(
+        errors,
+        ["tenants[0].keys[0].secret: environment variable SLUICE_TEST_UNSET_VARIABLE is not set"]
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s"), "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n").unwrap();
+    std::fs::write(
+        dir.path().join("s"),
+        "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n",
+    )
+    .unwrap();
     let text = GOOD.replace("\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "file:s");
     let c = parse(&text, Path::new("x.yaml"), dir.path()).unwrap();
-    assert_eq!(c.tenants[0].keys[0].secret.expose(), "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+    assert_eq!(
+        c.tenants[0].keys[0].secret.expose(),
+        "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+    );
 
     let short = GOOD.replace("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "AAAA");
-    assert_eq!(parse_str(&short).unwrap_err(), ["tenants[0].keys[0].secret: must be 40 characters of base64 (got 4)"]);
+    assert_eq!(
+        parse_str(&short).unwrap_err(),
+        ["tenants[0].keys[0].secret: must be 40 characters of base64 (got 4)"]
+    );
 }
 
 #[test]
 fn limits_and_names_are_checked() {
-    let text = format!("{GOOD}limits:\n  max_header_bytes: 1KiB\n  idle_timeout: 0s\n  max_connections: 0\n")
-        .replace("name: dev", "name: Dev!");
+    let text = format!(
+        "{GOOD}limits:\n  max_header_bytes: 1KiB\n  idle_timeout: 0s\n  max_connections: 0\n"
+    )
+    .replace("name: dev", "name: Dev!");
     let errors = parse_str(&text).unwrap_err();
     for want in [
         "limits.max_header_bytes: must be between 8KiB and 1MiB",
@@ -95,8 +119,14 @@ fn limits_and_names_are_checked() {
         "limits.idle_timeout: must be greater than zero",
         "tenants[0].name: tenant names are 1-63 characters of a-z, 0-9, - and _",
     ] {
-        assert!(errors.iter().any(|e| e == want), "missing {want:?} in {errors:?}");
+        assert!(
+            errors.iter().any(|e| e == want),
+            "missing {want:?} in {errors:?}"
+        );
     }
     let bad_duration = format!("{GOOD}limits:\n  idle_timeout: 10\n");
-    assert!(parse_str(&bad_duration).unwrap_err()[0].starts_with("limits.idle_timeout: invalid duration"));
+    assert!(
+        parse_str(&bad_duration).unwrap_err()[0]
+            .starts_with("limits.idle_timeout: invalid duration")
+    );
 }

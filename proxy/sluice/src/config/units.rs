@@ -19,7 +19,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -29,7 +31,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration {text:?}: unit must be ms, s, m or h")),
+        _ => Err(format!(
+            "invalid duration {text:?}: unit must be ms, s, m or h"
+        )),
     }
 }
 
@@ -58,17 +62,26 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("invalid size {text:?}: expected e.g. 16KiB"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected e.g. 16KiB"))?;
     let scale = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
-        _ => return Err(format!("invalid size {text:?}: unit must be B, KiB, MiB or GiB")),
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: unit must be B, KiB, MiB or GiB"
+            ));
+        }
     };
-    n.checked_mul(scale).ok_or_else(|| format!("size {text:?} is too large"))
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -71,7 +71,9 @@ pub enum KeyStoreError {
     Format(PathBuf, String),
     #[error("no key with access id {0}")]
     NotFound(String),
-    #[error("tenant {tenant} already has {MAX_KEYS_PER_TENANT} keys (the maximum); delete one first")]
+    #[error(
+        "tenant {tenant} already has {MAX_KEYS_PER_TENANT} keys (the maximum); delete one first"
+    )]
     TooManyKeys { tenant: String },
     #[error("key {0} is active; deactivate it before deleting it")]
     DeleteActive(String),
@@ -99,7 +101,10 @@ impl KeyStore {
     }
 
     /// Records with their secrets unsealed, for the server's key table.
-    pub fn load_secrets(&self, master: &MasterKey) -> Result<Vec<(KeyRecord, SecretKey)>, KeyStoreError> {
+    pub fn load_secrets(
+        &self,
+        master: &MasterKey,
+    ) -> Result<Vec<(KeyRecord, SecretKey)>, KeyStoreError> {
         self.read()?
             .keys
             .into_iter()
@@ -112,11 +117,18 @@ impl KeyStore {
 
     /// Creates a key for `tenant`. `existing_for_tenant` counts keys the tenant already has
     /// elsewhere (the config file), so the limit of ten covers both.
-    pub fn create(&self, master: &MasterKey, tenant: &str, existing_for_tenant: usize) -> Result<NewKey, KeyStoreError> {
+    pub fn create(
+        &self,
+        master: &MasterKey,
+        tenant: &str,
+        existing_for_tenant: usize,
+    ) -> Result<NewKey, KeyStoreError> {
         self.update(|file| {
             let owned = file.keys.iter().filter(|k| k.tenant == tenant).count();
             if owned + existing_for_tenant >= MAX_KEYS_PER_TENANT {
-                return Err(KeyStoreError::TooManyKeys { tenant: tenant.to_owned() });
+                return Err(KeyStoreError::TooManyKeys {
+                    tenant: tenant.to_owned(),
+                });
             }
             let access_id = loop {
                 let id = generate_access_id();
@@ -135,11 +147,19 @@ impl KeyStore {
                 updated: now,
             };
             file.keys.push(record.clone());
-            Ok(NewKey { record, secret: SecretKey::new(secret.to_string()) })
+            Ok(NewKey {
+                record,
+                secret: SecretKey::new(secret.to_string()),
+            })
         })
     }
 
-    pub fn set_state(&self, tenant: &str, access_id: &str, state: KeyState) -> Result<KeyRecord, KeyStoreError> {
+    pub fn set_state(
+        &self,
+        tenant: &str,
+        access_id: &str,
+        state: KeyState,
+    ) -> Result<KeyRecord, KeyStoreError> {
         self.update(|file| {
             let record = find(file, tenant, access_id)?;
             record.state = state;
@@ -163,29 +183,47 @@ impl KeyStore {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(StoreFile { version: STORE_VERSION, keys: Vec::new() });
+                return Ok(StoreFile {
+                    version: STORE_VERSION,
+                    keys: Vec::new(),
+                });
             }
             Err(e) => return Err(KeyStoreError::Io(self.path.clone(), e)),
         };
-        let file: StoreFile =
-            serde_yaml::from_str(&text).map_err(|e| KeyStoreError::Format(self.path.clone(), e.to_string()))?;
+        let file: StoreFile = serde_yaml::from_str(&text)
+            .map_err(|e| KeyStoreError::Format(self.path.clone(), e.to_string()))?;
         if file.version != STORE_VERSION {
-            return Err(KeyStoreError::Format(self.path.clone(), format!("unsupported version {}", file.version)));
+            return Err(KeyStoreError::Format(
+                self.path.clone(),
+                format!("unsupported version {}", file.version),
+            ));
         }
         for key in &file.keys {
-            validate_access_id(&key.access_id)
-                .map_err(|e| KeyStoreError::Format(self.path.clone(), format!("access id {}: {e}", key.access_id)))?;
+            validate_access_id(&key.access_id).map_err(|e| {
+                KeyStoreError::Format(
+                    self.path.clone(),
+                    format!("access id {}: {e}", key.access_id),
+                )
+            })?;
         }
         Ok(file)
     }
 
     /// Read-modify-write under an exclusive lock; the new file replaces the old atomically.
-    fn update<T>(&self, change: impl FnOnce(&mut StoreFile) -> Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut StoreFile) -> Result<T, KeyStoreError>,
+    ) -> Result<T, KeyStoreError> {
         let io = |e| KeyStoreError::Io(self.path.clone(), e);
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(self.sibling("lock")).map_err(io)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.sibling("lock"))
+            .map_err(io)?;
         lock.lock().map_err(io)?;
         let mut file = self.read()?;
         let out = change(&mut file)?;
@@ -208,7 +246,11 @@ impl KeyStore {
     }
 }
 
-fn find<'a>(file: &'a mut StoreFile, tenant: &str, access_id: &str) -> Result<&'a mut KeyRecord, KeyStoreError> {
+fn find<'a>(
+    file: &'a mut StoreFile,
+    tenant: &str,
+    access_id: &str,
+) -> Result<&'a mut KeyRecord, KeyStoreError> {
     file.keys
         .iter_mut()
         .find(|k| k.access_id == access_id && k.tenant == tenant)
@@ -218,7 +260,8 @@ fn find<'a>(file: &'a mut StoreFile, tenant: &str, access_id: &str) -> Result<&'
 fn unseal(master: &MasterKey, record: &KeyRecord) -> Result<SecretKey, KeyStoreError> {
     let plain = open(master, &record.secret_sealed, record.access_id.as_bytes())
         .map_err(|_| KeyStoreError::Unseal(record.access_id.clone()))?;
-    let text = String::from_utf8(plain.to_vec()).map_err(|_| KeyStoreError::Unseal(record.access_id.clone()))?;
+    let text = String::from_utf8(plain.to_vec())
+        .map_err(|_| KeyStoreError::Unseal(record.access_id.clone()))?;
     Ok(SecretKey::new(text))
 }
 
@@ -265,15 +308,27 @@ mod tests {
         validate_access_id(&key.record.access_id).unwrap();
         validate_secret(key.secret.expose()).unwrap();
         let text = std::fs::read_to_string(store.path()).unwrap();
-        assert!(!text.contains(key.secret.expose()), "secret must never be stored in plaintext");
+        assert!(
+            !text.contains(key.secret.expose()),
+            "secret must never be stored in plaintext"
+        );
 
         let loaded = store.load_secrets(&m).unwrap();
         assert_eq!(loaded[0].1.expose(), key.secret.expose());
-        assert!(matches!(store.load_secrets(&master()), Err(KeyStoreError::Unseal(_))));
+        assert!(matches!(
+            store.load_secrets(&master()),
+            Err(KeyStoreError::Unseal(_))
+        ));
 
         let id = &key.record.access_id;
-        assert!(matches!(store.delete("acme", id), Err(KeyStoreError::DeleteActive(_))));
-        assert!(matches!(store.set_state("other", id, KeyState::Inactive), Err(KeyStoreError::NotFound(_))));
+        assert!(matches!(
+            store.delete("acme", id),
+            Err(KeyStoreError::DeleteActive(_))
+        ));
+        assert!(matches!(
+            store.set_state("other", id, KeyState::Inactive),
+            Err(KeyStoreError::NotFound(_))
+        ));
         store.set_state("acme", id, KeyState::Inactive).unwrap();
         assert_eq!(store.list().unwrap()[0].state, KeyState::Inactive);
         store.delete("acme", id).unwrap();
@@ -288,7 +343,10 @@ mod tests {
         for _ in 0..8 {
             store.create(&m, "acme", 2).unwrap();
         }
-        assert!(matches!(store.create(&m, "acme", 2), Err(KeyStoreError::TooManyKeys { .. })));
+        assert!(matches!(
+            store.create(&m, "acme", 2),
+            Err(KeyStoreError::TooManyKeys { .. })
+        ));
         store.create(&m, "other", 0).unwrap();
     }
 }

@@ -50,7 +50,9 @@ pub struct KeyTable {
 
 impl std::fmt::Debug for KeyTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyTable").field("keys", &self.entries.load().len()).finish_non_exhaustive()
+        f.debug_struct("KeyTable")
+            .field("keys", &self.entries.load().len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,8 +75,15 @@ impl KeyTable {
         let table = Self {
             entries: ArcSwap::from_pointee(HashMap::new()),
             static_entries,
-            tenant_names: config.tenants.iter().map(|t| t.id.as_str().to_owned()).collect(),
-            store: config.key_store.as_ref().map(|ks| (KeyStore::new(&ks.path), ks.master_key.clone())),
+            tenant_names: config
+                .tenants
+                .iter()
+                .map(|t| t.id.as_str().to_owned())
+                .collect(),
+            store: config
+                .key_store
+                .as_ref()
+                .map(|ks| (KeyStore::new(&ks.path), ks.master_key.clone())),
             stamp: Mutex::new(None),
             signing_keys: moka::sync::Cache::builder()
                 .max_capacity(SIGNING_KEY_CACHE_ENTRIES)
@@ -94,10 +103,20 @@ impl KeyTable {
     }
 
     /// The signing key for `scope`, derived once and cached.
-    pub fn signing_key(&self, access_id: &str, entry: &KeyEntry, scope: &CredentialScope) -> SigningKey {
-        let cache_key = (access_id.to_owned(), scope.date.clone(), scope.region.clone());
-        self.signing_keys
-            .get_with(cache_key, || SigningKey::derive(&entry.secret, &scope.date, &scope.region, &scope.service))
+    pub fn signing_key(
+        &self,
+        access_id: &str,
+        entry: &KeyEntry,
+        scope: &CredentialScope,
+    ) -> SigningKey {
+        let cache_key = (
+            access_id.to_owned(),
+            scope.date.clone(),
+            scope.region.clone(),
+        );
+        self.signing_keys.get_with(cache_key, || {
+            SigningKey::derive(&entry.secret, &scope.date, &scope.region, &scope.service)
+        })
     }
 
     /// Rebuilds the table from the config keys and the current store file.
@@ -124,7 +143,11 @@ impl KeyTable {
                     tracing::warn!(access_id = %record.access_id, "access id also declared in the config; store key ignored");
                     continue;
                 }
-                let entry = KeyEntry { tenant: tenant.clone(), secret, active: record.state == KeyState::Active };
+                let entry = KeyEntry {
+                    tenant: tenant.clone(),
+                    secret,
+                    active: record.state == KeyState::Active,
+                };
                 entries.insert(record.access_id, Arc::new(entry));
             }
         }
@@ -136,14 +159,18 @@ impl KeyTable {
     /// Reloads when the store file changed since the last load. A store that fails to load keeps
     /// the previous table (logged), rather than locking every client out.
     pub fn reload_if_changed(&self) {
-        let Some((store, _)) = &self.store else { return };
+        let Some((store, _)) = &self.store else {
+            return;
+        };
         let current = stamp(store.path());
         if *self.stamp.lock().expect("stamp lock") == current {
             return;
         }
         match self.reload() {
             Ok(()) => tracing::info!(path = %store.path().display(), "key store reloaded"),
-            Err(err) => tracing::error!(error = %err, "key store reload failed; keeping the previous keys"),
+            Err(err) => {
+                tracing::error!(error = %err, "key store reload failed; keeping the previous keys")
+            }
         }
     }
 
@@ -164,5 +191,9 @@ impl KeyTable {
 fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some(FileStamp { modified: meta.modified().ok(), len: meta.len(), inode: meta.ino() })
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
 }

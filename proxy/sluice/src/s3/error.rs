@@ -33,8 +33,18 @@ pub struct S3Error {
 }
 
 impl S3Error {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, status, message: message.into(), extra: Vec::new(), headers: Vec::new() }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            code,
+            status,
+            message: message.into(),
+            extra: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -43,7 +53,11 @@ impl S3Error {
     }
 
     pub fn fault(&self) -> Fault {
-        if self.status.is_server_error() { Fault::Sluice } else { Fault::Client }
+        if self.status.is_server_error() {
+            Fault::Sluice
+        } else {
+            Fault::Client
+        }
     }
 
     pub fn access_denied(message: impl Into<Cow<'static, str>>) -> Self {
@@ -92,13 +106,20 @@ impl S3Error {
     }
 
     /// The response for this error. HEAD responses carry no body, as in S3.
-    pub fn into_response(self, request_id: &str, resource: &str, head: bool) -> Response<ResponseBody> {
+    pub fn into_response(
+        self,
+        request_id: &str,
+        resource: &str,
+        head: bool,
+    ) -> Response<ResponseBody> {
         let mut builder = Response::builder().status(self.status);
         for (name, value) in &self.headers {
             builder = builder.header(*name, value);
         }
         if head {
-            return builder.body(full_body(Vec::new())).expect("valid error response");
+            return builder
+                .body(full_body(Vec::new()))
+                .expect("valid error response");
         }
         let mut xml = XmlWriter::new();
         xml.open("Error");
@@ -113,7 +134,10 @@ impl S3Error {
         xml.element("RequestId", request_id);
         xml.close("Error");
         builder
-            .header(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"))
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml"),
+            )
             .body(full_body(xml.finish()))
             .expect("valid error response")
     }
@@ -123,19 +147,31 @@ impl From<StorageError> for S3Error {
     fn from(err: StorageError) -> Self {
         use StatusCode as S;
         match err {
-            StorageError::NoSuchBucket => Self::new(S::NOT_FOUND, "NoSuchBucket", "The specified bucket does not exist"),
-            StorageError::NoSuchKey => Self::new(S::NOT_FOUND, "NoSuchKey", "The specified key does not exist."),
+            StorageError::NoSuchBucket => Self::new(
+                S::NOT_FOUND,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+            ),
+            StorageError::NoSuchKey => Self::new(
+                S::NOT_FOUND,
+                "NoSuchKey",
+                "The specified key does not exist.",
+            ),
             StorageError::BucketAlreadyOwnedByYou => Self::new(
                 S::CONFLICT,
                 "BucketAlreadyOwnedByYou",
                 "Your previous request to create the named bucket succeeded and you already own it.",
             ),
-            StorageError::BucketNotEmpty => {
-                Self::new(S::CONFLICT, "BucketNotEmpty", "The bucket you tried to delete is not empty")
-            }
-            StorageError::InvalidRange => {
-                Self::new(S::RANGE_NOT_SATISFIABLE, "InvalidRange", "The requested range is not satisfiable")
-            }
+            StorageError::BucketNotEmpty => Self::new(
+                S::CONFLICT,
+                "BucketNotEmpty",
+                "The bucket you tried to delete is not empty",
+            ),
+            StorageError::InvalidRange => Self::new(
+                S::RANGE_NOT_SATISFIABLE,
+                "InvalidRange",
+                "The requested range is not satisfiable",
+            ),
             StorageError::EntityTooLarge => Self::new(
                 S::BAD_REQUEST,
                 "EntityTooLarge",
@@ -155,9 +191,11 @@ impl From<StorageError> for S3Error {
                 sluice_storage::NameError::KeyTooLong => {
                     Self::new(S::BAD_REQUEST, "KeyTooLongError", "Your key is too long")
                 }
-                sluice_storage::NameError::InvalidBucketName(why) => {
-                    Self::new(S::BAD_REQUEST, "InvalidBucketName", format!("The specified bucket is not valid: {why}"))
-                }
+                sluice_storage::NameError::InvalidBucketName(why) => Self::new(
+                    S::BAD_REQUEST,
+                    "InvalidBucketName",
+                    format!("The specified bucket is not valid: {why}"),
+                ),
                 other => Self::invalid_argument(other.to_string()),
             },
             err @ (StorageError::Io(_) | StorageError::Index(_)) => Self::internal(err),
@@ -168,15 +206,24 @@ impl From<StorageError> for S3Error {
 impl From<SigV4Error> for S3Error {
     fn from(err: SigV4Error) -> Self {
         let status = match err.s3_code() {
-            "AccessDenied" | "SignatureDoesNotMatch" | "RequestTimeTooSkewed" => StatusCode::FORBIDDEN,
+            "AccessDenied" | "SignatureDoesNotMatch" | "RequestTimeTooSkewed" => {
+                StatusCode::FORBIDDEN
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         let mut out = Self::new(status, err.s3_code(), err.to_string());
-        if let SigV4Error::SignatureDoesNotMatch { string_to_sign, canonical_request } = &err {
-            out.message = "The request signature we calculated does not match the signature you provided. \
+        if let SigV4Error::SignatureDoesNotMatch {
+            string_to_sign,
+            canonical_request,
+        } = &err
+        {
+            out.message =
+                "The request signature we calculated does not match the signature you provided. \
                            Check your key and signing method."
-                .into();
-            out = out.with("StringToSign", string_to_sign.clone()).with("CanonicalRequest", canonical_request.clone());
+                    .into();
+            out = out
+                .with("StringToSign", string_to_sign.clone())
+                .with("CanonicalRequest", canonical_request.clone());
         }
         out
     }

@@ -28,17 +28,30 @@ pub fn parse_params(query: Option<&str>, v2: bool) -> Result<ListParams, S3Error
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
-            .ok_or_else(|| S3Error::invalid_argument("Provided max-keys not an integer or within integer range"))?
+            .ok_or_else(|| {
+                S3Error::invalid_argument(
+                    "Provided max-keys not an integer or within integer range",
+                )
+            })?
             .min(MAX_KEYS as i64) as usize,
         None => MAX_KEYS,
     };
     let url_encode = match query_get(query, "encoding-type").as_deref() {
         None => false,
         Some("url") => true,
-        Some(_) => return Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")),
+        Some(_) => {
+            return Err(S3Error::invalid_argument(
+                "Invalid Encoding Method specified in Request",
+            ));
+        }
     };
-    let start_after = query_get(query, if v2 { "start-after" } else { "marker" }).filter(|s| !s.is_empty());
-    let continuation_token = if v2 { query_get(query, "continuation-token") } else { None };
+    let start_after =
+        query_get(query, if v2 { "start-after" } else { "marker" }).filter(|s| !s.is_empty());
+    let continuation_token = if v2 {
+        query_get(query, "continuation-token")
+    } else {
+        None
+    };
     let token_key = continuation_token
         .as_deref()
         .map(|t| {
@@ -46,7 +59,9 @@ pub fn parse_params(query: Option<&str>, v2: bool) -> Result<ListParams, S3Error
                 .decode(t)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| S3Error::invalid_argument("The continuation token provided is incorrect"))
+                .ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect")
+                })
         })
         .transpose()?;
     // The token wins over start-after: it is always later in a paginated listing.
@@ -65,9 +80,19 @@ pub fn parse_params(query: Option<&str>, v2: bool) -> Result<ListParams, S3Error
     })
 }
 
-pub fn render(bucket: &str, params: &ListParams, page: &ListPage, v2: bool, owner: &str) -> Vec<u8> {
+pub fn render(
+    bucket: &str,
+    params: &ListParams,
+    page: &ListPage,
+    v2: bool,
+    owner: &str,
+) -> Vec<u8> {
     let enc = |s: &str| -> String {
-        if params.url_encode { sluice_sigv4::uri_encode(s.as_bytes(), false) } else { s.to_owned() }
+        if params.url_encode {
+            sluice_sigv4::uri_encode(s.as_bytes(), false)
+        } else {
+            s.to_owned()
+        }
     };
     let req = &params.request;
     let mut x = XmlWriter::new();
@@ -81,7 +106,10 @@ pub fn render(bucket: &str, params: &ListParams, page: &ListPage, v2: bool, owne
         if let Some(s) = &params.start_after {
             x.element("StartAfter", &enc(s));
         }
-        x.element("KeyCount", &(page.objects.len() + page.common_prefixes.len()).to_string());
+        x.element(
+            "KeyCount",
+            &(page.objects.len() + page.common_prefixes.len()).to_string(),
+        );
     } else {
         x.element("Marker", &enc(params.start_after.as_deref().unwrap_or("")));
     }
@@ -92,7 +120,14 @@ pub fn render(bucket: &str, params: &ListParams, page: &ListPage, v2: bool, owne
     if params.url_encode {
         x.element("EncodingType", "url");
     }
-    x.element("IsTruncated", if page.next_after.is_some() { "true" } else { "false" });
+    x.element(
+        "IsTruncated",
+        if page.next_after.is_some() {
+            "true"
+        } else {
+            "false"
+        },
+    );
     if let Some(next) = &page.next_after {
         if v2 {
             x.element("NextContinuationToken", &URL_SAFE_NO_PAD.encode(next));

@@ -4,7 +4,8 @@
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use sluice_storage::{
-    BucketName, ByteRange, LocalBackend, ObjectKey, ObjectMeta, PutObject, StorageError, StoredHeaders, TenantId,
+    BucketName, ByteRange, LocalBackend, ObjectKey, ObjectMeta, PutObject, StorageError,
+    StoredHeaders, TenantId,
 };
 
 use super::list::{self, iso8601_ms};
@@ -35,13 +36,20 @@ impl OpContext<'_> {
     }
 }
 
-pub async fn execute(op: S3Op, ctx: OpContext<'_>, body: RequestBody) -> Result<Response<ResponseBody>, S3Error> {
+pub async fn execute(
+    op: S3Op,
+    ctx: OpContext<'_>,
+    body: RequestBody,
+) -> Result<Response<ResponseBody>, S3Error> {
     match op {
         S3Op::ListBuckets => list_buckets(&ctx).await,
         S3Op::CreateBucket(bucket) => create_bucket(&ctx, &bucket, body).await,
         S3Op::HeadBucket(bucket) => {
             ctx.backend().head_bucket(ctx.tenant, &bucket).await?;
-            Ok(empty(StatusCode::OK).header("x-amz-bucket-region", ctx.region).body(full_body(Vec::new())).unwrap())
+            Ok(empty(StatusCode::OK)
+                .header("x-amz-bucket-region", ctx.region)
+                .body(full_body(Vec::new()))
+                .unwrap())
         }
         S3Op::DeleteBucket(bucket) => {
             ctx.backend().delete_bucket(ctx.tenant, &bucket).await?;
@@ -64,7 +72,9 @@ pub async fn execute(op: S3Op, ctx: OpContext<'_>, body: RequestBody) -> Result<
         S3Op::GetObject(bucket, key) => get_object(&ctx, &bucket, &key, false).await,
         S3Op::HeadObject(bucket, key) => get_object(&ctx, &bucket, &key, true).await,
         S3Op::DeleteObject(bucket, key) => {
-            ctx.backend().delete_object(ctx.tenant, &bucket, &key).await?;
+            ctx.backend()
+                .delete_object(ctx.tenant, &bucket, &key)
+                .await?;
             Ok(no_content())
         }
     }
@@ -92,40 +102,70 @@ async fn list_buckets(ctx: &OpContext<'_>) -> Result<Response<ResponseBody>, S3E
     Ok(xml_response(x.finish()))
 }
 
-async fn create_bucket(ctx: &OpContext<'_>, bucket: &BucketName, body: RequestBody) -> Result<Response<ResponseBody>, S3Error> {
+async fn create_bucket(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    body: RequestBody,
+) -> Result<Response<ResponseBody>, S3Error> {
     let xml = body.collect_bounded(MAX_XML_BODY).await?;
-    let location = parse_create_bucket(&xml).map_err(|()| S3Error::malformed_xml())?;
+    let location = parse_create_bucket(&xml).map_err(|_| S3Error::malformed_xml())?;
     if let Some(location) = location.filter(|l| !l.is_empty())
         && location != ctx.region
     {
         return Err(S3Error::new(
             StatusCode::BAD_REQUEST,
             "IllegalLocationConstraintException",
-            format!("The {location} location constraint is incompatible for the region specific endpoint this request was sent to."),
+            format!(
+                "The {location} location constraint is incompatible for the region specific endpoint this request was sent to."
+            ),
         ));
     }
     ctx.backend().create_bucket(ctx.tenant, bucket).await?;
-    Ok(empty(StatusCode::OK).header(header::LOCATION, format!("/{bucket}")).body(full_body(Vec::new())).unwrap())
+    Ok(empty(StatusCode::OK)
+        .header(header::LOCATION, format!("/{bucket}"))
+        .body(full_body(Vec::new()))
+        .unwrap())
 }
 
-async fn list_objects(ctx: &OpContext<'_>, bucket: &BucketName, v2: bool) -> Result<Response<ResponseBody>, S3Error> {
+async fn list_objects(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    v2: bool,
+) -> Result<Response<ResponseBody>, S3Error> {
     let params = list::parse_params(ctx.query, v2)?;
     let page = if params.request.max_keys == 0 {
         ctx.backend().head_bucket(ctx.tenant, bucket).await?;
         Default::default()
     } else {
-        ctx.backend().list_objects(ctx.tenant, bucket, params.request.clone()).await?
+        ctx.backend()
+            .list_objects(ctx.tenant, bucket, params.request.clone())
+            .await?
     };
-    Ok(xml_response(list::render(bucket.as_str(), &params, &page, v2, ctx.tenant.as_str())))
+    Ok(xml_response(list::render(
+        bucket.as_str(),
+        &params,
+        &page,
+        v2,
+        ctx.tenant.as_str(),
+    )))
 }
 
-async fn put_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, body: RequestBody) -> Result<Response<ResponseBody>, S3Error> {
+async fn put_object(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    body: RequestBody,
+) -> Result<Response<ResponseBody>, S3Error> {
     let headers = ctx.headers;
     if headers.contains_key("x-amz-copy-source") {
         return Err(S3Error::not_implemented("CopyObject"));
     }
     let expected_size = body.declared_len(headers).ok_or_else(|| {
-        S3Error::new(StatusCode::LENGTH_REQUIRED, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+        S3Error::new(
+            StatusCode::LENGTH_REQUIRED,
+            "MissingContentLength",
+            "You must provide the Content-Length HTTP header.",
+        )
     })?;
     let content_md5 = header_str(headers, "content-md5")
         .map(|v| {
@@ -133,21 +173,38 @@ async fn put_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, b
                 .decode(v.trim())
                 .ok()
                 .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
-                .ok_or_else(|| S3Error::new(StatusCode::BAD_REQUEST, "InvalidDigest", "The Content-MD5 you specified was invalid."))
+                .ok_or_else(|| {
+                    S3Error::new(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidDigest",
+                        "The Content-MD5 you specified was invalid.",
+                    )
+                })
         })
         .transpose()?;
     let checksum = headers.iter().find_map(|(name, value)| {
         let n = name.as_str();
-        (n.starts_with("x-amz-checksum-") && n != "x-amz-checksum-type" && n != "x-amz-checksum-algorithm")
+        (n.starts_with("x-amz-checksum-")
+            && n != "x-amz-checksum-type"
+            && n != "x-amz-checksum-algorithm")
             .then(|| Some((n.to_owned(), value.to_str().ok()?.to_owned())))
             .flatten()
     });
-    let put = PutObject { headers: stored_headers(headers)?, expected_size: Some(expected_size), checksum: checksum.clone(), content_md5 };
+    let put = PutObject {
+        headers: stored_headers(headers)?,
+        expected_size: Some(expected_size),
+        checksum: checksum.clone(),
+        content_md5,
+    };
     let stream = body.into_stream();
-    let meta = ctx.backend().put_object(ctx.tenant, bucket, key, put, stream).await.map_err(|e| match e {
-        sluice_storage::PutError::Body(e) => e,
-        sluice_storage::PutError::Storage(e) => S3Error::from(e),
-    })?;
+    let meta = ctx
+        .backend()
+        .put_object(ctx.tenant, bucket, key, put, stream)
+        .await
+        .map_err(|e| match e {
+            sluice_storage::PutError::Body(e) => e,
+            sluice_storage::PutError::Storage(e) => S3Error::from(e),
+        })?;
     let mut resp = empty(StatusCode::OK).header(header::ETAG, format!("\"{}\"", meta.etag));
     if let Some((name, value)) = checksum {
         resp = resp.header(name, value);
@@ -156,7 +213,12 @@ async fn put_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, b
 }
 
 /// GetObject and HeadObject: headers from the stored record, the body (or a range of it).
-async fn get_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, head: bool) -> Result<Response<ResponseBody>, S3Error> {
+async fn get_object(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    head: bool,
+) -> Result<Response<ResponseBody>, S3Error> {
     let backend = ctx.backend();
     let (meta, open) = if head {
         (backend.head_object(ctx.tenant, bucket, key).await?, None)
@@ -167,7 +229,8 @@ async fn get_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, h
     let range = match header_str(ctx.headers, "range") {
         Some(value) => parse_range(value, meta.size).map_err(|e| {
             let mut err = S3Error::from(e);
-            err.headers.push(("content-range", format!("bytes */{}", meta.size)));
+            err.headers
+                .push(("content-range", format!("bytes */{}", meta.size)));
             err.extra.push(("ActualObjectSize", meta.size.to_string()));
             err
         })?,
@@ -175,12 +238,16 @@ async fn get_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, h
     };
     // S3 returns the stored checksum only when asked (ChecksumMode) and only for whole objects:
     // a checksum of the whole object would not match a range.
-    let checksum_mode = header_str(ctx.headers, "x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
+    let checksum_mode = header_str(ctx.headers, "x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
     let mut resp = object_headers(&meta, ctx.query, checksum_mode && range.is_none())?;
     let status = match range {
         Some(r) => {
             resp = resp
-                .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end_inclusive, meta.size))
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{}", r.start, r.end_inclusive, meta.size),
+                )
                 .header(header::CONTENT_LENGTH, r.len());
             StatusCode::PARTIAL_CONTENT
         }
@@ -200,22 +267,33 @@ async fn get_object(ctx: &OpContext<'_>, bucket: &BucketName, key: &ObjectKey, h
 /// are ignored (the whole object is returned), as S3 does; a range that starts past the end is
 /// `InvalidRange` (416).
 pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageError> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return Ok(None) };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
     let range = match (first.trim(), last.trim()) {
         ("", "") => return Ok(None),
         ("", suffix) => {
-            let Ok(n) = suffix.parse::<u64>() else { return Ok(None) };
+            let Ok(n) = suffix.parse::<u64>() else {
+                return Ok(None);
+            };
             if n == 0 || size == 0 {
                 return Err(StorageError::InvalidRange);
             }
-            ByteRange { start: size.saturating_sub(n), end_inclusive: size - 1 }
+            ByteRange {
+                start: size.saturating_sub(n),
+                end_inclusive: size - 1,
+            }
         }
         (start, end) => {
-            let Ok(start) = start.parse::<u64>() else { return Ok(None) };
+            let Ok(start) = start.parse::<u64>() else {
+                return Ok(None);
+            };
             let end = if end.is_empty() {
                 u64::MAX
             } else {
@@ -227,22 +305,33 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageE
             if start >= size {
                 return Err(StorageError::InvalidRange);
             }
-            ByteRange { start, end_inclusive: end.min(size - 1) }
+            ByteRange {
+                start,
+                end_inclusive: end.min(size - 1),
+            }
         }
     };
     Ok(Some(range))
 }
 
-fn object_headers(meta: &ObjectMeta, query: Option<&str>, with_checksum: bool) -> Result<http::response::Builder, S3Error> {
+fn object_headers(
+    meta: &ObjectMeta,
+    query: Option<&str>,
+    with_checksum: bool,
+) -> Result<http::response::Builder, S3Error> {
     let h = &meta.headers;
     let last_modified = httpdate::fmt_http_date(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
     );
     let mut b = empty(StatusCode::OK)
         .header(header::ETAG, format!("\"{}\"", meta.etag))
         .header(header::LAST_MODIFIED, last_modified)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_TYPE, h.content_type.as_deref().unwrap_or("binary/octet-stream"));
+        .header(
+            header::CONTENT_TYPE,
+            h.content_type.as_deref().unwrap_or("binary/octet-stream"),
+        );
     for (name, value) in [
         (header::CACHE_CONTROL, &h.cache_control),
         (header::CONTENT_DISPOSITION, &h.content_disposition),
@@ -271,7 +360,8 @@ fn object_headers(meta: &ObjectMeta, query: Option<&str>, with_checksum: bool) -
             "response-content-encoding" => header::CONTENT_ENCODING,
             _ => continue,
         };
-        let value = HeaderValue::from_str(&v).map_err(|_| S3Error::invalid_argument(format!("Invalid value for {k}")))?;
+        let value = HeaderValue::from_str(&v)
+            .map_err(|_| S3Error::invalid_argument(format!("Invalid value for {k}")))?;
         if let Some(headers) = b.headers_mut() {
             headers.insert(name, value);
         }
@@ -284,7 +374,11 @@ fn stored_headers(headers: &HeaderMap) -> Result<StoredHeaders, S3Error> {
     let get = |name: header::HeaderName| -> Result<Option<String>, S3Error> {
         headers
             .get(&name)
-            .map(|v| v.to_str().map(str::to_owned).map_err(|_| S3Error::invalid_argument(format!("Invalid value for {name}"))))
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| S3Error::invalid_argument(format!("Invalid value for {name}")))
+            })
             .transpose()
     };
     let mut stored = StoredHeaders {
@@ -299,11 +393,15 @@ fn stored_headers(headers: &HeaderMap) -> Result<StoredHeaders, S3Error> {
     let mut meta_bytes = 0;
     for (name, value) in headers {
         if let Some(meta_name) = name.as_str().strip_prefix("x-amz-meta-") {
-            let value = value
-                .to_str()
-                .map_err(|_| S3Error::invalid_argument("User metadata values must be ASCII (use RFC 2047 for others)."))?;
+            let value = value.to_str().map_err(|_| {
+                S3Error::invalid_argument(
+                    "User metadata values must be ASCII (use RFC 2047 for others).",
+                )
+            })?;
             meta_bytes += meta_name.len() + value.len();
-            stored.user_meta.insert(meta_name.to_owned(), value.to_owned());
+            stored
+                .user_meta
+                .insert(meta_name.to_owned(), value.to_owned());
         }
     }
     if meta_bytes > MAX_USER_META_BYTES {
@@ -318,7 +416,11 @@ fn stored_headers(headers: &HeaderMap) -> Result<StoredHeaders, S3Error> {
 
 /// `aws-chunked` describes the transfer, not the object: S3 drops it from the stored encoding.
 fn strip_aws_chunked(value: String) -> Option<String> {
-    let rest: Vec<&str> = value.split(',').map(str::trim).filter(|v| !v.eq_ignore_ascii_case("aws-chunked") && !v.is_empty()).collect();
+    let rest: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.eq_ignore_ascii_case("aws-chunked") && !v.is_empty())
+        .collect();
     (!rest.is_empty()).then(|| rest.join(","))
 }
 
@@ -334,11 +436,16 @@ fn empty(status: StatusCode) -> http::response::Builder {
 }
 
 fn no_content() -> Response<ResponseBody> {
-    empty(StatusCode::NO_CONTENT).body(full_body(Vec::new())).unwrap()
+    empty(StatusCode::NO_CONTENT)
+        .body(full_body(Vec::new()))
+        .unwrap()
 }
 
 fn xml_response(xml: Vec<u8>) -> Response<ResponseBody> {
-    empty(StatusCode::OK).header(header::CONTENT_TYPE, "application/xml").body(full_body(xml)).unwrap()
+    empty(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/xml")
+        .body(full_body(xml))
+        .unwrap()
 }
 
 #[cfg(test)]
@@ -348,21 +455,57 @@ mod tests {
     #[test]
     fn ranges() {
         let r = |s: &str| parse_range(s, 100);
-        assert_eq!(r("bytes=0-9").unwrap(), Some(ByteRange { start: 0, end_inclusive: 9 }));
-        assert_eq!(r("bytes=90-").unwrap(), Some(ByteRange { start: 90, end_inclusive: 99 }));
-        assert_eq!(r("bytes=-10").unwrap(), Some(ByteRange { start: 90, end_inclusive: 99 }));
-        assert_eq!(r("bytes=-1000").unwrap(), Some(ByteRange { start: 0, end_inclusive: 99 }));
-        assert_eq!(r("bytes=50-1000").unwrap(), Some(ByteRange { start: 50, end_inclusive: 99 }));
+        assert_eq!(
+            r("bytes=0-9").unwrap(),
+            Some(ByteRange {
+                start: 0,
+                end_inclusive: 9
+            })
+        );
+        assert_eq!(
+            r("bytes=90-").unwrap(),
+            Some(ByteRange {
+                start: 90,
+                end_inclusive: 99
+            })
+        );
+        assert_eq!(
+            r("bytes=-10").unwrap(),
+            Some(ByteRange {
+                start: 90,
+                end_inclusive: 99
+            })
+        );
+        assert_eq!(
+            r("bytes=-1000").unwrap(),
+            Some(ByteRange {
+                start: 0,
+                end_inclusive: 99
+            })
+        );
+        assert_eq!(
+            r("bytes=50-1000").unwrap(),
+            Some(ByteRange {
+                start: 50,
+                end_inclusive: 99
+            })
+        );
         assert!(matches!(r("bytes=100-"), Err(StorageError::InvalidRange)));
         assert_eq!(r("bytes=5-1").unwrap(), None);
         assert_eq!(r("bytes=0-1,5-6").unwrap(), None);
         assert_eq!(r("items=0-1").unwrap(), None);
-        assert!(matches!(parse_range("bytes=0-", 0), Err(StorageError::InvalidRange)));
+        assert!(matches!(
+            parse_range("bytes=0-", 0),
+            Err(StorageError::InvalidRange)
+        ));
     }
 
     #[test]
     fn aws_chunked_is_not_stored() {
         assert_eq!(strip_aws_chunked("aws-chunked".into()), None);
-        assert_eq!(strip_aws_chunked("gzip,aws-chunked".into()), Some("gzip".into()));
+        assert_eq!(
+            strip_aws_chunked("gzip,aws-chunked".into()),
+            Some("gzip".into())
+        );
     }
 }

@@ -62,12 +62,42 @@ impl S3Op {
 /// Query parameters that select an S3 sub-resource or operation. Any of these not handled
 /// below makes the request `NotImplemented`.
 const SUBRESOURCES: &[&str] = &[
-    "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption",
-    "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "location", "logging",
-    "metadataTable", "metrics", "notification", "object-lock", "ownershipControls", "partNumber",
-    "policy", "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore",
-    "retention", "select", "session", "tagging", "torrent", "uploadId", "uploads", "versionId",
-    "versioning", "versions", "website",
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "delete",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "location",
+    "logging",
+    "metadataTable",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "partNumber",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "session",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 /// The resource a request names: its bucket and key as the client sent them (decoded).
@@ -89,33 +119,62 @@ impl Target {
 }
 
 /// Splits host and path into bucket and key according to the configured base domains.
-pub fn target(host: Option<&str>, raw_path: &str, base_domains: &[String]) -> Result<Target, S3Error> {
-    let path = percent_decode_str(raw_path)
-        .decode_utf8()
-        .map_err(|_| S3Error::new(http::StatusCode::BAD_REQUEST, "InvalidURI", "Couldn't parse the specified URI."))?;
+pub fn target(
+    host: Option<&str>,
+    raw_path: &str,
+    base_domains: &[String],
+) -> Result<Target, S3Error> {
+    let path = percent_decode_str(raw_path).decode_utf8().map_err(|_| {
+        S3Error::new(
+            http::StatusCode::BAD_REQUEST,
+            "InvalidURI",
+            "Couldn't parse the specified URI.",
+        )
+    })?;
     let path = path.strip_prefix('/').unwrap_or(&path);
     let host = host.map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase());
     let virtual_bucket = host.as_deref().and_then(|h| {
         base_domains
             .iter()
-            .find_map(|d| h.strip_suffix(d.as_str()).and_then(|b| b.strip_suffix('.')).filter(|b| !b.is_empty()))
+            .find_map(|d| {
+                h.strip_suffix(d.as_str())
+                    .and_then(|b| b.strip_suffix('.'))
+                    .filter(|b| !b.is_empty())
+            })
             .map(str::to_owned)
     });
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Ok(match virtual_bucket {
-        Some(bucket) => Target { bucket: Some(bucket), key: non_empty(path) },
+        Some(bucket) => Target {
+            bucket: Some(bucket),
+            key: non_empty(path),
+        },
         None => match path.split_once('/') {
-            Some((bucket, key)) => Target { bucket: non_empty(bucket), key: non_empty(key) },
-            None => Target { bucket: non_empty(path), key: None },
+            Some((bucket, key)) => Target {
+                bucket: non_empty(bucket),
+                key: non_empty(key),
+            },
+            None => Target {
+                bucket: non_empty(path),
+                key: None,
+            },
         },
     })
 }
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
-    host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+    host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
 }
 
 /// The query's parameter names (decoded), for sub-resource detection.
@@ -128,26 +187,39 @@ pub fn query_get(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
-    query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_decode_str(&s.replace('+', "%20")).decode_utf8_lossy().into_owned();
-        (decode(k), decode(v))
-    })
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_decode_str(&s.replace('+', "%20"))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
 }
 
 pub fn route(method: &Method, target: &Target, query: Option<&str>) -> Result<S3Op, S3Error> {
-    let subresource = query_pairs(query).map(|(k, _)| k).find(|k| SUBRESOURCES.contains(&k.as_str()));
+    let subresource = query_pairs(query)
+        .map(|(k, _)| k)
+        .find(|k| SUBRESOURCES.contains(&k.as_str()));
     let Some(bucket) = &target.bucket else {
         return match *method {
             Method::GET => Ok(S3Op::ListBuckets),
             _ => Err(S3Error::method_not_allowed()),
         };
     };
-    let bucket = BucketName::parse(bucket).map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
+    let bucket = BucketName::parse(bucket)
+        .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
     match &target.key {
         None => match (method.clone(), subresource.as_deref()) {
             (Method::GET, Some("location")) => Ok(S3Op::GetBucketLocation(bucket)),
-            (_, Some(sub)) => Err(S3Error::not_implemented(&format!("The bucket sub-resource ?{sub}"))),
+            (_, Some(sub)) => Err(S3Error::not_implemented(&format!(
+                "The bucket sub-resource ?{sub}"
+            ))),
             (Method::GET, None) if query_get(query, "list-type").as_deref() == Some("2") => {
                 Ok(S3Op::ListObjectsV2(bucket))
             }
@@ -158,9 +230,12 @@ pub fn route(method: &Method, target: &Target, query: Option<&str>) -> Result<S3
             _ => Err(S3Error::method_not_allowed()),
         },
         Some(key) => {
-            let key = ObjectKey::parse(key).map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
+            let key = ObjectKey::parse(key)
+                .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
             if let Some(sub) = subresource {
-                return Err(S3Error::not_implemented(&format!("The object sub-resource ?{sub}")));
+                return Err(S3Error::not_implemented(&format!(
+                    "The object sub-resource ?{sub}"
+                )));
             }
             match *method {
                 Method::GET => Ok(S3Op::GetObject(bucket, key)),
@@ -184,26 +259,76 @@ mod tests {
     #[test]
     fn addressing_styles() {
         assert_eq!(t("localhost:9000", "/"), Target::default());
-        assert_eq!(t("localhost", "/b1/a/b%20c"), Target { bucket: Some("b1".into()), key: Some("a/b c".into()) });
-        assert_eq!(t("b1.s3.example.com:443", "/k//x"), Target { bucket: Some("b1".into()), key: Some("k//x".into()) });
-        assert_eq!(t("s3.example.com", "/b1/k"), Target { bucket: Some("b1".into()), key: Some("k".into()) });
-        assert_eq!(t("[::1]:9000", "/b1/"), Target { bucket: Some("b1".into()), key: None });
-        assert_eq!(t("localhost", "/b1/..%2F..%2Fetc").key.as_deref(), Some("../../etc"));
+        assert_eq!(
+            t("localhost", "/b1/a/b%20c"),
+            Target {
+                bucket: Some("b1".into()),
+                key: Some("a/b c".into())
+            }
+        );
+        assert_eq!(
+            t("b1.s3.example.com:443", "/k//x"),
+            Target {
+                bucket: Some("b1".into()),
+                key: Some("k//x".into())
+            }
+        );
+        assert_eq!(
+            t("s3.example.com", "/b1/k"),
+            Target {
+                bucket: Some("b1".into()),
+                key: Some("k".into())
+            }
+        );
+        assert_eq!(
+            t("[::1]:9000", "/b1/"),
+            Target {
+                bucket: Some("b1".into()),
+                key: None
+            }
+        );
+        assert_eq!(
+            t("localhost", "/b1/..%2F..%2Fetc").key.as_deref(),
+            Some("../../etc")
+        );
         assert!(target(None, "/b/%FF", &[]).is_err());
     }
 
     #[test]
     fn routes_and_subresources() {
         let tg = t("localhost", "/bucket/key");
-        assert!(matches!(route(&Method::GET, &tg, Some("x-id=GetObject")), Ok(S3Op::GetObject(..))));
-        assert!(matches!(route(&Method::GET, &tg, Some("response-content-type=a")), Ok(S3Op::GetObject(..))));
+        assert!(matches!(
+            route(&Method::GET, &tg, Some("x-id=GetObject")),
+            Ok(S3Op::GetObject(..))
+        ));
+        assert!(matches!(
+            route(&Method::GET, &tg, Some("response-content-type=a")),
+            Ok(S3Op::GetObject(..))
+        ));
         let err = route(&Method::GET, &tg, Some("tagging")).unwrap_err();
         assert_eq!(err.code, "NotImplemented");
         let b = t("localhost", "/bucket");
-        assert!(matches!(route(&Method::GET, &b, Some("list-type=2&prefix=a")), Ok(S3Op::ListObjectsV2(_))));
-        assert!(matches!(route(&Method::GET, &b, None), Ok(S3Op::ListObjectsV1(_))));
-        assert!(matches!(route(&Method::GET, &b, Some("location")), Ok(S3Op::GetBucketLocation(_))));
-        assert_eq!(route(&Method::POST, &b, Some("delete")).unwrap_err().code, "NotImplemented");
-        assert_eq!(route(&Method::GET, &t("localhost", "/Bad_Bucket"), None).unwrap_err().code, "InvalidBucketName");
+        assert!(matches!(
+            route(&Method::GET, &b, Some("list-type=2&prefix=a")),
+            Ok(S3Op::ListObjectsV2(_))
+        ));
+        assert!(matches!(
+            route(&Method::GET, &b, None),
+            Ok(S3Op::ListObjectsV1(_))
+        ));
+        assert!(matches!(
+            route(&Method::GET, &b, Some("location")),
+            Ok(S3Op::GetBucketLocation(_))
+        ));
+        assert_eq!(
+            route(&Method::POST, &b, Some("delete")).unwrap_err().code,
+            "NotImplemented"
+        );
+        assert_eq!(
+            route(&Method::GET, &t("localhost", "/Bad_Bucket"), None)
+                .unwrap_err()
+                .code,
+            "InvalidBucketName"
+        );
     }
 }

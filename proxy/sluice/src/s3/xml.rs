@@ -16,12 +16,16 @@ impl Default for XmlWriter {
 
 impl XmlWriter {
     pub fn new() -> Self {
-        Self { out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n") }
+        Self {
+            out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+        }
     }
 
     /// Opens the root element with S3's namespace.
     pub fn root(&mut self, name: &str) {
-        self.out.push_str(&format!("<{name} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"));
+        self.out.push_str(&format!(
+            "<{name} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        ));
     }
 
     pub fn open(&mut self, name: &str) {
@@ -51,8 +55,12 @@ impl XmlWriter {
     }
 }
 
+/// A request body that is not the XML document the operation expects.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MalformedXml;
+
 /// Parses an optional `CreateBucketConfiguration` body and returns its `LocationConstraint`.
-pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, ()> {
+pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, MalformedXml> {
     use quick_xml::events::Event;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -62,12 +70,12 @@ pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, ()> {
     let mut location = None;
     let mut saw_root = false;
     loop {
-        match reader.read_event().map_err(|_| ())? {
+        match reader.read_event().map_err(|_| MalformedXml)? {
             Event::Start(e) => {
                 let name = e.local_name().as_ref().to_vec();
                 if path.is_empty() {
                     if name != b"CreateBucketConfiguration" || saw_root {
-                        return Err(());
+                        return Err(MalformedXml);
                     }
                     saw_root = true;
                 }
@@ -77,21 +85,25 @@ pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, ()> {
                 path.pop();
             }
             Event::Empty(e) => {
-                if path.is_empty() && (e.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root) {
-                    return Err(());
+                if path.is_empty()
+                    && (e.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root)
+                {
+                    return Err(MalformedXml);
                 }
                 saw_root |= path.is_empty();
             }
             Event::Text(t) if path.len() == 2 && path[1] == b"LocationConstraint" => {
-                location = Some(t.unescape().map_err(|_| ())?.into_owned());
+                location = Some(t.unescape().map_err(|_| MalformedXml)?.into_owned());
             }
-            Event::Text(t) if path.is_empty() && !t.iter().all(u8::is_ascii_whitespace) => return Err(()),
+            Event::Text(t) if path.is_empty() && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(MalformedXml);
+            }
             Event::Eof => break,
             _ => {}
         }
     }
     if !saw_root || !path.is_empty() {
-        return Err(());
+        return Err(MalformedXml);
     }
     Ok(location)
 }
@@ -105,9 +117,21 @@ mod tests {
         assert_eq!(parse_create_bucket(b""), Ok(None));
         let body = br#"<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>"#;
         assert_eq!(parse_create_bucket(body), Ok(Some("eu-west-1".into())));
-        assert_eq!(parse_create_bucket(b"<CreateBucketConfiguration/>"), Ok(None));
-        for bad in [&b"<CreateBucketConfiguration>"[..], b"<Other/>", b"not xml", b"<a></b>"] {
-            assert!(parse_create_bucket(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            parse_create_bucket(b"<CreateBucketConfiguration/>"),
+            Ok(None)
+        );
+        for bad in [
+            &b"<CreateBucketConfiguration>"[..],
+            b"<Other/>",
+            b"not xml",
+            b"<a></b>",
+        ] {
+            assert!(
+                parse_create_bucket(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -116,6 +140,9 @@ mod tests {
         let mut w = XmlWriter::new();
         w.element("Key", "a<b>&\"c'");
         let s = String::from_utf8(w.finish()).unwrap();
-        assert!(s.ends_with("<Key>a&lt;b&gt;&amp;&quot;c&apos;</Key>"), "{s}");
+        assert!(
+            s.ends_with("<Key>a&lt;b&gt;&amp;&quot;c&apos;</Key>"),
+            "{s}"
+        );
     }
 }

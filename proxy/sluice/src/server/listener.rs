@@ -33,7 +33,10 @@ pub struct BoundListener {
 
 impl std::fmt::Debug for BoundListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundListener").field("local_addr", &self.local_addr).field("tls", &self.tls.is_some()).finish()
+        f.debug_struct("BoundListener")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -49,15 +52,26 @@ pub async fn bind(config: &ListenerConfig) -> Result<BoundListener, String> {
         Some(files) => Some(TlsAcceptor::from(super::tls::server_config(files)?)),
         None => None,
     };
-    let listener = TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local_addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Over TLS the transport protects an unsigned body; over plain HTTP only a signature does.
     let accept_unsigned_payload = tls.is_some() || config.danger_accept_unsigned_payload;
-    Ok(BoundListener { listener, local_addr, tls, accept_unsigned_payload })
+    Ok(BoundListener {
+        listener,
+        local_addr,
+        tls,
+        accept_unsigned_payload,
+    })
 }
 
 /// Serves until `shutdown` resolves, then drains.
-pub async fn serve(gateway: Arc<Gateway>, listeners: Vec<BoundListener>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listeners: Vec<BoundListener>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = gateway.limits().clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
@@ -84,7 +98,10 @@ pub async fn serve(gateway: Arc<Gateway>, listeners: Vec<BoundListener>, shutdow
         let _ = task.await;
     }
     tracker.close();
-    if tokio::time::timeout(limits.shutdown_grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the shutdown grace period; closing them");
     }
 }
@@ -171,11 +188,16 @@ impl Conn {
                 let handshake = acceptor.accept(IdleIo::new(stream, activity.clone()));
                 match tokio::time::timeout(self.limits.header_read_timeout, handshake).await {
                     Ok(Ok(tls)) => self.serve_io(tls, activity, true).await,
-                    Ok(Err(err)) => tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed"),
+                    Ok(Err(err)) => {
+                        tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed")
+                    }
                     Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
                 }
             }
-            None => self.serve_io(IdleIo::new(stream, activity.clone()), activity, false).await,
+            None => {
+                self.serve_io(IdleIo::new(stream, activity.clone()), activity, false)
+                    .await
+            }
         }
     }
 
@@ -185,15 +207,22 @@ impl Conn {
     {
         let gateway = Arc::clone(&self.gateway);
         let peer = self.peer;
-        let info = pipeline::ConnInfo { peer, tls, accept_unsigned_payload: self.accept_unsigned_payload };
+        let info = pipeline::ConnInfo {
+            peer,
+            tls,
+            accept_unsigned_payload: self.accept_unsigned_payload,
+        };
         let service = service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
             async move { Ok::<_, Infallible>(pipeline::handle(gateway, req, info).await) }
         });
-        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
         let idle_timeout = self.limits.idle_timeout;
-        let mut idle_check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
+        let mut idle_check =
+            tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
         let mut closing = false;
         loop {
             tokio::select! {

@@ -18,10 +18,13 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Stri
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("{}: cannot read private key: {e}", files.key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS13,
+        &rustls::version::TLS12,
+    ])
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("{}: {e}", files.cert.display()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -29,10 +32,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Stri
 /// Writes `cert.pem` and `key.pem` (mode 0600) for the given names into `dir`.
 pub fn write_dev_cert(dir: &Path, names: Vec<String>) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let rcgen::CertifiedKey { cert, key_pair: signing_key } =
-        rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot generate certificate: {e}"))?;
+    let rcgen::CertifiedKey {
+        cert,
+        key_pair: signing_key,
+    } = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate certificate: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::write(dir.join("cert.pem"), cert.pem()).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(dir.join("cert.pem"), cert.pem())
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut key_file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -40,6 +47,7 @@ pub fn write_dev_cert(dir: &Path, names: Vec<String>) -> Result<(), String> {
         .mode(0o600)
         .open(dir.join("key.pem"))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::io::Write::write_all(&mut key_file, signing_key.serialize_pem().as_bytes()).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::io::Write::write_all(&mut key_file, signing_key.serialize_pem().as_bytes())
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(())
 }

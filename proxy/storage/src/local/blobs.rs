@@ -56,8 +56,16 @@ impl BlobDir {
     pub(super) async fn create_temp(&self) -> Result<TempBlob, StorageError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = self.tmp.join(&id);
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
-        Ok(TempBlob { file, id, guard: RemoveOnDrop { path, armed: true } })
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok(TempBlob {
+            file,
+            id,
+            guard: RemoveOnDrop { path, armed: true },
+        })
     }
 
     pub(super) fn path_of(&self, id: &str) -> PathBuf {
@@ -66,15 +74,26 @@ impl BlobDir {
 
     /// Makes a received body durable under its final name: fsync the file, rename it, fsync the
     /// directory. The returned guard still removes the blob until the caller commits its record.
-    pub(super) fn persist(&self, file: std::fs::File, id: &str, temp: RemoveOnDrop) -> Result<RemoveOnDrop, StorageError> {
+    pub(super) fn persist(
+        &self,
+        file: std::fs::File,
+        id: &str,
+        temp: RemoveOnDrop,
+    ) -> Result<RemoveOnDrop, StorageError> {
         let final_path = self.path_of(id);
-        let shard = final_path.parent().expect("blob paths have a shard directory").to_path_buf();
+        let shard = final_path
+            .parent()
+            .expect("blob paths have a shard directory")
+            .to_path_buf();
         std::fs::create_dir_all(&shard)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp.path, &final_path)?;
         temp.disarm();
-        let guard = RemoveOnDrop { path: final_path, armed: true };
+        let guard = RemoveOnDrop {
+            path: final_path,
+            armed: true,
+        };
         std::fs::File::open(&shard)?.sync_all()?;
         Ok(guard)
     }

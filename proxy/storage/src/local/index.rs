@@ -15,7 +15,9 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::{BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, StorageError, TenantId};
+use crate::{
+    BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, StorageError, TenantId,
+};
 
 const BUCKETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
@@ -45,12 +47,21 @@ pub(super) struct Record {
 
 impl Record {
     pub(super) fn new(blob: String, meta: ObjectMeta) -> Self {
-        Self { v: RECORD_VERSION, blob, meta }
+        Self {
+            v: RECORD_VERSION,
+            blob,
+            meta,
+        }
     }
 }
 
 fn bucket_key(tenant: &TenantId, bucket: &BucketName) -> Vec<u8> {
-    [tenant.as_str().as_bytes(), b"\0", bucket.as_str().as_bytes()].concat()
+    [
+        tenant.as_str().as_bytes(),
+        b"\0",
+        bucket.as_str().as_bytes(),
+    ]
+    .concat()
 }
 
 /// The prefix every object key of a bucket starts with in `OBJECTS`.
@@ -79,7 +90,10 @@ impl Index {
     }
 
     /// Runs `work` in a write transaction committed durably (fsync) before returning.
-    fn write<T>(&self, work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StorageError>) -> Result<T, StorageError> {
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&redb::WriteTransaction) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let mut txn = self.db.begin_write().map_err(StorageError::index)?;
         txn.set_durability(Durability::Immediate);
         let out = work(&txn)?;
@@ -97,9 +111,14 @@ impl Index {
         let mut prefix = tenant.as_str().as_bytes().to_vec();
         prefix.push(0);
         let mut out = Vec::new();
-        for entry in table.range(prefix.as_slice()..).map_err(StorageError::index)? {
+        for entry in table
+            .range(prefix.as_slice()..)
+            .map_err(StorageError::index)?
+        {
             let (key, value) = entry.map_err(StorageError::index)?;
-            let Some(name) = key.value().strip_prefix(prefix.as_slice()) else { break };
+            let Some(name) = key.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
             let record: BucketRecord = decode(value.value())?;
             out.push(BucketInfo {
                 name: String::from_utf8_lossy(name).into_owned(),
@@ -109,35 +128,62 @@ impl Index {
         Ok(out)
     }
 
-    pub(super) fn create_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<(), StorageError> {
+    pub(super) fn create_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<(), StorageError> {
         let key = bucket_key(tenant, bucket);
         self.write(|txn| {
             let mut table = txn.open_table(BUCKETS).map_err(StorageError::index)?;
-            if table.get(key.as_slice()).map_err(StorageError::index)?.is_some() {
+            if table
+                .get(key.as_slice())
+                .map_err(StorageError::index)?
+                .is_some()
+            {
                 return Err(StorageError::BucketAlreadyOwnedByYou);
             }
-            let record = encode(&BucketRecord { v: RECORD_VERSION, created_ms: super::now_ms() });
-            table.insert(key.as_slice(), record.as_slice()).map_err(StorageError::index)?;
+            let record = encode(&BucketRecord {
+                v: RECORD_VERSION,
+                created_ms: super::now_ms(),
+            });
+            table
+                .insert(key.as_slice(), record.as_slice())
+                .map_err(StorageError::index)?;
             Ok(())
         })
     }
 
-    pub(super) fn require_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<(), StorageError> {
+    pub(super) fn require_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<(), StorageError> {
         let txn = self.read()?;
         let table = txn.open_table(BUCKETS).map_err(StorageError::index)?;
         bucket_exists(&table, tenant, bucket)
     }
 
-    pub(super) fn delete_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<(), StorageError> {
+    pub(super) fn delete_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<(), StorageError> {
         let key = bucket_key(tenant, bucket);
         let prefix = objects_prefix(tenant, bucket);
         self.write(|txn| {
             let mut buckets = txn.open_table(BUCKETS).map_err(StorageError::index)?;
-            if buckets.remove(key.as_slice()).map_err(StorageError::index)?.is_none() {
+            if buckets
+                .remove(key.as_slice())
+                .map_err(StorageError::index)?
+                .is_none()
+            {
                 return Err(StorageError::NoSuchBucket);
             }
             let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
-            let mut range = objects.range(prefix.as_slice()..).map_err(StorageError::index)?;
+            let mut range = objects
+                .range(prefix.as_slice()..)
+                .map_err(StorageError::index)?;
             if let Some(entry) = range.next() {
                 let (k, _) = entry.map_err(StorageError::index)?;
                 if k.value().starts_with(&prefix) {
@@ -161,14 +207,25 @@ impl Index {
         let value = encode(record);
         self.write(|txn| {
             // Checked inside the transaction so a concurrent DeleteBucket cannot orphan the object.
-            bucket_exists(&txn.open_table(BUCKETS).map_err(StorageError::index)?, tenant, bucket)?;
+            bucket_exists(
+                &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+                tenant,
+                bucket,
+            )?;
             let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
-            let old = objects.insert(full.as_slice(), value.as_slice()).map_err(StorageError::index)?;
+            let old = objects
+                .insert(full.as_slice(), value.as_slice())
+                .map_err(StorageError::index)?;
             old.map(|v| decode(v.value())).transpose()
         })
     }
 
-    pub(super) fn get_object(&self, tenant: &TenantId, bucket: &BucketName, key: &ObjectKey) -> Result<Record, StorageError> {
+    pub(super) fn get_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Record, StorageError> {
         let txn = self.read()?;
         let mut full = objects_prefix(tenant, bucket);
         full.extend_from_slice(key.as_str().as_bytes());
@@ -176,24 +233,48 @@ impl Index {
         if let Some(value) = objects.get(full.as_slice()).map_err(StorageError::index)? {
             return decode(value.value());
         }
-        bucket_exists(&txn.open_table(BUCKETS).map_err(StorageError::index)?, tenant, bucket)?;
+        bucket_exists(
+            &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+            tenant,
+            bucket,
+        )?;
         Err(StorageError::NoSuchKey)
     }
 
-    pub(super) fn delete_object(&self, tenant: &TenantId, bucket: &BucketName, key: &ObjectKey) -> Result<Option<Record>, StorageError> {
+    pub(super) fn delete_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Option<Record>, StorageError> {
         let mut full = objects_prefix(tenant, bucket);
         full.extend_from_slice(key.as_str().as_bytes());
         self.write(|txn| {
-            bucket_exists(&txn.open_table(BUCKETS).map_err(StorageError::index)?, tenant, bucket)?;
+            bucket_exists(
+                &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+                tenant,
+                bucket,
+            )?;
             let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
-            let old = objects.remove(full.as_slice()).map_err(StorageError::index)?;
+            let old = objects
+                .remove(full.as_slice())
+                .map_err(StorageError::index)?;
             old.map(|v| decode(v.value())).transpose()
         })
     }
 
-    pub(super) fn list_objects(&self, tenant: &TenantId, bucket: &BucketName, req: &ListRequest) -> Result<ListPage, StorageError> {
+    pub(super) fn list_objects(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        req: &ListRequest,
+    ) -> Result<ListPage, StorageError> {
         let txn = self.read()?;
-        bucket_exists(&txn.open_table(BUCKETS).map_err(StorageError::index)?, tenant, bucket)?;
+        bucket_exists(
+            &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+            tenant,
+            bucket,
+        )?;
         let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
         let base = objects_prefix(tenant, bucket);
         let full_prefix = [base.as_slice(), req.prefix.as_bytes()].concat();
@@ -211,15 +292,20 @@ impl Index {
         let mut page = ListPage::default();
         let mut taken = 0usize;
         'scan: loop {
-            let mut range = objects.range(cursor.as_slice()..).map_err(StorageError::index)?;
+            let mut range = objects
+                .range(cursor.as_slice()..)
+                .map_err(StorageError::index)?;
             loop {
-                let Some(entry) = range.next() else { break 'scan };
+                let Some(entry) = range.next() else {
+                    break 'scan;
+                };
                 let (k, v) = entry.map_err(StorageError::index)?;
                 let full_key = k.value();
                 if !full_key.starts_with(&full_prefix) {
                     break 'scan;
                 }
-                let key = std::str::from_utf8(&full_key[base.len()..]).map_err(StorageError::index)?;
+                let key =
+                    std::str::from_utf8(&full_key[base.len()..]).map_err(StorageError::index)?;
                 if taken == req.max_keys {
                     // One more entry exists: the page is truncated after the last one returned.
                     page.next_after = last_returned(&page);
@@ -247,7 +333,9 @@ impl Index {
 /// prefix of this listing.
 fn resume_point(base: &[u8], after: &str, prefix: &str, delimiter: Option<&str>) -> Vec<u8> {
     let is_common_prefix = delimiter.is_some_and(|d| {
-        after.strip_prefix(prefix).is_some_and(|rest| rest.ends_with(d) && rest.contains(d))
+        after
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.ends_with(d) && rest.contains(d))
     });
     let mut point = [base, after.as_bytes()].concat();
     // A key is "after" itself once any byte is appended; 0x00 is the smallest such key.

@@ -73,7 +73,9 @@ impl LocalBackend {
         })
         .await
         .map_err(join_error)??;
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -82,22 +84,38 @@ impl LocalBackend {
 
     pub async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         let tenant = tenant.clone();
-        self.blocking(move |inner| inner.index.list_buckets(&tenant)).await
+        self.blocking(move |inner| inner.index.list_buckets(&tenant))
+            .await
     }
 
-    pub async fn create_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<(), StorageError> {
+    pub async fn create_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<(), StorageError> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.blocking(move |inner| inner.index.create_bucket(&tenant, &bucket)).await
+        self.blocking(move |inner| inner.index.create_bucket(&tenant, &bucket))
+            .await
     }
 
-    pub async fn head_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<(), StorageError> {
+    pub async fn head_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<(), StorageError> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.blocking(move |inner| inner.index.require_bucket(&tenant, &bucket)).await
+        self.blocking(move |inner| inner.index.require_bucket(&tenant, &bucket))
+            .await
     }
 
-    pub async fn delete_bucket(&self, tenant: &TenantId, bucket: &BucketName) -> Result<(), StorageError> {
+    pub async fn delete_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<(), StorageError> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.blocking(move |inner| inner.index.delete_bucket(&tenant, &bucket)).await
+        self.blocking(move |inner| inner.index.delete_bucket(&tenant, &bucket))
+            .await
     }
 
     /// Streams `body` into a new version of `key` and makes it visible atomically once the body
@@ -135,7 +153,10 @@ impl LocalBackend {
                 return Err(err.into());
             }
             md5.update(&chunk);
-            temp.file.write_all(&chunk).await.map_err(StorageError::Io)?;
+            temp.file
+                .write_all(&chunk)
+                .await
+                .map_err(StorageError::Io)?;
         }
         if put.expected_size.is_some_and(|expected| expected != size) {
             return Err(StorageError::IncompleteBody.into());
@@ -160,7 +181,10 @@ impl LocalBackend {
         // client that disconnects now cannot leave a committed record without its blob.
         self.blocking(move |inner| {
             let blob = inner.blobs.persist(file, &id, guard)?;
-            let replaced = inner.index.put_object(&tenant, &bucket, &key, &Record::new(id, record_meta))?;
+            let replaced =
+                inner
+                    .index
+                    .put_object(&tenant, &bucket, &key, &Record::new(id, record_meta))?;
             blob.disarm();
             if let Some(old) = replaced {
                 inner.blobs.remove(&old.blob);
@@ -178,8 +202,13 @@ impl LocalBackend {
         key: &ObjectKey,
     ) -> Result<ObjectMeta, StorageError> {
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
-        self.blocking(move |inner| inner.index.get_object(&tenant, &bucket, &key).map(|r| r.meta))
-            .await
+        self.blocking(move |inner| {
+            inner
+                .index
+                .get_object(&tenant, &bucket, &key)
+                .map(|r| r.meta)
+        })
+        .await
     }
 
     /// Opens an object for reading. Retries once when an overwrite replaced the blob between the
@@ -192,14 +221,23 @@ impl LocalBackend {
     ) -> Result<OpenObject, StorageError> {
         for _ in 0..3 {
             let (t, b, k) = (tenant.clone(), bucket.clone(), key.clone());
-            let record = self.blocking(move |inner| inner.index.get_object(&t, &b, &k)).await?;
+            let record = self
+                .blocking(move |inner| inner.index.get_object(&t, &b, &k))
+                .await?;
             match tokio::fs::File::open(self.inner.blobs.path_of(&record.blob)).await {
-                Ok(file) => return Ok(OpenObject { meta: record.meta, file }),
+                Ok(file) => {
+                    return Ok(OpenObject {
+                        meta: record.meta,
+                        file,
+                    });
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(StorageError::Index("object record points at a missing blob".into()))
+        Err(StorageError::Index(
+            "object record points at a missing blob".into(),
+        ))
     }
 
     /// Deletes a key. Deleting a key that does not exist succeeds, as in S3.
@@ -226,7 +264,8 @@ impl LocalBackend {
         request: ListRequest,
     ) -> Result<ListPage, StorageError> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.blocking(move |inner| inner.index.list_objects(&tenant, &bucket, &request)).await
+        self.blocking(move |inner| inner.index.list_objects(&tenant, &bucket, &request))
+            .await
     }
 
     async fn blocking<T: Send + 'static>(
@@ -234,7 +273,9 @@ impl LocalBackend {
         work: impl FnOnce(&Inner) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner)).await.map_err(join_error)?
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(join_error)?
     }
 }
 
@@ -259,7 +300,10 @@ mod tokio_util_like {
     //! truncated file must end the response with an error, never a silently short body).
     use super::*;
 
-    pub(super) fn read_stream<R>(reader: R, expected: u64) -> impl Stream<Item = Result<Bytes, StorageError>> + Send
+    pub(super) fn read_stream<R>(
+        reader: R,
+        expected: u64,
+    ) -> impl Stream<Item = Result<Bytes, StorageError>> + Send
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
