@@ -477,11 +477,12 @@ def test_control_character_key(s3, bucket):
     assert raw.upper() == "CTRL%01CHAR%1F", raw
 
 
-def test_error_document_is_parseable_for_odd_keys(s3, bucket):
+@pytest.mark.parametrize("key", ["missing\x01key", "missing&<>\"'key", "missing ü ]]> key"],
+                         ids=["control", "xml-specials", "unicode-cdata-end"])
+def test_error_document_is_parseable_for_odd_keys(s3, bucket, key):
     # Whatever the server does with a key, its error document must stay well-formed XML, so that
-    # clients can read the error code: a missing key with a control character in it is NoSuchKey.
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "missing\x01key"},
-                                    ExpiresIn=300)
+    # clients can read the error code: GET of a missing key is NoSuchKey.
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300)
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(url, timeout=30)
     body = info.value.read()

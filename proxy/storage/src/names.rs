@@ -14,7 +14,7 @@ pub enum NameError {
     KeyTooLong,
     #[error("object key is empty")]
     EmptyKey,
-    #[error("object key contains a character S3 cannot carry in XML")]
+    #[error("object keys cannot contain NUL")]
     InvalidKeyCharacter,
 }
 
@@ -74,9 +74,10 @@ impl fmt::Display for BucketName {
     }
 }
 
-/// An object key: any UTF-8 of 1 to 1024 bytes, except characters XML 1.0 cannot carry (NUL and
-/// most C0 controls), since every key must be listable. Keys such as `../x`, `/etc/passwd` or
-/// `a//b` are legal S3 keys and are stored as such: the local backend never maps a key to a path.
+/// An object key: any UTF-8 of 1 to 1024 bytes except NUL. Keys such as `../x`, `/etc/passwd`
+/// or `a//b` are legal S3 keys and are stored as such: the local backend never maps a key to a
+/// path. Other control characters are allowed, as in S3; listings carry them safely with
+/// `encoding-type=url`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey(String);
 

@@ -153,17 +153,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let place = e.path().to_string();
-        let inner = e.into_inner();
-        let place = if place == "." || place == "?" {
-            String::new()
-        } else {
-            format!("{place}: ")
-        };
-        ConfigErrors(vec![format!("{place}{inner}")])
-    })?;
+    // serde_yaml's messages already name the key path and the line: `listeners[0]: unknown field …`.
+    let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
     validate(raw, source, base_dir)
 }
 

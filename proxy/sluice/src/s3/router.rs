@@ -108,13 +108,17 @@ pub struct Target {
 }
 
 impl Target {
-    /// `/bucket/key` for error bodies.
+    /// `/bucket/key` for error bodies, with control characters percent-encoded so that every
+    /// error document stays well-formed XML 1.0 whatever key was asked for.
     pub fn resource(&self) -> String {
-        match (&self.bucket, &self.key) {
+        let raw = match (&self.bucket, &self.key) {
             (Some(b), Some(k)) => format!("/{b}/{k}"),
             (Some(b), None) => format!("/{b}"),
             _ => "/".into(),
-        }
+        };
+        raw.chars()
+            .map(|c| if c.is_control() { format!("%{:02X}", c as u32) } else { c.to_string() })
+            .collect()
     }
 }
 

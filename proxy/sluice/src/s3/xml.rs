@@ -42,12 +42,22 @@ impl XmlWriter {
 
     pub fn element(&mut self, name: &str, text: &str) {
         self.open(name);
-        self.out.push_str(&escape(text));
+        self.element_text(text);
         self.close(name);
     }
 
+    /// Escapes markup characters, and writes control characters (legal in S3 keys) as character
+    /// references, as S3 does; clients that need strict XML 1.0 ask for `encoding-type=url`.
     pub fn element_text(&mut self, text: &str) {
-        self.out.push_str(&escape(text));
+        let mut run_start = 0;
+        for (i, c) in text.char_indices() {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                self.out.push_str(&escape(&text[run_start..i]));
+                self.out.push_str(&format!("&#x{:X};", c as u32));
+                run_start = i + c.len_utf8();
+            }
+        }
+        self.out.push_str(&escape(&text[run_start..]));
     }
 
     pub fn finish(self) -> Vec<u8> {

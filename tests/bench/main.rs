@@ -1,0 +1,276 @@
+//! `sluice-bench`: an S3 load generator with real SigV4 signing on every request.
+//!
+//! GET or PUT of one object size, N concurrent keep-alive connections, a request count or a
+//! duration; reports requests/s, MB/s, latency percentiles, errors, and the server process's
+//! CPU seconds and peak RSS read from `/proc` (peak RSS is reset before each run through
+//! `/proc/<pid>/clear_refs`, so each scenario reports its own peak).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use http::{HeaderMap, Method, Uri};
+use sha2::{Digest, Sha256};
+use sluice_sigv4::{AmzDate, CanonicalSettings, PayloadMode, SecretKey, SigningParams, sign_request};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice-bench", about = "S3 load generator with SigV4 signing per request")]
+struct Args {
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long)]
+    access_id: String,
+    #[arg(long, env = "SLUICE_BENCH_SECRET")]
+    secret: String,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    #[arg(long, default_value = "bench")]
+    bucket: String,
+    #[arg(long, value_enum)]
+    op: Op,
+    /// Object size: bytes, or with a KiB/MiB/GiB suffix.
+    #[arg(long, value_parser = parse_size)]
+    size: u64,
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Total requests (default: one per connection for objects of 64 MiB or more, else 10,000).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Stop after this many seconds even if requests remain.
+    #[arg(long, default_value_t = 60)]
+    max_seconds: u64,
+    /// How PUT bodies are signed: `signed` hashes the body first (two passes over generated data).
+    #[arg(long, value_enum, default_value = "unsigned")]
+    payload: Payload,
+    /// The server's pid, for CPU seconds and peak RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Trust this PEM certificate (for https endpoints).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Label printed with the result line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Op {
+    Get,
+    Put,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Payload {
+    Unsigned,
+    Signed,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("bad size {text}"))?;
+    let scale = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("bad unit in {text}")),
+    };
+    Ok(n * scale)
+}
+
+/// Deterministic object bytes, generated in 1 MiB blocks so any size streams in bounded memory.
+fn block(index: u64) -> Bytes {
+    let mut out = vec![0u8; 1 << 20];
+    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in out.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    Bytes::from(out)
+}
+
+fn body_stream(size: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let blocks = size.div_ceil(1 << 20);
+    futures_util::stream::iter((0..blocks).map(move |i| {
+        let b = block(i);
+        let len = (size - i * (1 << 20)).min(1 << 20) as usize;
+        Ok(b.slice(..len))
+    }))
+}
+
+fn body_sha256(size: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let blocks = size.div_ceil(1 << 20);
+    for i in 0..blocks {
+        let len = (size - i * (1 << 20)).min(1 << 20) as usize;
+        h.update(&block(i)[..len]);
+    }
+    h.finalize().into()
+}
+
+struct Signer {
+    access_id: String,
+    secret: SecretKey,
+    region: String,
+}
+
+impl Signer {
+    fn headers(&self, method: &Method, url: &str, payload: &PayloadMode, extra: &[(&str, String)]) -> HeaderMap {
+        let uri: Uri = url.parse().expect("valid url");
+        let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let date = AmzDate::from_unix(unix);
+        let params = SigningParams {
+            access_key_id: &self.access_id,
+            secret: &self.secret,
+            session_token: None,
+            region: &self.region,
+            service: "s3",
+            date: &date,
+            settings: CanonicalSettings::S3,
+        };
+        let mut headers = HeaderMap::new();
+        for (k, v) in extra {
+            headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        sign_request(method, &uri, &mut headers, payload, &params).expect("signing");
+        headers
+    }
+}
+
+const EMPTY: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41,
+    0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
+/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let signer = Arc::new(Signer { access_id: args.access_id.clone(), secret: SecretKey::new(args.secret.clone()), region: args.region.clone() });
+    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).http1_only();
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).expect("read CA");
+        builder = builder.use_rustls_tls().add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
+    }
+    let client = builder.build().unwrap();
+    let base = args.endpoint.trim_end_matches('/').to_owned();
+
+    // Setup: the bucket, and for GETs the object.
+    let url = format!("{base}/{}", args.bucket);
+    let h = signer.headers(&Method::PUT, &url, &PayloadMode::Signed(EMPTY), &[]);
+    let _ = client.put(&url).headers(h).send().await;
+    if args.op == Op::Get {
+        put_object(&client, &signer, &format!("{url}/obj"), args.size, Payload::Unsigned).await.expect("setup PUT");
+    }
+    let requests = args.requests.unwrap_or(if args.size >= 64 << 20 { args.concurrency as u64 } else { 10_000 });
+
+    if let Some(pid) = args.server_pid {
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+    let cpu_before = args.server_pid.and_then(cpu_seconds);
+    let issued = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let (client, signer, issued, errors, url) = (client.clone(), Arc::clone(&signer), Arc::clone(&issued), Arc::clone(&errors), url.clone());
+        let (op, size, payload) = (args.op, args.size, args.payload);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while issued.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
+                let t0 = Instant::now();
+                let ok = match op {
+                    Op::Get => get_object(&client, &signer, &format!("{url}/obj"), size).await,
+                    Op::Put => put_object(&client, &signer, &format!("{url}/put-{worker}"), size, payload).await,
+                };
+                if ok.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = ok {
+                        eprintln!("request failed: {e}");
+                    }
+                }
+                latencies.push(t0.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let n = latencies.len().max(1);
+    let pct = |p: f64| latencies.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or_default().as_secs_f64() * 1000.0;
+    let done = latencies.len() as f64;
+    let mb = done * args.size as f64 / 1e6;
+    let cpu = match (cpu_before, args.server_pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => format!("{:.2}", b - a),
+        _ => "-".into(),
+    };
+    let rss = args.server_pid.and_then(peak_rss_mib).map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{label} op={op:?} size={size} conc={conc} requests={done} errors={err} seconds={elapsed:.2} req_per_s={rps:.1} MB_per_s={mbps:.1} p50_ms={p50:.2} p90_ms={p90:.2} p99_ms={p99:.2} max_ms={max:.2} server_cpu_s={cpu} server_peak_rss_mib={rss}",
+        label = args.label,
+        op = args.op,
+        size = args.size,
+        conc = args.concurrency,
+        err = errors.load(Ordering::Relaxed),
+        rps = done / elapsed,
+        mbps = mb / elapsed,
+        p50 = pct(0.50),
+        p90 = pct(0.90),
+        p99 = pct(0.99),
+        max = latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+}
+
+async fn get_object(client: &reqwest::Client, signer: &Signer, url: &str, size: u64) -> Result<(), String> {
+    let h = signer.headers(&Method::GET, url, &PayloadMode::Signed(EMPTY), &[]);
+    let mut resp = client.get(url).headers(h).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+    }
+    let mut got = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        got += chunk.len() as u64;
+    }
+    if got != size {
+        return Err(format!("GET returned {got} bytes, expected {size}"));
+    }
+    Ok(())
+}
+
+async fn put_object(client: &reqwest::Client, signer: &Signer, url: &str, size: u64, payload: Payload) -> Result<(), String> {
+    let mode = match payload {
+        Payload::Unsigned => PayloadMode::Unsigned,
+        Payload::Signed => PayloadMode::Signed(body_sha256(size)),
+    };
+    let h = signer.headers(&Method::PUT, url, &mode, &[("content-length", size.to_string())]);
+    let body = reqwest::Body::wrap_stream(body_stream(size));
+    let resp = client.put(url).headers(h).body(body).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("PUT {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+    }
+    Ok(())
+}
