@@ -13,10 +13,15 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use http::{HeaderMap, Method, Uri};
 use sha2::{Digest, Sha256};
-use sluice_sigv4::{AmzDate, CanonicalSettings, PayloadMode, SecretKey, SigningParams, sign_request};
+use sluice_sigv4::{
+    AmzDate, CanonicalSettings, PayloadMode, SecretKey, SigningParams, sign_request,
+};
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-bench", about = "S3 load generator with SigV4 signing per request")]
+#[command(
+    name = "sluice-bench",
+    about = "S3 load generator with SigV4 signing per request"
+)]
 struct Args {
     #[arg(long)]
     endpoint: String,
@@ -68,7 +73,9 @@ enum Payload {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
     let n: u64 = n.parse().map_err(|_| format!("bad size {text}"))?;
     let scale = match unit {
@@ -94,7 +101,9 @@ fn block(index: u64) -> Bytes {
     Bytes::from(out)
 }
 
-fn body_stream(size: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+fn body_stream(
+    size: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let blocks = size.div_ceil(1 << 20);
     futures_util::stream::iter((0..blocks).map(move |i| {
         let b = block(i);
@@ -120,9 +129,18 @@ struct Signer {
 }
 
 impl Signer {
-    fn headers(&self, method: &Method, url: &str, payload: &PayloadMode, extra: &[(&str, String)]) -> HeaderMap {
+    fn headers(
+        &self,
+        method: &Method,
+        url: &str,
+        payload: &PayloadMode,
+        extra: &[(&str, String)],
+    ) -> HeaderMap {
         let uri: Uri = url.parse().expect("valid url");
-        let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         let date = AmzDate::from_unix(unix);
         let params = SigningParams {
             access_key_id: &self.access_id,
@@ -135,7 +153,10 @@ impl Signer {
         };
         let mut headers = HeaderMap::new();
         for (k, v) in extra {
-            headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         sign_request(method, &uri, &mut headers, payload, &params).expect("signing");
         headers
@@ -143,8 +164,8 @@ impl Signer {
 }
 
 const EMPTY: [u8; 32] = [
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41,
-    0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
 /// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
@@ -165,11 +186,20 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let signer = Arc::new(Signer { access_id: args.access_id.clone(), secret: SecretKey::new(args.secret.clone()), region: args.region.clone() });
-    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).http1_only();
+    let signer = Arc::new(Signer {
+        access_id: args.access_id.clone(),
+        secret: SecretKey::new(args.secret.clone()),
+        region: args.region.clone(),
+    });
+    let mut builder = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .http1_only();
     if let Some(ca) = &args.ca {
         let pem = std::fs::read(ca).expect("read CA");
-        builder = builder.use_rustls_tls().add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
+        builder = builder
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
     }
     let client = builder.build().unwrap();
     let base = args.endpoint.trim_end_matches('/').to_owned();
@@ -179,9 +209,21 @@ async fn main() {
     let h = signer.headers(&Method::PUT, &url, &PayloadMode::Signed(EMPTY), &[]);
     let _ = client.put(&url).headers(h).send().await;
     if args.op == Op::Get {
-        put_object(&client, &signer, &format!("{url}/obj"), args.size, Payload::Unsigned).await.expect("setup PUT");
+        put_object(
+            &client,
+            &signer,
+            &format!("{url}/obj"),
+            args.size,
+            Payload::Unsigned,
+        )
+        .await
+        .expect("setup PUT");
     }
-    let requests = args.requests.unwrap_or(if args.size >= 64 << 20 { args.concurrency as u64 } else { 10_000 });
+    let requests = args.requests.unwrap_or(if args.size >= 64 << 20 {
+        args.concurrency as u64
+    } else {
+        10_000
+    });
 
     if let Some(pid) = args.server_pid {
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
@@ -193,7 +235,13 @@ async fn main() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let (client, signer, issued, errors, url) = (client.clone(), Arc::clone(&signer), Arc::clone(&issued), Arc::clone(&errors), url.clone());
+        let (client, signer, issued, errors, url) = (
+            client.clone(),
+            Arc::clone(&signer),
+            Arc::clone(&issued),
+            Arc::clone(&errors),
+            url.clone(),
+        );
         let (op, size, payload) = (args.op, args.size, args.payload);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -201,7 +249,16 @@ async fn main() {
                 let t0 = Instant::now();
                 let ok = match op {
                     Op::Get => get_object(&client, &signer, &format!("{url}/obj"), size).await,
-                    Op::Put => put_object(&client, &signer, &format!("{url}/put-{worker}"), size, payload).await,
+                    Op::Put => {
+                        put_object(
+                            &client,
+                            &signer,
+                            &format!("{url}/put-{worker}"),
+                            size,
+                            payload,
+                        )
+                        .await
+                    }
                 };
                 if ok.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -221,14 +278,25 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
     let n = latencies.len().max(1);
-    let pct = |p: f64| latencies.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or_default().as_secs_f64() * 1000.0;
+    let pct = |p: f64| {
+        latencies
+            .get(((n as f64 * p) as usize).min(n - 1))
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
     let done = latencies.len() as f64;
     let mb = done * args.size as f64 / 1e6;
     let cpu = match (cpu_before, args.server_pid.and_then(cpu_seconds)) {
         (Some(a), Some(b)) => format!("{:.2}", b - a),
         _ => "-".into(),
     };
-    let rss = args.server_pid.and_then(peak_rss_mib).map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into());
+    let rss = args
+        .server_pid
+        .and_then(peak_rss_mib)
+        .map(|m| format!("{m:.1}"))
+        .unwrap_or_else(|| "-".into());
     println!(
         "{label} op={op:?} size={size} conc={conc} requests={done} errors={err} seconds={elapsed:.2} req_per_s={rps:.1} MB_per_s={mbps:.1} p50_ms={p50:.2} p90_ms={p90:.2} p99_ms={p99:.2} max_ms={max:.2} server_cpu_s={cpu} server_peak_rss_mib={rss}",
         label = args.label,
@@ -245,11 +313,25 @@ async fn main() {
     );
 }
 
-async fn get_object(client: &reqwest::Client, signer: &Signer, url: &str, size: u64) -> Result<(), String> {
+async fn get_object(
+    client: &reqwest::Client,
+    signer: &Signer,
+    url: &str,
+    size: u64,
+) -> Result<(), String> {
     let h = signer.headers(&Method::GET, url, &PayloadMode::Signed(EMPTY), &[]);
-    let mut resp = client.get(url).headers(h).send().await.map_err(|e| e.to_string())?;
+    let mut resp = client
+        .get(url)
+        .headers(h)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
-        return Err(format!("GET {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+        return Err(format!(
+            "GET {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        ));
     }
     let mut got = 0u64;
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
@@ -261,16 +343,37 @@ async fn get_object(client: &reqwest::Client, signer: &Signer, url: &str, size: 
     Ok(())
 }
 
-async fn put_object(client: &reqwest::Client, signer: &Signer, url: &str, size: u64, payload: Payload) -> Result<(), String> {
+async fn put_object(
+    client: &reqwest::Client,
+    signer: &Signer,
+    url: &str,
+    size: u64,
+    payload: Payload,
+) -> Result<(), String> {
     let mode = match payload {
         Payload::Unsigned => PayloadMode::Unsigned,
         Payload::Signed => PayloadMode::Signed(body_sha256(size)),
     };
-    let h = signer.headers(&Method::PUT, url, &mode, &[("content-length", size.to_string())]);
+    let h = signer.headers(
+        &Method::PUT,
+        url,
+        &mode,
+        &[("content-length", size.to_string())],
+    );
     let body = reqwest::Body::wrap_stream(body_stream(size));
-    let resp = client.put(url).headers(h).body(body).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .put(url)
+        .headers(h)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
-        return Err(format!("PUT {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+        return Err(format!(
+            "PUT {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        ));
     }
     Ok(())
 }

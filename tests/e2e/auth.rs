@@ -666,20 +666,52 @@ async fn unsigned_amz_headers_are_refused() {
     let c = client(&s);
     let b = make_bucket(&c, "hdrs").await;
     let url = format!("{}/{b}/k", s.endpoint);
-    let empty: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"")).into();
-    let (status, body) = send_signed(&s, Method::PUT, &format!("/{b}/k"), HeaderMap::new(), PayloadMode::Signed(empty), |_, _| Vec::new()).await;
+    let empty: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"")).into();
+    let (status, body) = send_signed(
+        &s,
+        Method::PUT,
+        &format!("/{b}/k"),
+        HeaderMap::new(),
+        PayloadMode::Signed(empty),
+        |_, _| Vec::new(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // Re-send a signed GET with an x-amz-meta header added after signing.
     let uri: Uri = url.parse().unwrap();
     let secret = SecretKey::new(s.secret.clone());
     let date = now();
-    let params = SigningParams { access_key_id: ACCESS_ID, secret: &secret, session_token: None, region: REGION, service: "s3", date: &date, settings: sluice_sigv4::CanonicalSettings::S3 };
+    let params = SigningParams {
+        access_key_id: ACCESS_ID,
+        secret: &secret,
+        session_token: None,
+        region: REGION,
+        service: "s3",
+        date: &date,
+        settings: sluice_sigv4::CanonicalSettings::S3,
+    };
     let mut headers = HeaderMap::new();
-    sign_request(&Method::GET, &uri, &mut headers, &PayloadMode::Signed(empty), &params).unwrap();
+    sign_request(
+        &Method::GET,
+        &uri,
+        &mut headers,
+        &PayloadMode::Signed(empty),
+        &params,
+    )
+    .unwrap();
     headers.insert("x-amz-meta-injected", HeaderValue::from_static("evil"));
-    let resp = reqwest::Client::new().get(&url).headers(headers).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
     let body = resp.text().await.unwrap();
     assert_eq!(xml_code(&body), "AccessDenied", "{body}");
-    assert!(body.contains("<HeadersNotSigned>x-amz-meta-injected</HeadersNotSigned>"), "{body}");
+    assert!(
+        body.contains("<HeadersNotSigned>x-amz-meta-injected</HeadersNotSigned>"),
+        "{body}"
+    );
 }

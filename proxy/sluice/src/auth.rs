@@ -106,19 +106,26 @@ fn check_scope(request: &AuthRequest, region: &str) -> Result<(), S3Error> {
 
 /// Every `x-amz-*` header must be covered by the signature, as S3 requires: otherwise anyone on
 /// the path could add one (metadata, checksums, copy sources) to a signed request.
-fn check_amz_headers_signed(request: &AuthRequest, headers: &http::HeaderMap) -> Result<(), S3Error> {
+fn check_amz_headers_signed(
+    request: &AuthRequest,
+    headers: &http::HeaderMap,
+) -> Result<(), S3Error> {
     let mut unsigned: Vec<&str> = headers
         .keys()
         .map(http::HeaderName::as_str)
-        .filter(|name| name.starts_with("x-amz-") && !request.signed_headers.iter().any(|s| s == name))
+        .filter(|name| {
+            name.starts_with("x-amz-") && !request.signed_headers.iter().any(|s| s == name)
+        })
         .collect();
     if unsigned.is_empty() {
         return Ok(());
     }
     unsigned.sort_unstable();
     unsigned.dedup();
-    Err(S3Error::access_denied("There were headers present in the request which were not signed")
-        .with("HeadersNotSigned", unsigned.join(", ")))
+    Err(
+        S3Error::access_denied("There were headers present in the request which were not signed")
+            .with("HeadersNotSigned", unsigned.join(", ")),
+    )
 }
 
 fn invalid_access_key(access_id: &str, message: &'static str) -> S3Error {

@@ -89,10 +89,7 @@ impl ObjectKey {
         if key.len() > MAX_KEY_BYTES {
             return Err(NameError::KeyTooLong);
         }
-        if key
-            .chars()
-            .any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
-        {
+        if key.contains('\0') {
             return Err(NameError::InvalidKeyCharacter);
         }
         Ok(Self(key.to_owned()))
@@ -167,6 +164,10 @@ mod tests {
         ] {
             assert!(ObjectKey::parse(ok).is_ok(), "{ok}");
         }
+        assert!(
+            ObjectKey::parse("ctrl\u{1}\u{1f}").is_ok(),
+            "S3 keys may hold control characters"
+        );
         assert_eq!(ObjectKey::parse(""), Err(NameError::EmptyKey));
         assert_eq!(
             ObjectKey::parse(&"k".repeat(1025)),

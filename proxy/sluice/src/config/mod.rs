@@ -154,7 +154,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 pub fn parse(text: &str, source: &Path, base_dir: &Path) -> Result<Config, ConfigErrors> {
     // serde_yaml's messages already name the key path and the line: `listeners[0]: unknown field …`.
-    let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+    let raw: raw::RawConfig =
+        serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
     validate(raw, source, base_dir)
 }
 

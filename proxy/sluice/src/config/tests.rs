@@ -126,5 +126,8 @@ fn limits_and_names_are_checked() {
     }
     let bad_duration = format!("{GOOD}limits:\n  idle_timeout: 10\n");
     let errors = parse_str(&bad_duration).unwrap_err();
-    assert!(errors[0].starts_with("limits: invalid duration \"10\"") && errors[0].contains("line 15"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("limits: invalid duration \"10\"") && errors[0].contains("line 15"),
+        "{errors:?}"
+    );
 }

@@ -117,7 +117,13 @@ impl Target {
             _ => "/".into(),
         };
         raw.chars()
-            .map(|c| if c.is_control() { format!("%{:02X}", c as u32) } else { c.to_string() })
+            .map(|c| {
+                if c.is_control() {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
             .collect()
     }
 }
