@@ -305,3 +305,109 @@ async fn sdk_over_tls_with_default_trailing_checksums() {
         "access log names the operation"
     );
 }
+
+/// Reads until the server closes the connection; returns what it sent. Bounded by `limit`.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_header_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let s = Sluice::start_with(Options {
+        limits: "  idle_timeout: 1s\n  header_read_timeout: 1s".into(),
+        ..Default::default()
+    });
+    // An idle connection that never sends anything is closed by the server.
+    let mut idle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "idle connection never closed"
+    );
+    // A client that starts a request head and stalls (slowloris) is cut off too.
+    let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut slow, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "stalled request head never cut off"
+    );
+    // The server is still serving.
+    client(&s).list_buckets().send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_limit_queues_extra_connections() {
+    use tokio::io::AsyncWriteExt;
+    let s = Sluice::start_with(Options {
+        limits: "  max_connections: 2".into(),
+        ..Default::default()
+    });
+    let first = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let second = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    // Make sure both are accepted (served) before opening the third: a request on each answers.
+    let mut held = Vec::new();
+    for mut conn in [first, second] {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(&mut conn, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 403"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        held.push(conn);
+    }
+    // A third connection is not served while two are open...
+    let mut third = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let early = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::io::AsyncReadExt::read(&mut third, &mut buf),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "third connection served beyond max_connections"
+    );
+    // ...and is served as soon as one closes.
+    drop(held.pop());
+    let answer = read_until_closed(&mut third, Duration::from_secs(10))
+        .await
+        .expect("third connection served after a slot freed");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -117,9 +117,11 @@ impl RequestBody {
     pub fn declared_len(&self, headers: &HeaderMap) -> Option<u64> {
         match &self.payload {
             Payload::Chunked { decoded_len, .. } => *decoded_len,
-            Payload::Plain { .. } => {
-                header_str(headers, "content-length").and_then(|v| v.parse().ok())
-            }
+            // hyper knows the exact length from Content-Length, or that a request without one
+            // (and without Transfer-Encoding) has an empty body.
+            Payload::Plain { .. } => header_str(headers, "content-length")
+                .and_then(|v| v.parse().ok())
+                .or_else(|| http_body::Body::size_hint(&self.incoming).exact()),
         }
     }
 

@@ -154,5 +154,9 @@ mod tests {
             s.ends_with("<Key>a&lt;b&gt;&amp;&quot;c&apos;</Key>"),
             "{s}"
         );
+        let mut w = XmlWriter::new();
+        w.element("Key", "a\u{1}b\u{7f}");
+        let s = String::from_utf8(w.finish()).unwrap();
+        assert!(s.ends_with("<Key>a&#x1;b&#x7F;</Key>"), "{s}");
     }
 }
