@@ -8,12 +8,13 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use sluice_sigv4::{
-    AmzDate, ChunkSignatureChain, ChunkedEncoder, PayloadMode, SecretKey, SigningParams,
-    sign_request,
+    ChunkSignatureChain, ChunkedEncoder, PayloadMode, SecretKey, SigningParams, sign_request,
 };
-use sluice_tests::{ACCESS_ID, REGION, Sluice, random_secret};
+use sluice_tests::{ACCESS_ID, Sluice, random_secret};
 
-use crate::support::{client, client_with, code, get_bytes, http_status, make_bucket, sha256_hex};
+use crate::support::{
+    client, client_with, code, get_bytes, http_status, make_bucket, now, sha256_hex,
+};
 
 /// Polls `condition` until it holds or 15 s pass: synchronises on an observable state change
 /// (the server picking up a key-store edit), never on a fixed delay.
@@ -43,15 +44,6 @@ pub fn parse_created_key(stdout: &[u8]) -> (String, String) {
     (field("access_id:"), field("secret:"))
 }
 
-fn now() -> AmzDate {
-    AmzDate::from_unix(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-    )
-}
-
 /// A request signed by Sluice's own signer (whose output the sigv4 crate checks against AWS's
 /// published vectors), sent with reqwest. Returns (status, body).
 pub async fn send_signed(
@@ -65,15 +57,7 @@ pub async fn send_signed(
     let uri: Uri = format!("{}{path}", s.endpoint).parse().unwrap();
     let secret = SecretKey::new(s.secret.clone());
     let date = now();
-    let params = SigningParams {
-        access_key_id: ACCESS_ID,
-        secret: &secret,
-        session_token: None,
-        region: REGION,
-        service: "s3",
-        date: &date,
-        settings: sluice_sigv4::CanonicalSettings::S3,
-    };
+    let params = crate::support::signing_params(ACCESS_ID, &secret, &date);
     let seed = sign_request(&method, &uri, &mut headers, &payload, &params).unwrap();
     let body = body(&params, seed);
     let resp = reqwest::Client::new()
@@ -84,6 +68,26 @@ pub async fn send_signed(
         .await
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A PUT of `body` with its SHA-256 signed, as SDKs send over plain HTTP.
+async fn put_signed(
+    s: &Sluice,
+    path: &str,
+    headers: HeaderMap,
+    body: &'static [u8],
+) -> (u16, String) {
+    let hash: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(body)).into();
+    send_signed(
+        s,
+        Method::PUT,
+        path,
+        headers,
+        PayloadMode::Signed(hash),
+        |_, _| body.to_vec(),
+    )
+    .await
 }
 
 fn xml_code(body: &str) -> &str {
@@ -134,15 +138,7 @@ async fn signed_chunked_upload_and_tampered_chunk() {
     // The encoded length does not depend on the signature values, so measure it with a dummy seed.
     let probe = SecretKey::new("x".into());
     let date = now();
-    let probe_params = SigningParams {
-        access_key_id: "X",
-        secret: &probe,
-        session_token: None,
-        region: REGION,
-        service: "s3",
-        date: &date,
-        settings: sluice_sigv4::CanonicalSettings::S3,
-    };
+    let probe_params = crate::support::signing_params("X", &probe, &date);
     let zero_seed = || sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
     let encoded_len = chunked_body(&probe_params, zero_seed(), &data, 65536, false).len();
 
@@ -267,33 +263,13 @@ async fn payload_hash_mismatch_stores_nothing() {
         404
     );
 
-    let real: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"honest")).into();
-    let (status, body) = send_signed(
-        &s,
-        Method::PUT,
-        &format!("/{b}/k"),
-        HeaderMap::new(),
-        PayloadMode::Signed(real),
-        |_, _| b"honest".to_vec(),
-    )
-    .await;
+    let (status, body) = put_signed(&s, &format!("/{b}/k"), HeaderMap::new(), b"honest").await;
     assert_eq!(status, 200, "{body}");
 
     // A wrong x-amz-checksum-crc32 header: BadDigest, the old object stays.
     let mut h = HeaderMap::new();
     h.insert("x-amz-checksum-crc32", HeaderValue::from_static("AAAAAA=="));
-    let changed: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"changed")).into();
-    let (status, body) = send_signed(
-        &s,
-        Method::PUT,
-        &format!("/{b}/k"),
-        h,
-        PayloadMode::Signed(changed),
-        |_, _| b"changed".to_vec(),
-    )
-    .await;
+    let (status, body) = put_signed(&s, &format!("/{b}/k"), h, b"changed").await;
     assert_eq!((status, xml_code(&body)), (400, "BadDigest"), "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"honest");
 }
@@ -494,10 +470,7 @@ async fn key_lifecycle_without_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_accepts_unsigned_bodies_only_when_configured() {
-    let s = Sluice::start_with(sluice_tests::Options {
-        accept_unsigned: true,
-        ..Default::default()
-    });
+    let s = Sluice::start();
     let c = client(&s);
     let b = make_bucket(&c, "unsigned").await;
     let (status, body) = send_signed(
@@ -515,10 +488,13 @@ async fn plain_http_accepts_unsigned_bodies_only_when_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_refuses_unsigned_bodies_by_default() {
-    let s = Sluice::start();
+    let s = Sluice::start_with(sluice_tests::Options {
+        accept_unsigned: false,
+        ..Default::default()
+    });
     let c = client(&s);
     let b = make_bucket(&c, "unsigned").await;
-    // Over plain HTTP the Rust SDK signs its payloads, so it keeps working...
+    // Over plain HTTP the Rust SDK signs in-memory payloads, so those keep working...
     c.put_object()
         .bucket(&b)
         .key("sdk")
@@ -538,17 +514,7 @@ async fn plain_http_refuses_unsigned_bodies_by_default() {
     .await;
     assert_eq!((status, xml_code(&body)), (403, "AccessDenied"), "{body}");
     // and a signed payload is accepted.
-    let hash: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(b"signed")).into();
-    let (status, body) = send_signed(
-        &s,
-        Method::PUT,
-        &format!("/{b}/k"),
-        HeaderMap::new(),
-        PayloadMode::Signed(hash),
-        |_, _| b"signed".to_vec(),
-    )
-    .await;
+    let (status, body) = put_signed(&s, &format!("/{b}/k"), HeaderMap::new(), b"signed").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(get_bytes(&c, &b, "k").await, b"signed");
 }
@@ -594,15 +560,7 @@ async fn signed_chunks_with_signed_trailer() {
     };
     let probe = SecretKey::new("x".into());
     let date = now();
-    let probe_params = SigningParams {
-        access_key_id: "X",
-        secret: &probe,
-        session_token: None,
-        region: REGION,
-        service: "s3",
-        date: &date,
-        settings: sluice_sigv4::CanonicalSettings::S3,
-    };
+    let probe_params = crate::support::signing_params("X", &probe, &date);
     let zero = || sluice_sigv4::Signature::from_hex(&"0".repeat(64)).unwrap();
     let len = trailer_body(&probe_params, zero(), &data, &good, false).len();
 
@@ -679,15 +637,7 @@ async fn unsigned_amz_headers_are_refused() {
     let uri: Uri = url.parse().unwrap();
     let secret = SecretKey::new(s.secret.clone());
     let date = now();
-    let params = SigningParams {
-        access_key_id: ACCESS_ID,
-        secret: &secret,
-        session_token: None,
-        region: REGION,
-        service: "s3",
-        date: &date,
-        settings: sluice_sigv4::CanonicalSettings::S3,
-    };
+    let params = crate::support::signing_params(ACCESS_ID, &secret, &date);
     let mut headers = HeaderMap::new();
     sign_request(
         &Method::GET,

@@ -1,34 +1,21 @@
 //! The front door: TLS 1.2/1.3 with HTTP/1.1 and HTTP/2, virtual-hosted addressing, header
 //! limits, graceful shutdown, and `sluice check`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use http::{HeaderMap, Method, Uri};
 use sha2::{Digest, Sha256};
-use sluice_sigv4::{AmzDate, PayloadMode, SecretKey, SigningParams, sign_request};
-use sluice_tests::{ACCESS_ID, Options, REGION, Sluice, bin};
+use sluice_sigv4::{PayloadMode, SecretKey, sign_request};
+use sluice_tests::{ACCESS_ID, Options, Sluice, bin};
 
 use crate::support::{client, make_bucket};
 
 fn signed_headers(s: &Sluice, method: &Method, url: &str) -> HeaderMap {
     let uri: Uri = url.parse().unwrap();
     let secret = SecretKey::new(s.secret.clone());
-    let date = AmzDate::from_unix(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-    );
-    let params = SigningParams {
-        access_key_id: ACCESS_ID,
-        secret: &secret,
-        session_token: None,
-        region: REGION,
-        service: "s3",
-        date: &date,
-        settings: sluice_sigv4::CanonicalSettings::S3,
-    };
+    let date = crate::support::now();
+    let params = crate::support::signing_params(ACCESS_ID, &secret, &date);
     let mut headers = HeaderMap::new();
     let empty: [u8; 32] = Sha256::digest(b"").into();
     sign_request(

@@ -4,6 +4,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use sha2::{Digest, Sha256};
+use sluice_sigv4::{AmzDate, CanonicalSettings, SecretKey, SigningParams};
 use sluice_tests::{ACCESS_ID, REGION, Sluice};
 
 pub fn client(s: &Sluice) -> Client {
@@ -79,6 +80,31 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
     }
+}
+
+/// Signing parameters for S3 in the test region.
+pub fn signing_params<'a>(
+    access_key_id: &'a str,
+    secret: &'a SecretKey,
+    date: &'a AmzDate,
+) -> SigningParams<'a> {
+    SigningParams {
+        access_key_id,
+        secret,
+        session_token: None,
+        region: REGION,
+        service: "s3",
+        date,
+        settings: CanonicalSettings::S3,
+    }
+}
+
+pub fn now() -> AmzDate {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    AmzDate::from_unix(unix as i64)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -17,10 +17,11 @@ pub const ACCESS_ID: &str = "E2ETESTKEY000001";
 pub const REGION: &str = "us-east-1";
 
 /// Options for one server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub tls: bool,
-    /// Plain HTTP only: set `danger_accept_unsigned_payload` (what SDKs send by default).
+    /// Plain HTTP only: `danger_accept_unsigned_payload`. On by default in tests (loopback):
+    /// the Rust SDK streams file bodies unsigned, with a trailing checksum, even over plain HTTP.
     pub accept_unsigned: bool,
     /// Extra YAML appended under `limits:`.
     pub limits: String,
@@ -60,6 +61,16 @@ pub fn random_secret() -> String {
     use base64::Engine as _;
     let bytes: [u8; 30] = rand::random();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tls: false,
+            accept_unsigned: true,
+            limits: String::new(),
+        }
+    }
 }
 
 impl Sluice {

@@ -71,6 +71,12 @@ fn objects_prefix(tenant: &TenantId, bucket: &BucketName) -> Vec<u8> {
     key
 }
 
+fn object_key(tenant: &TenantId, bucket: &BucketName, key: &ObjectKey) -> Vec<u8> {
+    let mut full = objects_prefix(tenant, bucket);
+    full.extend_from_slice(key.as_str().as_bytes());
+    full
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StorageError> {
     serde_json::from_slice(bytes).map_err(StorageError::index)
 }
@@ -202,8 +208,7 @@ impl Index {
         key: &ObjectKey,
         record: &Record,
     ) -> Result<Option<Record>, StorageError> {
-        let mut full = objects_prefix(tenant, bucket);
-        full.extend_from_slice(key.as_str().as_bytes());
+        let full = object_key(tenant, bucket, key);
         let value = encode(record);
         self.write(|txn| {
             // Checked inside the transaction so a concurrent DeleteBucket cannot orphan the object.
@@ -227,8 +232,7 @@ impl Index {
         key: &ObjectKey,
     ) -> Result<Record, StorageError> {
         let txn = self.read()?;
-        let mut full = objects_prefix(tenant, bucket);
-        full.extend_from_slice(key.as_str().as_bytes());
+        let full = object_key(tenant, bucket, key);
         let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
         if let Some(value) = objects.get(full.as_slice()).map_err(StorageError::index)? {
             return decode(value.value());
@@ -247,8 +251,7 @@ impl Index {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<Option<Record>, StorageError> {
-        let mut full = objects_prefix(tenant, bucket);
-        full.extend_from_slice(key.as_str().as_bytes());
+        let full = object_key(tenant, bucket, key);
         self.write(|txn| {
             bucket_exists(
                 &txn.open_table(BUCKETS).map_err(StorageError::index)?,
