@@ -620,3 +620,114 @@ async fn tenants_do_not_see_each_others_buckets() {
     // The same name is free in the other tenant's namespace.
     other.create_bucket().bucket(&b).send().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_gets_and_unsupported_headers() {
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "cond").await;
+    let put = c
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"v1"))
+        .send()
+        .await
+        .unwrap();
+    let etag = put.e_tag().unwrap().to_owned();
+
+    let ok = c
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"v1"
+    );
+    let err = c
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .if_match("\"other\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&err).as_str(), http_status(&err)),
+        ("PreconditionFailed", 412)
+    );
+    let err = c
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 304);
+    let err = c
+        .head_object()
+        .bucket(&b)
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 304);
+    let future = aws_smithy_types::DateTime::from_secs(4_000_000_000);
+    let err = c
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .if_modified_since(future)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 304);
+    let past = aws_smithy_types::DateTime::from_secs(1_000_000_000);
+    let err = c
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .if_unmodified_since(past)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 412);
+
+    // Features not implemented yet are refused, never silently ignored.
+    let err = c
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"v2"))
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .sse_customer_key_md5("zZ5FnqcIqUjVwvWmyog4zw==")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&err).as_str(), http_status(&err)),
+        ("NotImplemented", 501)
+    );
+    let err = c
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"v2"))
+        .if_none_match("*")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NotImplemented");
+    assert_eq!(
+        get_bytes(&c, &b, "k").await,
+        b"v1",
+        "a refused PUT stores nothing"
+    );
+}

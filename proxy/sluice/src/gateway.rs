@@ -30,10 +30,15 @@ impl Gateway {
             };
             backends.insert(name.clone(), opened);
         }
+        // Static key secrets now live in the key table only.
+        // Static key secrets live in the key table only; no second copy stays here.
         let tenants = config
             .tenants
             .into_iter()
-            .map(|t| (t.id.as_str().to_owned(), t))
+            .map(|mut t| {
+                t.keys.clear();
+                (t.id.as_str().to_owned(), t)
+            })
             .collect();
         Ok(Self {
             s3: config.s3,

@@ -61,7 +61,8 @@ pub async fn handle(
         op_name = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
         tenant.clone_from(&principal.tenant);
-        check_payload_protection(&principal, &parts.headers, conn.accept_unsigned_payload)?;
+        let has_body = !http_body::Body::is_end_stream(&incoming);
+        check_payload_protection(&principal, has_body, conn.accept_unsigned_payload)?;
         let ctx = authorise(&gateway, &principal, &op, &parts)?;
         let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
         execute(op, ctx, body).await
@@ -120,6 +121,8 @@ fn authorise<'a>(
         tenant: &tenant.id,
         region: &gateway.s3().region,
         backends,
+        gateway,
+        tenant_config: tenant,
         headers: &parts.headers,
         query: parts.uri.query(),
     })
@@ -129,7 +132,7 @@ fn authorise<'a>(
 /// refuse it unless the listener explicitly accepts that risk.
 fn check_payload_protection(
     principal: &Principal,
-    headers: &http::HeaderMap,
+    has_body: bool,
     accept_unsigned: bool,
 ) -> Result<(), S3Error> {
     use sluice_sigv4::PayloadMode;
@@ -137,8 +140,6 @@ fn check_payload_protection(
         principal.verified.payload,
         PayloadMode::Unsigned | PayloadMode::StreamingUnsignedTrailer
     );
-    let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
-        || crate::body::header_str(headers, "content-length").is_some_and(|l| l != "0");
     if unsigned && has_body && !accept_unsigned {
         return Err(S3Error::access_denied(
             "Unsigned payloads are refused on this plain-HTTP listener: use TLS, sign the payload, \

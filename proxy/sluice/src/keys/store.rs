@@ -56,6 +56,9 @@ struct StoreFile {
     keys: Vec<KeyRecord>,
 }
 
+/// A record and its secret, or why the secret could not be unsealed.
+pub type Unsealed = (KeyRecord, Result<SecretKey, KeyStoreError>);
+
 /// A key just created: the only time its secret is available in plaintext.
 #[derive(Debug)]
 pub struct NewKey {
@@ -101,18 +104,18 @@ impl KeyStore {
     }
 
     /// Records with their secrets unsealed, for the server's key table.
-    pub fn load_secrets(
-        &self,
-        master: &MasterKey,
-    ) -> Result<Vec<(KeyRecord, SecretKey)>, KeyStoreError> {
-        self.read()?
+    /// Records with their secrets unsealed, each on its own: one record that cannot be unsealed
+    /// must not stop every other key's change (a deactivation above all) from taking effect.
+    pub fn load_secrets(&self, master: &MasterKey) -> Result<Vec<Unsealed>, KeyStoreError> {
+        Ok(self
+            .read()?
             .keys
             .into_iter()
             .map(|record| {
-                let secret = unseal(master, &record)?;
-                Ok((record, secret))
+                let secret = unseal(master, &record);
+                (record, secret)
             })
-            .collect()
+            .collect())
     }
 
     /// Creates a key for `tenant`. `existing_for_tenant` counts keys the tenant already has
@@ -314,11 +317,9 @@ mod tests {
         );
 
         let loaded = store.load_secrets(&m).unwrap();
-        assert_eq!(loaded[0].1.expose(), key.secret.expose());
-        assert!(matches!(
-            store.load_secrets(&master()),
-            Err(KeyStoreError::Unseal(_))
-        ));
+        assert_eq!(loaded[0].1.as_ref().unwrap().expose(), key.secret.expose());
+        let wrong = store.load_secrets(&master()).unwrap();
+        assert!(matches!(wrong[0].1, Err(KeyStoreError::Unseal(_))));
 
         let id = &key.record.access_id;
         assert!(matches!(

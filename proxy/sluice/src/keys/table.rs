@@ -123,12 +123,23 @@ impl KeyTable {
     pub fn reload(&self) -> Result<(), KeyStoreError> {
         let mut entries = self.static_entries.clone();
         if let Some((store, master)) = &self.store {
-            *self.stamp.lock().expect("stamp lock") = stamp(store.path());
+            // Taken before reading: a change made while we read shows up as a new stamp next poll.
+            let current = stamp(store.path());
+            let records = store.load_secrets(master)?;
+            *self.stamp.lock().expect("stamp lock") = current;
             let mut per_tenant: HashMap<String, usize> = HashMap::new();
             for e in entries.values() {
                 *per_tenant.entry(e.tenant.clone()).or_default() += 1;
             }
-            for (record, secret) in store.load_secrets(master)? {
+            for (record, secret) in records {
+                let secret = match secret {
+                    Ok(secret) => secret,
+                    Err(err) => {
+                        // Left out of the table, so the key is refused.
+                        tracing::error!(access_id = %record.access_id, error = %err, "key cannot be unsealed; refusing it");
+                        continue;
+                    }
+                };
                 let Some(tenant) = self.tenant_names.iter().find(|t| **t == record.tenant) else {
                     tracing::warn!(access_id = %record.access_id, tenant = %record.tenant, "key store names a tenant the config does not have; key ignored");
                     continue;

@@ -205,12 +205,8 @@ impl From<StorageError> for S3Error {
 
 impl From<SigV4Error> for S3Error {
     fn from(err: SigV4Error) -> Self {
-        let status = match err.s3_code() {
-            "AccessDenied" | "SignatureDoesNotMatch" | "RequestTimeTooSkewed" => {
-                StatusCode::FORBIDDEN
-            }
-            _ => StatusCode::BAD_REQUEST,
-        };
+        let status =
+            StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut out = Self::new(status, err.s3_code(), err.to_string());
         if let SigV4Error::SignatureDoesNotMatch {
             string_to_sign,

@@ -8,6 +8,7 @@ use sluice_storage::{
     StoredHeaders, TenantId,
 };
 
+use super::conditional::{Checked, Precondition, evaluate, refuse_unsupported};
 use super::list::{self, iso8601_ms};
 use super::router::query_pairs;
 use super::xml::{XmlWriter, parse_create_bucket};
@@ -26,6 +27,10 @@ pub struct OpContext<'a> {
     pub region: &'a str,
     /// The backend for the op's bucket; for ListBuckets, every backend the tenant routes to.
     pub backends: Vec<&'a LocalBackend>,
+    /// The gateway and tenant whose routes pick a bucket's backend (ListBuckets lists a bucket
+    /// only from the backend its route names).
+    pub gateway: &'a crate::gateway::Gateway,
+    pub tenant_config: &'a crate::config::TenantConfig,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
 }
@@ -83,10 +88,17 @@ pub async fn execute(
 async fn list_buckets(ctx: &OpContext<'_>) -> Result<Response<ResponseBody>, S3Error> {
     let mut buckets = Vec::new();
     for backend in &ctx.backends {
-        buckets.extend(backend.list_buckets(ctx.tenant).await?);
+        // A bucket is listed only by the backend its route names now, so every listed bucket
+        // answers HeadBucket, and a name present in two backends appears once.
+        let listed = backend.list_buckets(ctx.tenant).await?;
+        buckets.extend(listed.into_iter().filter(|b| {
+            BucketName::parse(&b.name)
+                .ok()
+                .and_then(|n| ctx.gateway.backend_for(ctx.tenant_config, &n))
+                .is_some_and(|r| std::ptr::eq(r, *backend))
+        }));
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
-    buckets.dedup_by(|a, b| a.name == b.name);
     let mut x = XmlWriter::new();
     x.root("ListAllMyBucketsResult");
     owner(&mut x, ctx.tenant.as_str());
@@ -107,6 +119,7 @@ async fn create_bucket(
     bucket: &BucketName,
     body: RequestBody,
 ) -> Result<Response<ResponseBody>, S3Error> {
+    refuse_unsupported(ctx.headers, Checked::CreateBucket)?;
     let xml = body.collect_bounded(MAX_XML_BODY).await?;
     let location = parse_create_bucket(&xml).map_err(|_| S3Error::malformed_xml())?;
     if let Some(location) = location.filter(|l| !l.is_empty())
@@ -160,6 +173,7 @@ async fn put_object(
     if headers.contains_key("x-amz-copy-source") {
         return Err(S3Error::not_implemented("CopyObject"));
     }
+    refuse_unsupported(headers, Checked::Put)?;
     let expected_size = body.declared_len(headers).ok_or_else(|| {
         S3Error::new(
             StatusCode::LENGTH_REQUIRED,
@@ -182,13 +196,10 @@ async fn put_object(
                 })
         })
         .transpose()?;
+    // Only a checksum the body adapter verifies (a known algorithm) is kept and echoed.
     let checksum = headers.iter().find_map(|(name, value)| {
-        let n = name.as_str();
-        (n.starts_with("x-amz-checksum-")
-            && n != "x-amz-checksum-type"
-            && n != "x-amz-checksum-algorithm")
-            .then(|| Some((n.to_owned(), value.to_str().ok()?.to_owned())))
-            .flatten()
+        sluice_sigv4::ChecksumAlgorithm::from_header_name(name.as_str())?;
+        Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
     });
     let put = PutObject {
         headers: stored_headers(headers)?,
@@ -219,6 +230,7 @@ async fn get_object(
     key: &ObjectKey,
     head: bool,
 ) -> Result<Response<ResponseBody>, S3Error> {
+    refuse_unsupported(ctx.headers, Checked::Get)?;
     let backend = ctx.backend();
     let (meta, open) = if head {
         (backend.head_object(ctx.tenant, bucket, key).await?, None)
@@ -226,6 +238,14 @@ async fn get_object(
         let open = backend.open_object(ctx.tenant, bucket, key).await?;
         (open.meta.clone(), Some(open))
     };
+    if evaluate(ctx.headers, &meta)? == Precondition::NotModified {
+        let last_modified = http_date(&meta);
+        return Ok(empty(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, format!("\"{}\"", meta.etag))
+            .header(header::LAST_MODIFIED, last_modified)
+            .body(full_body(Vec::new()))
+            .unwrap());
+    }
     let range = match header_str(ctx.headers, "range") {
         Some(value) => parse_range(value, meta.size).map_err(|e| {
             let mut err = S3Error::from(e);
@@ -320,10 +340,7 @@ fn object_headers(
     with_checksum: bool,
 ) -> Result<http::response::Builder, S3Error> {
     let h = &meta.headers;
-    let last_modified = httpdate::fmt_http_date(
-        std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
-    );
+    let last_modified = http_date(meta);
     let mut b = empty(StatusCode::OK)
         .header(header::ETAG, format!("\"{}\"", meta.etag))
         .header(header::LAST_MODIFIED, last_modified)
@@ -422,6 +439,13 @@ fn strip_aws_chunked(value: String) -> Option<String> {
         .filter(|v| !v.eq_ignore_ascii_case("aws-chunked") && !v.is_empty())
         .collect();
     (!rest.is_empty()).then(|| rest.join(","))
+}
+
+fn http_date(meta: &ObjectMeta) -> String {
+    httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
+    )
 }
 
 fn owner(x: &mut XmlWriter, tenant: &str) {

@@ -51,7 +51,8 @@ impl XmlWriter {
     pub fn element_text(&mut self, text: &str) {
         let mut run_start = 0;
         for (i, c) in text.char_indices() {
-            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+            // A raw CR would be read back as LF by XML parsers (line-end normalisation).
+            if c.is_control() && !matches!(c, '\t' | '\n') {
                 self.out.push_str(&escape(&text[run_start..i]));
                 self.out.push_str(&format!("&#x{:X};", c as u32));
                 run_start = i + c.len_utf8();
@@ -158,5 +159,12 @@ mod tests {
         w.element("Key", "a\u{1}b\u{7f}");
         let s = String::from_utf8(w.finish()).unwrap();
         assert!(s.ends_with("<Key>a&#x1;b&#x7F;</Key>"), "{s}");
+        let mut w = XmlWriter::new();
+        w.element("Key", "a\rb\nc");
+        assert!(
+            String::from_utf8(w.finish())
+                .unwrap()
+                .ends_with("<Key>a&#xD;b\nc</Key>")
+        );
     }
 }

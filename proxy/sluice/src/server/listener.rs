@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use super::idle::{Activity, IdleIo};
+use super::idle::{Activity, IdleIo, TrackedBody};
 use crate::config::{Limits, ListenerConfig};
 use crate::gateway::Gateway;
 use crate::pipeline;
@@ -212,9 +212,14 @@ impl Conn {
             tls,
             accept_unsigned_payload: self.accept_unsigned_payload,
         };
+        let requests = activity.clone();
         let service = service_fn(move |req| {
             let gateway = Arc::clone(&gateway);
-            async move { Ok::<_, Infallible>(pipeline::handle(gateway, req, info).await) }
+            let in_flight = requests.request_started();
+            async move {
+                let response = pipeline::handle(gateway, req, info).await;
+                Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+            }
         });
         let conn = self
             .builder
@@ -223,8 +228,11 @@ impl Conn {
         let idle_timeout = self.limits.idle_timeout;
         let mut idle_check =
             tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
-        let mut closing = false;
+        // Once asked to close, a connection gets this long to finish; then it is dropped, so a
+        // stalled request cannot hold its connection permit for ever.
+        let mut hard_deadline: Option<tokio::time::Instant> = None;
         loop {
+            let deadline = hard_deadline.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(err) = result {
@@ -232,16 +240,20 @@ impl Conn {
                     }
                     return;
                 }
-                _ = self.stop.changed(), if !closing => {
+                _ = self.stop.changed(), if hard_deadline.is_none() => {
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    hard_deadline = Some(tokio::time::Instant::now() + self.limits.shutdown_grace);
                 }
-                _ = idle_check.tick(), if !closing => {
-                    if activity.idle_for() >= idle_timeout {
+                _ = idle_check.tick(), if hard_deadline.is_none() => {
+                    if activity.is_idle(idle_timeout) {
                         tracing::debug!(peer = %peer, "closing idle connection");
                         conn.as_mut().graceful_shutdown();
-                        closing = true;
+                        hard_deadline = Some(tokio::time::Instant::now() + idle_timeout);
                     }
+                }
+                _ = tokio::time::sleep_until(deadline), if hard_deadline.is_some() => {
+                    tracing::debug!(peer = %peer, "connection did not finish in time; closing it");
+                    return;
                 }
             }
         }

@@ -45,7 +45,13 @@ impl BlobDir {
     pub(super) fn open(root: &Path) -> Result<Self, StorageError> {
         let blobs = root.join("blobs");
         let tmp = root.join("tmp");
-        std::fs::create_dir_all(&blobs)?;
+        // Every shard directory exists (and is durable) before the first blob is renamed into
+        // one, so a committed record can never point into a directory a crash forgot.
+        for shard in 0..=255u8 {
+            std::fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
+        }
+        std::fs::File::open(&blobs)?.sync_all()?;
+        std::fs::File::open(root)?.sync_all()?;
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
         }
@@ -85,7 +91,6 @@ impl BlobDir {
             .parent()
             .expect("blob paths have a shard directory")
             .to_path_buf();
-        std::fs::create_dir_all(&shard)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp.path, &final_path)?;

@@ -38,7 +38,7 @@ use index::{Index, Record};
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// Read size for GET bodies: large enough for throughput, small enough that memory per
 /// connection stays bounded (hyper applies backpressure per chunk).
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
@@ -67,8 +67,10 @@ impl LocalBackend {
         let root = root.as_ref().to_path_buf();
         let inner = tokio::task::spawn_blocking(move || -> Result<Inner, StorageError> {
             std::fs::create_dir_all(&root)?;
-            let blobs = BlobDir::open(&root)?;
+            // The index takes redb's exclusive file lock: open it first, so a second instance on
+            // the same directory fails here before it can touch the first one's temp files.
             let index = Index::open(&root.join("index.redb"))?;
+            let blobs = BlobDir::open(&root)?;
             Ok(Inner { root, blobs, index })
         })
         .await

@@ -1,0 +1,223 @@
+//! Conditional requests on GET and HEAD (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+//! `If-Unmodified-Since`), evaluated in RFC 9110 order as S3 does, and the request headers that
+//! ask for features Sluice does not implement yet: those answer `NotImplemented` rather than
+//! being silently ignored (an ignored `x-amz-server-side-encryption-customer-key` would store
+//! plaintext that the client believes is encrypted).
+
+use http::{HeaderMap, StatusCode};
+use sluice_storage::ObjectMeta;
+
+use super::S3Error;
+use crate::body::header_str;
+
+/// What the preconditions decided for a GET or HEAD.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Precondition {
+    Proceed,
+    NotModified,
+}
+
+pub fn evaluate(headers: &HeaderMap, meta: &ObjectMeta) -> Result<Precondition, S3Error> {
+    let failed = |condition: &str| {
+        S3Error::new(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+        )
+        .with("Condition", condition)
+    };
+    let modified_secs = meta.last_modified_ms.div_euclid(1000);
+    let if_match = header_str(headers, "if-match");
+    if let Some(tags) = if_match {
+        if !etag_matches(tags, &meta.etag) {
+            return Err(failed("If-Match"));
+        }
+    } else if let Some(since) = header_str(headers, "if-unmodified-since").and_then(http_date_secs)
+        && modified_secs > since
+    {
+        return Err(failed("If-Unmodified-Since"));
+    }
+    if let Some(tags) = header_str(headers, "if-none-match") {
+        if etag_matches(tags, &meta.etag) {
+            return Ok(Precondition::NotModified);
+        }
+    } else if let Some(since) = header_str(headers, "if-modified-since").and_then(http_date_secs)
+        && modified_secs <= since
+    {
+        return Ok(Precondition::NotModified);
+    }
+    Ok(Precondition::Proceed)
+}
+
+/// `*`, or a comma-separated list of (possibly weak) quoted entity tags.
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == etag)
+}
+
+fn http_date_secs(value: &str) -> Option<i64> {
+    let t = httpdate::parse_http_date(value.trim()).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// Request headers for features not implemented yet, per operation. A value of `None` means
+/// any value is refused; `Some(ok)` lists the values that mean "nothing special".
+const UNSUPPORTED_ON_PUT: &[(&str, Option<&[&str]>)] = &[
+    ("if-match", None),
+    ("if-none-match", None),
+    ("x-amz-server-side-encryption", None),
+    ("x-amz-server-side-encryption-customer-algorithm", None),
+    ("x-amz-server-side-encryption-customer-key", None),
+    ("x-amz-server-side-encryption-aws-kms-key-id", None),
+    ("x-amz-tagging", None),
+    ("x-amz-object-lock-mode", None),
+    ("x-amz-object-lock-retain-until-date", None),
+    ("x-amz-object-lock-legal-hold", None),
+    ("x-amz-website-redirect-location", None),
+    ("x-amz-storage-class", Some(&["STANDARD"])),
+    ("x-amz-acl", Some(&["private"])),
+    ("x-amz-grant-full-control", None),
+    ("x-amz-grant-read", None),
+    ("x-amz-grant-read-acp", None),
+    ("x-amz-grant-write-acp", None),
+];
+
+const UNSUPPORTED_ON_GET: &[(&str, Option<&[&str]>)] = &[
+    ("x-amz-server-side-encryption-customer-algorithm", None),
+    ("x-amz-server-side-encryption-customer-key", None),
+];
+
+const UNSUPPORTED_ON_CREATE_BUCKET: &[(&str, Option<&[&str]>)] = &[
+    ("x-amz-bucket-object-lock-enabled", Some(&["false"])),
+    ("x-amz-acl", Some(&["private"])),
+    ("x-amz-grant-full-control", None),
+    ("x-amz-grant-read", None),
+    ("x-amz-grant-write", None),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub enum Checked {
+    Put,
+    Get,
+    CreateBucket,
+}
+
+pub fn refuse_unsupported(headers: &HeaderMap, op: Checked) -> Result<(), S3Error> {
+    let table = match op {
+        Checked::Put => UNSUPPORTED_ON_PUT,
+        Checked::Get => UNSUPPORTED_ON_GET,
+        Checked::CreateBucket => UNSUPPORTED_ON_CREATE_BUCKET,
+    };
+    for (name, allowed) in table {
+        let Some(value) = headers.get(*name) else {
+            continue;
+        };
+        let harmless = allowed.is_some_and(|ok| {
+            value
+                .to_str()
+                .is_ok_and(|v| ok.iter().any(|a| a.eq_ignore_ascii_case(v.trim())))
+        });
+        if !harmless {
+            return Err(S3Error::not_implemented(&format!("The {name} header")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ObjectMeta {
+        ObjectMeta {
+            size: 1,
+            etag: "abc".into(),
+            last_modified_ms: 1_700_000_000_500,
+            headers: Default::default(),
+            checksum: None,
+        }
+    }
+
+    fn eval(pairs: &[(&'static str, &str)]) -> Result<Precondition, &'static str> {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        evaluate(&h, &meta()).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn preconditions_in_rfc_order() {
+        let before = "Tue, 14 Nov 2023 22:13:19 GMT"; // 1 s before last-modified
+        let at = "Tue, 14 Nov 2023 22:13:20 GMT";
+        assert_eq!(eval(&[]), Ok(Precondition::Proceed));
+        assert_eq!(eval(&[("if-match", "\"abc\"")]), Ok(Precondition::Proceed));
+        assert_eq!(
+            eval(&[("if-match", "\"x\", W/\"abc\"")]),
+            Ok(Precondition::Proceed)
+        );
+        assert_eq!(eval(&[("if-match", "*")]), Ok(Precondition::Proceed));
+        assert_eq!(eval(&[("if-match", "\"nope\"")]), Err("PreconditionFailed"));
+        assert_eq!(
+            eval(&[("if-none-match", "\"abc\"")]),
+            Ok(Precondition::NotModified)
+        );
+        assert_eq!(
+            eval(&[("if-none-match", "\"other\"")]),
+            Ok(Precondition::Proceed)
+        );
+        assert_eq!(
+            eval(&[("if-modified-since", at)]),
+            Ok(Precondition::NotModified)
+        );
+        assert_eq!(
+            eval(&[("if-modified-since", before)]),
+            Ok(Precondition::Proceed)
+        );
+        assert_eq!(
+            eval(&[("if-unmodified-since", before)]),
+            Err("PreconditionFailed")
+        );
+        assert_eq!(
+            eval(&[("if-unmodified-since", at)]),
+            Ok(Precondition::Proceed)
+        );
+        // S3: If-Match true wins over If-Unmodified-Since false; If-None-Match decides over
+        // If-Modified-Since.
+        assert_eq!(
+            eval(&[("if-match", "\"abc\""), ("if-unmodified-since", before)]),
+            Ok(Precondition::Proceed)
+        );
+        assert_eq!(
+            eval(&[("if-none-match", "\"other\""), ("if-modified-since", at)]),
+            Ok(Precondition::Proceed)
+        );
+    }
+
+    #[test]
+    fn unsupported_headers_are_refused_not_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-storage-class", "STANDARD".parse().unwrap());
+        h.insert("x-amz-acl", "private".parse().unwrap());
+        assert!(refuse_unsupported(&h, Checked::Put).is_ok());
+        h.insert(
+            "x-amz-server-side-encryption-customer-key",
+            "k".parse().unwrap(),
+        );
+        assert_eq!(
+            refuse_unsupported(&h, Checked::Put).unwrap_err().code,
+            "NotImplemented"
+        );
+        assert_eq!(
+            refuse_unsupported(&h, Checked::Get).unwrap_err().code,
+            "NotImplemented"
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-storage-class", "GLACIER".parse().unwrap());
+        assert_eq!(
+            refuse_unsupported(&h, Checked::Put).unwrap_err().code,
+            "NotImplemented"
+        );
+    }
+}
