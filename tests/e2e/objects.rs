@@ -724,7 +724,11 @@ async fn conditional_gets_and_unsupported_headers() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&err), "NotImplemented");
+    assert_eq!(
+        (code(&err).as_str(), http_status(&err)),
+        ("PreconditionFailed", 412),
+        "If-None-Match: * on an existing key"
+    );
     assert_eq!(
         get_bytes(&c, &b, "k").await,
         b"v1",

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use sluice_sigv4::{
     ChecksumAlgorithm, Checksummer, ChunkedDecoder, Decoded, PayloadMode, SigV4Error, Verified,
 };
-use sluice_storage::ObjectBody;
+use sluice_storage::{LateChecksum, ObjectBody};
 
 use crate::s3::S3Error;
 
@@ -44,6 +44,8 @@ pub struct RequestBody {
     incoming: Incoming,
     payload: Payload,
     checksum: Option<ChecksumCheck>,
+    /// Filled with the verified trailer checksum when the body ends cleanly.
+    late: Option<LateChecksum>,
     done: bool,
 }
 
@@ -105,12 +107,23 @@ impl RequestBody {
                 }
             }
         };
+        let checksum = checksum_check(headers)?;
+        let late = checksum
+            .as_ref()
+            .filter(|c| c.expected.is_none())
+            .map(|_| LateChecksum::default());
         Ok(Self {
             incoming,
             payload,
-            checksum: checksum_check(headers)?,
+            checksum,
+            late,
             done: false,
         })
+    }
+
+    /// Where the verified trailer checksum will be, if one is expected.
+    pub fn late_checksum(&self) -> Option<LateChecksum> {
+        self.late.clone()
     }
 
     /// The size of the decoded body, when the client declared it.
@@ -301,6 +314,11 @@ impl RequestBody {
                 algorithm: check.algorithm,
             }
             .into());
+        }
+        if let Some(slot) = &self.late
+            && let Ok(mut slot) = slot.lock()
+        {
+            *slot = Some((name.to_owned(), actual));
         }
         Ok(())
     }

@@ -148,8 +148,10 @@ fn serve(path: &Path) -> Result<(), String> {
         let _ = stdout.flush();
         drop(stdout);
         let watcher = gateway.keys().spawn_watcher(KEY_STORE_POLL);
+        let maintenance = gateway.spawn_maintenance();
         crate::server::serve(gateway, listeners, shutdown_signal()).await;
         watcher.abort();
+        maintenance.iter().for_each(tokio::task::JoinHandle::abort);
         Ok(())
     })
 }

@@ -16,21 +16,30 @@ pub struct Gateway {
     keys: Arc<KeyTable>,
     backends: HashMap<String, LocalBackend>,
     tenants: HashMap<String, TenantConfig>,
+    /// Local backends and how long their unfinished multipart uploads may live.
+    maintenance: Vec<(LocalBackend, std::time::Duration)>,
 }
 
 impl Gateway {
     pub async fn new(config: Config) -> Result<Self, String> {
         let keys = Arc::new(KeyTable::from_config(&config).map_err(|e| e.to_string())?);
         let mut backends = HashMap::new();
+        let mut maintenance = Vec::new();
         for (name, backend) in &config.backends {
             let opened = match backend {
-                BackendConfig::Local { path } => LocalBackend::open(path)
-                    .await
-                    .map_err(|e| format!("backends.{name}: cannot open {}: {e}", path.display()))?,
+                BackendConfig::Local {
+                    path,
+                    abandoned_uploads_after,
+                } => {
+                    let backend = LocalBackend::open(path).await.map_err(|e| {
+                        format!("backends.{name}: cannot open {}: {e}", path.display())
+                    })?;
+                    maintenance.push((backend.clone(), *abandoned_uploads_after));
+                    backend
+                }
             };
             backends.insert(name.clone(), opened);
         }
-        // Static key secrets now live in the key table only.
         // Static key secrets live in the key table only; no second copy stays here.
         let tenants = config
             .tenants
@@ -46,7 +55,32 @@ impl Gateway {
             keys,
             backends,
             tenants,
+            maintenance,
         })
+    }
+
+    /// Background upkeep until the returned tasks are aborted: aborts multipart uploads left
+    /// unfinished longer than their backend allows, checking every tenth of that age (at most
+    /// hourly).
+    pub fn spawn_maintenance(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.maintenance
+            .iter()
+            .map(|(backend, max_age)| {
+                let (backend, max_age) = (backend.clone(), *max_age);
+                let every = (max_age / 10).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tick.tick().await;
+                        match backend.abort_abandoned_uploads(max_age).await {
+                            Ok(0) => {}
+                            Ok(parts) => tracing::info!(parts, "aborted abandoned multipart uploads"),
+                            Err(err) => tracing::error!(error = %err, "aborting abandoned multipart uploads failed"),
+                        }
+                    }
+                })
+            })
+            .collect()
     }
 
     pub fn s3(&self) -> &S3Settings {

@@ -57,7 +57,7 @@ pub async fn handle(
             parts.uri.path(),
             &gateway.s3().base_domains,
         )?;
-        let op = route(&parts.method, &resource, parts.uri.query())?;
+        let op = route(&parts.method, &resource, parts.uri.query(), &parts.headers)?;
         op_name = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
         tenant.clone_from(&principal.tenant);

@@ -21,6 +21,20 @@ pub enum StorageError {
     IncompleteBody,
     #[error("the Content-MD5 you specified did not match what was received")]
     BadDigest,
+    #[error("at least one of the preconditions you specified did not hold")]
+    PreconditionFailed,
+    #[error("the specified multipart upload does not exist")]
+    NoSuchUpload,
+    #[error(
+        "one or more of the specified parts could not be found or its entity tag did not match"
+    )]
+    InvalidPart,
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("your proposed upload is smaller than the minimum allowed size")]
+    EntityTooSmall,
+    #[error("the requested part number is not satisfiable")]
+    InvalidPartNumber,
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// The local disk or index failed: Sluice's fault, never the client's.

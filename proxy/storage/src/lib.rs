@@ -10,8 +10,10 @@ mod names;
 mod object;
 
 pub use error::{PutError, StorageError};
-pub use local::LocalBackend;
+pub use local::{LocalBackend, OpenObject, PART_NUMBERS, PartId};
 pub use names::{BucketName, MAX_KEY_BYTES, NameError, ObjectKey, TenantId};
 pub use object::{
-    BucketInfo, ByteRange, ListPage, ListRequest, ObjectBody, ObjectMeta, PutObject, StoredHeaders,
+    BucketInfo, ByteRange, CompletePart, LateChecksum, ListPage, ListRequest, ObjectBody,
+    ObjectMeta, PartInfo, PutCondition, PutObject, StoredHeaders, UploadInfo, UploadListPage,
+    UploadListRequest,
 };

@@ -30,10 +30,29 @@ pub struct StoredHeaders {
     pub user_meta: BTreeMap<String, String>,
 }
 
+/// A verified checksum that only becomes known when the body ends (an aws-chunked trailer):
+/// the body adapter fills it in before ending its stream cleanly, storage reads it at commit.
+pub type LateChecksum = std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>;
+
+/// A precondition on the key's current state, checked inside the commit transaction, so two
+/// concurrent conditional writers cannot both succeed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PutCondition {
+    #[default]
+    None,
+    /// `If-None-Match: *`: only if the key does not exist.
+    IfNoneMatch,
+    /// `If-Match: "etag"`: only if the key exists with this ETag.
+    IfMatch(String),
+}
+
 /// What a PUT asks to store beside the bytes.
 #[derive(Debug, Clone, Default)]
 pub struct PutObject {
     pub headers: StoredHeaders,
+    pub tags: BTreeMap<String, String>,
+    pub condition: PutCondition,
+    pub late_checksum: Option<LateChecksum>,
     /// The size the client declared; the stored size must match it exactly.
     pub expected_size: Option<u64>,
     /// A verified `x-amz-checksum-*` (algorithm header name, base64 value) to keep and return.
@@ -54,6 +73,11 @@ pub struct ObjectMeta {
     pub headers: StoredHeaders,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub checksum: Option<(String, String)>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub tags: BTreeMap<String, String>,
+    /// Number of parts, for objects made by CompleteMultipartUpload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parts: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,4 +122,50 @@ pub struct ListPage {
     pub common_prefixes: Vec<String>,
     /// When set, there is more: resume strictly after this key or common prefix.
     pub next_after: Option<String>,
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub key: ObjectKey,
+    pub upload_id: String,
+    pub initiated_ms: i64,
+}
+
+/// A part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub part_number: u32,
+    pub size: u64,
+    /// Hex MD5 of the part.
+    pub etag: String,
+    pub last_modified_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub checksum: Option<(String, String)>,
+}
+
+/// One entry of a CompleteMultipartUpload request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletePart {
+    pub part_number: u32,
+    /// As the client sent it, quotes allowed.
+    pub etag: String,
+}
+
+/// A ListMultipartUploads request; markers are exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct UploadListRequest {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max_uploads: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UploadListPage {
+    pub uploads: Vec<UploadInfo>,
+    pub common_prefixes: Vec<String>,
+    /// When truncated: the key and upload id markers to resume from.
+    pub next: Option<(String, String)>,
 }

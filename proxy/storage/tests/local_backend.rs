@@ -262,3 +262,415 @@ async fn data_survives_reopen() {
         "leftover temp files are cleared at open"
     );
 }
+
+fn part_body(
+    data: &[u8],
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + use<> {
+    futures_util::stream::iter([Ok(Bytes::copy_from_slice(data))])
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+#[tokio::test]
+async fn multipart_upload_complete_and_read_back() {
+    use sluice_storage::{CompletePart, PutCondition};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("mpu");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    let id = backend
+        .create_multipart_upload(
+            &t(),
+            &bucket,
+            &k("big"),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let five = 5 * 1024 * 1024;
+    let p1: Vec<u8> = (0..five).map(|i| (i % 251) as u8).collect();
+    let p2: Vec<u8> = (0..five).map(|i| (i % 13) as u8).collect();
+    let p3 = b"tail".to_vec();
+    let mut etags = Vec::new();
+    for (n, data) in [(1u32, &p1), (2, &p2), (3, &p3)] {
+        let put = PutObject {
+            expected_size: Some(data.len() as u64),
+            ..Default::default()
+        };
+        let info = backend
+            .upload_part(
+                &t(),
+                &bucket,
+                &k("big"),
+                sluice_storage::PartId {
+                    upload_id: &id,
+                    number: n,
+                },
+                put,
+                part_body(data),
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.etag, md5_hex(data));
+        etags.push(info.etag);
+    }
+    // Re-uploading part 3 replaces it.
+    let put = PutObject {
+        expected_size: Some(5),
+        ..Default::default()
+    };
+    let info = backend
+        .upload_part(
+            &t(),
+            &bucket,
+            &k("big"),
+            sluice_storage::PartId {
+                upload_id: &id,
+                number: 3,
+            },
+            put,
+            part_body(b"tail!"),
+        )
+        .await
+        .unwrap();
+    etags[2] = info.etag;
+    let (parts, more) = backend
+        .list_parts(&t(), &bucket, &k("big"), &id, 0, 2)
+        .await
+        .unwrap();
+    assert_eq!((parts.len(), more), (2, true));
+    let (parts, more) = backend
+        .list_parts(&t(), &bucket, &k("big"), &id, 2, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            parts.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+            more
+        ),
+        (vec![3], false)
+    );
+
+    let cp = |n: u32, e: &str| CompletePart {
+        part_number: n,
+        etag: format!("\"{e}\""),
+    };
+    // Validation: order, unknown etag, too-small middle part.
+    let err = backend
+        .complete_multipart_upload(
+            &t(),
+            &bucket,
+            &k("big"),
+            &id,
+            vec![cp(2, &etags[1]), cp(1, &etags[0])],
+            PutCondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidPartOrder), "{err:?}");
+    let err = backend
+        .complete_multipart_upload(
+            &t(),
+            &bucket,
+            &k("big"),
+            &id,
+            vec![cp(1, "00")],
+            PutCondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidPart), "{err:?}");
+    let err = backend
+        .complete_multipart_upload(
+            &t(),
+            &bucket,
+            &k("big"),
+            &id,
+            vec![cp(3, &etags[2]), cp(1, &etags[0])],
+            PutCondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidPartOrder), "{err:?}");
+
+    // Complete with parts 1 and 3 only: part 2's blob is released.
+    let meta = backend
+        .complete_multipart_upload(
+            &t(),
+            &bucket,
+            &k("big"),
+            &id,
+            vec![cp(1, &etags[0]), cp(3, &etags[2])],
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    let mut concat = Vec::new();
+    concat.extend(hex::decode(&etags[0]).unwrap());
+    concat.extend(hex::decode(&etags[2]).unwrap());
+    assert_eq!(meta.etag, format!("{}-2", md5_hex(&concat)));
+    assert_eq!(meta.size, five as u64 + 5);
+    let mut want = p1.clone();
+    want.extend_from_slice(b"tail!");
+    assert_eq!(read(&backend, &bucket, "big").await, want);
+    // A range across the part boundary.
+    let open = backend.open_object(&t(), &bucket, &k("big")).await.unwrap();
+    assert_eq!(open.part_sizes(), vec![five as u64, 5]);
+    let range = sluice_storage::ByteRange {
+        start: five as u64 - 3,
+        end_inclusive: five as u64 + 1,
+    };
+    let mut body = open.into_body(Some(range)).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(c) = body.next().await {
+        got.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(got, &want[five - 3..five + 2]);
+    assert_eq!(
+        walk(&dir.path().join("blobs")),
+        2,
+        "unused and replaced parts are removed"
+    );
+    // The upload is gone.
+    let err = backend
+        .list_parts(&t(), &bucket, &k("big"), &id, 0, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchUpload));
+    // Deleting the object removes its part blobs.
+    backend
+        .delete_object(&t(), &bucket, &k("big"))
+        .await
+        .unwrap();
+    assert_eq!(walk(&dir.path().join("blobs")), 0);
+}
+
+#[tokio::test]
+async fn uploads_list_abort_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("uploads");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    let mut ids = Vec::new();
+    for key in ["a/1", "a/2", "b", "b", "c/d/e"] {
+        ids.push((
+            key,
+            backend
+                .create_multipart_upload(
+                    &t(),
+                    &bucket,
+                    &k(key),
+                    Default::default(),
+                    Default::default(),
+                )
+                .await
+                .unwrap(),
+        ));
+    }
+    let put = PutObject {
+        expected_size: Some(3),
+        ..Default::default()
+    };
+    backend
+        .upload_part(
+            &t(),
+            &bucket,
+            &k("b"),
+            sluice_storage::PartId {
+                upload_id: &ids[2].1,
+                number: 1,
+            },
+            put,
+            part_body(b"abc"),
+        )
+        .await
+        .unwrap();
+
+    let req = |max: usize,
+               key_marker: Option<&str>,
+               id_marker: Option<&str>,
+               delimiter: Option<&str>| sluice_storage::UploadListRequest {
+        prefix: String::new(),
+        delimiter: delimiter.map(Into::into),
+        key_marker: key_marker.map(Into::into),
+        upload_id_marker: id_marker.map(Into::into),
+        max_uploads: max,
+    };
+    let page = backend
+        .list_multipart_uploads(&t(), &bucket, req(10, None, None, None))
+        .await
+        .unwrap();
+    let keys: Vec<_> = page.uploads.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(keys, ["a/1", "a/2", "b", "b", "c/d/e"]);
+    // Two uploads of "b", listed in creation order.
+    assert!(page.uploads[2].upload_id < page.uploads[3].upload_id);
+    let page = backend
+        .list_multipart_uploads(&t(), &bucket, req(3, None, None, None))
+        .await
+        .unwrap();
+    let (key_marker, id_marker) = page.next.clone().unwrap();
+    assert_eq!(key_marker, "b");
+    let page = backend
+        .list_multipart_uploads(
+            &t(),
+            &bucket,
+            req(10, Some(&key_marker), Some(&id_marker), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.uploads
+            .iter()
+            .map(|u| u.key.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "c/d/e"]
+    );
+    let page = backend
+        .list_multipart_uploads(&t(), &bucket, req(10, None, None, Some("/")))
+        .await
+        .unwrap();
+    assert_eq!(page.common_prefixes, ["a/", "c/"]);
+    assert_eq!(page.uploads.len(), 2);
+
+    backend
+        .abort_multipart_upload(&t(), &bucket, &k("b"), &ids[2].1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend
+            .abort_multipart_upload(&t(), &bucket, &k("b"), &ids[2].1)
+            .await,
+        Err(StorageError::NoSuchUpload)
+    ));
+    assert_eq!(
+        walk(&dir.path().join("blobs")),
+        0,
+        "aborting removes the parts"
+    );
+    assert!(matches!(
+        backend
+            .abort_multipart_upload(&t(), &bucket, &k("b"), "not-an-id")
+            .await,
+        Err(StorageError::NoSuchUpload)
+    ));
+
+    assert_eq!(
+        backend
+            .abort_abandoned_uploads(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    let put = PutObject {
+        expected_size: Some(3),
+        ..Default::default()
+    };
+    backend
+        .upload_part(
+            &t(),
+            &bucket,
+            &k("a/1"),
+            sluice_storage::PartId {
+                upload_id: &ids[0].1,
+                number: 1,
+            },
+            put,
+            part_body(b"abc"),
+        )
+        .await
+        .unwrap();
+    backend
+        .abort_abandoned_uploads(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let page = backend
+        .list_multipart_uploads(&t(), &bucket, req(10, None, None, None))
+        .await
+        .unwrap();
+    assert!(
+        page.uploads.is_empty(),
+        "every upload was older than zero seconds"
+    );
+    assert_eq!(walk(&dir.path().join("blobs")), 0);
+}
+
+#[tokio::test]
+async fn conditional_puts_are_checked_at_commit() {
+    use sluice_storage::PutCondition;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("cond");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    let put = |c: PutCondition| PutObject {
+        expected_size: Some(1),
+        condition: c,
+        ..Default::default()
+    };
+    backend
+        .put_object(
+            &t(),
+            &bucket,
+            &k("k"),
+            put(PutCondition::IfNoneMatch),
+            part_body(b"1"),
+        )
+        .await
+        .unwrap();
+    let err = backend
+        .put_object(
+            &t(),
+            &bucket,
+            &k("k"),
+            put(PutCondition::IfNoneMatch),
+            part_body(b"2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        PutError::Storage(StorageError::PreconditionFailed)
+    ));
+    let etag = md5_hex(b"1");
+    let err = backend
+        .put_object(
+            &t(),
+            &bucket,
+            &k("k"),
+            put(PutCondition::IfMatch("\"nope\"".into())),
+            part_body(b"3"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        PutError::Storage(StorageError::PreconditionFailed)
+    ));
+    backend
+        .put_object(
+            &t(),
+            &bucket,
+            &k("k"),
+            put(PutCondition::IfMatch(format!("\"{etag}\""))),
+            part_body(b"4"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read(&backend, &bucket, "k").await, b"4");
+    let err = backend
+        .put_object(
+            &t(),
+            &bucket,
+            &k("none"),
+            put(PutCondition::IfMatch(format!("\"{etag}\""))),
+            part_body(b"5"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PutError::Storage(StorageError::NoSuchKey)));
+    assert_eq!(walk(&dir.path().join("tmp")), 0);
+    assert_eq!(walk(&dir.path().join("blobs")), 1);
+}

@@ -77,7 +77,11 @@ pub struct KeyStoreConfig {
 
 #[derive(Debug, Clone)]
 pub enum BackendConfig {
-    Local { path: PathBuf },
+    Local {
+        path: PathBuf,
+        /// Multipart uploads not completed or aborted within this time are aborted.
+        abandoned_uploads_after: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -295,7 +299,13 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
             );
         }
         let backend = match b {
-            raw::RawBackend::Local { path } => BackendConfig::Local { path: rel(path) },
+            raw::RawBackend::Local {
+                path,
+                abandoned_uploads_after,
+            } => BackendConfig::Local {
+                path: rel(path),
+                abandoned_uploads_after: abandoned_uploads_after.0,
+            },
         };
         backends.insert(name.clone(), backend);
     }

@@ -97,7 +97,11 @@ pub(super) struct RawKeyStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
 pub(super) enum RawBackend {
-    Local { path: String },
+    Local {
+        path: String,
+        #[serde(default = "default_abandoned_uploads_after")]
+        abandoned_uploads_after: ConfigDuration,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,4 +136,9 @@ pub(super) enum KeyState {
 pub(super) struct RawRoute {
     pub bucket: String,
     pub backend: String,
+}
+
+/// S3 lifecycle rules commonly abort incomplete uploads after 7 days.
+fn default_abandoned_uploads_after() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(7 * 86_400))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-/// A duration written as `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
+/// A duration written as `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigDuration(pub Duration);
 
@@ -37,8 +37,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             .checked_mul(3600)
             .map(Duration::from_secs)
             .ok_or_else(|| format!("duration {text:?} is too large")),
+        "d" => n
+            .checked_mul(86_400)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {text:?} is too large")),
         _ => Err(format!(
-            "invalid duration {text:?}: unit must be ms, s, m or h"
+            "invalid duration {text:?}: unit must be ms, s, m, h or d"
         )),
     }
 }

@@ -61,16 +61,40 @@ fn http_date_secs(value: &str) -> Option<i64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
+/// CopyObject and UploadPartCopy's `x-amz-copy-source-if-*` conditions on the source: any
+/// that fails is `PreconditionFailed` (a copy has no 304).
+pub fn evaluate_copy_source(headers: &HeaderMap, meta: &ObjectMeta) -> Result<(), S3Error> {
+    let mut mapped = HeaderMap::new();
+    for (from, to) in [
+        ("x-amz-copy-source-if-match", "if-match"),
+        ("x-amz-copy-source-if-none-match", "if-none-match"),
+        ("x-amz-copy-source-if-modified-since", "if-modified-since"),
+        (
+            "x-amz-copy-source-if-unmodified-since",
+            "if-unmodified-since",
+        ),
+    ] {
+        if let Some(v) = headers.get(from) {
+            mapped.insert(to, v.clone());
+        }
+    }
+    match evaluate(&mapped, meta)? {
+        Precondition::Proceed => Ok(()),
+        Precondition::NotModified => Err(S3Error::new(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+        )),
+    }
+}
+
 /// Request headers for features not implemented yet, per operation. A value of `None` means
 /// any value is refused; `Some(ok)` lists the values that mean "nothing special".
 const UNSUPPORTED_ON_PUT: &[(&str, Option<&[&str]>)] = &[
-    ("if-match", None),
-    ("if-none-match", None),
     ("x-amz-server-side-encryption", None),
     ("x-amz-server-side-encryption-customer-algorithm", None),
     ("x-amz-server-side-encryption-customer-key", None),
     ("x-amz-server-side-encryption-aws-kms-key-id", None),
-    ("x-amz-tagging", None),
     ("x-amz-object-lock-mode", None),
     ("x-amz-object-lock-retain-until-date", None),
     ("x-amz-object-lock-legal-hold", None),
@@ -136,6 +160,8 @@ mod tests {
             last_modified_ms: 1_700_000_000_500,
             headers: Default::default(),
             checksum: None,
+            tags: Default::default(),
+            parts: None,
         }
     }
 

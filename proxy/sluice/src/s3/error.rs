@@ -182,6 +182,36 @@ impl From<StorageError> for S3Error {
                 "IncompleteBody",
                 "You did not provide the number of bytes specified by the Content-Length HTTP header.",
             ),
+            StorageError::PreconditionFailed => Self::new(
+                S::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            ),
+            StorageError::NoSuchUpload => Self::new(
+                S::NOT_FOUND,
+                "NoSuchUpload",
+                "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.",
+            ),
+            StorageError::InvalidPart => Self::new(
+                S::BAD_REQUEST,
+                "InvalidPart",
+                "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+            ),
+            StorageError::InvalidPartOrder => Self::new(
+                S::BAD_REQUEST,
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            ),
+            StorageError::EntityTooSmall => Self::new(
+                S::BAD_REQUEST,
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed object size.",
+            ),
+            StorageError::InvalidPartNumber => Self::new(
+                S::RANGE_NOT_SATISFIABLE,
+                "InvalidPartNumber",
+                "The requested partnumber is not satisfiable",
+            ),
             StorageError::BadDigest => Self::new(
                 S::BAD_REQUEST,
                 "BadDigest",

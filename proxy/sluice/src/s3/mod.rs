@@ -1,11 +1,16 @@
 //! The S3 protocol layer: routing to a closed set of operations, executing them against a
 //! backend, XML bodies, and the one mapping from errors to S3 error responses.
 
+mod batch;
 pub mod conditional;
+mod copy;
 mod error;
 pub mod list;
+mod multipart;
 pub mod ops;
 pub mod router;
+mod tagging;
+mod versions;
 pub mod xml;
 
 pub use error::{Fault, S3Error};

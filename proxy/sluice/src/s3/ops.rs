@@ -4,21 +4,25 @@
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use sluice_storage::{
-    BucketName, ByteRange, LocalBackend, ObjectKey, ObjectMeta, PutObject, StorageError,
-    StoredHeaders, TenantId,
+    BucketName, ByteRange, LocalBackend, ObjectKey, ObjectMeta, PutCondition, PutError, PutObject,
+    StorageError, StoredHeaders, TenantId,
 };
 
 use super::conditional::{Checked, Precondition, evaluate, refuse_unsupported};
 use super::list::{self, iso8601_ms};
 use super::router::query_pairs;
+use super::router::{BucketOp, ObjectOp};
 use super::xml::{XmlWriter, parse_create_bucket};
 use super::{S3Error, S3Op};
 use crate::body::{RequestBody, ResponseBody, full_body, header_str, stream_body};
 
 /// S3's limit on user-defined metadata: 2 KiB of names and values.
 const MAX_USER_META_BYTES: usize = 2048;
-/// Largest XML request body accepted (CreateBucketConfiguration and friends).
-const MAX_XML_BODY: usize = 64 * 1024;
+/// Largest XML request body accepted for small documents (CreateBucketConfiguration, Tagging).
+pub(super) const MAX_XML_BODY: usize = 64 * 1024;
+/// Largest XML body for the long lists (DeleteObjects: 1,000 keys; CompleteMultipartUpload:
+/// 10,000 parts).
+pub(super) const MAX_LIST_XML_BODY: usize = 4 * 1024 * 1024;
 
 /// What an operation runs against.
 #[derive(Debug)]
@@ -36,7 +40,7 @@ pub struct OpContext<'a> {
 }
 
 impl OpContext<'_> {
-    fn backend(&self) -> &LocalBackend {
+    pub(super) fn backend(&self) -> &LocalBackend {
         self.backends[0]
     }
 }
@@ -48,20 +52,78 @@ pub async fn execute(
 ) -> Result<Response<ResponseBody>, S3Error> {
     match op {
         S3Op::ListBuckets => list_buckets(&ctx).await,
-        S3Op::CreateBucket(bucket) => create_bucket(&ctx, &bucket, body).await,
-        S3Op::HeadBucket(bucket) => {
-            ctx.backend().head_bucket(ctx.tenant, &bucket).await?;
+        S3Op::Bucket(bucket, op) => bucket_op(&ctx, &bucket, op, body).await,
+        S3Op::Object(bucket, key, op) => match op {
+            ObjectOp::Put => put_object(&ctx, &bucket, &key, body).await,
+            ObjectOp::Copy => super::copy::copy_object(&ctx, &bucket, &key).await,
+            ObjectOp::Get => get_object(&ctx, &bucket, &key, false).await,
+            ObjectOp::Head => get_object(&ctx, &bucket, &key, true).await,
+            ObjectOp::Delete => {
+                ctx.backend()
+                    .delete_object(ctx.tenant, &bucket, &key)
+                    .await?;
+                Ok(no_content())
+            }
+            ObjectOp::CreateMultipartUpload => super::multipart::create(&ctx, &bucket, &key).await,
+            ObjectOp::UploadPart {
+                upload_id,
+                part_number,
+            } => {
+                super::multipart::upload_part(&ctx, &bucket, &key, &upload_id, &part_number, body)
+                    .await
+            }
+            ObjectOp::UploadPartCopy {
+                upload_id,
+                part_number,
+            } => {
+                super::multipart::upload_part_copy(&ctx, &bucket, &key, &upload_id, &part_number)
+                    .await
+            }
+            ObjectOp::CompleteMultipartUpload { upload_id } => {
+                super::multipart::complete(&ctx, &bucket, &key, &upload_id, body).await
+            }
+            ObjectOp::AbortMultipartUpload { upload_id } => {
+                ctx.backend()
+                    .abort_multipart_upload(ctx.tenant, &bucket, &key, &upload_id)
+                    .await?;
+                Ok(no_content())
+            }
+            ObjectOp::ListParts { upload_id } => {
+                super::multipart::list_parts(&ctx, &bucket, &key, &upload_id).await
+            }
+            ObjectOp::GetTagging => super::tagging::get(&ctx, &bucket, &key).await,
+            ObjectOp::PutTagging => super::tagging::put(&ctx, &bucket, &key, body).await,
+            ObjectOp::DeleteTagging => {
+                ctx.backend()
+                    .set_tags(ctx.tenant, &bucket, &key, Default::default())
+                    .await?;
+                Ok(no_content())
+            }
+        },
+    }
+}
+
+async fn bucket_op(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    op: BucketOp,
+    body: RequestBody,
+) -> Result<Response<ResponseBody>, S3Error> {
+    match op {
+        BucketOp::Create => create_bucket(ctx, bucket, body).await,
+        BucketOp::Head => {
+            ctx.backend().head_bucket(ctx.tenant, bucket).await?;
             Ok(empty(StatusCode::OK)
                 .header("x-amz-bucket-region", ctx.region)
                 .body(full_body(Vec::new()))
                 .unwrap())
         }
-        S3Op::DeleteBucket(bucket) => {
-            ctx.backend().delete_bucket(ctx.tenant, &bucket).await?;
+        BucketOp::Delete => {
+            ctx.backend().delete_bucket(ctx.tenant, bucket).await?;
             Ok(no_content())
         }
-        S3Op::GetBucketLocation(bucket) => {
-            ctx.backend().head_bucket(ctx.tenant, &bucket).await?;
+        BucketOp::GetLocation => {
+            ctx.backend().head_bucket(ctx.tenant, bucket).await?;
             let mut x = XmlWriter::new();
             x.root("LocationConstraint");
             // us-east-1 is reported as an empty constraint, as S3 does.
@@ -71,17 +133,12 @@ pub async fn execute(
             x.close("LocationConstraint");
             Ok(xml_response(x.finish()))
         }
-        S3Op::ListObjectsV1(bucket) => list_objects(&ctx, &bucket, false).await,
-        S3Op::ListObjectsV2(bucket) => list_objects(&ctx, &bucket, true).await,
-        S3Op::PutObject(bucket, key) => put_object(&ctx, &bucket, &key, body).await,
-        S3Op::GetObject(bucket, key) => get_object(&ctx, &bucket, &key, false).await,
-        S3Op::HeadObject(bucket, key) => get_object(&ctx, &bucket, &key, true).await,
-        S3Op::DeleteObject(bucket, key) => {
-            ctx.backend()
-                .delete_object(ctx.tenant, &bucket, &key)
-                .await?;
-            Ok(no_content())
-        }
+        BucketOp::ListObjectsV1 => list_objects(ctx, bucket, false).await,
+        BucketOp::ListObjectsV2 => list_objects(ctx, bucket, true).await,
+        BucketOp::ListObjectVersions => super::versions::list_object_versions(ctx, bucket).await,
+        BucketOp::GetVersioning => super::versions::get_versioning(ctx, bucket).await,
+        BucketOp::ListMultipartUploads => super::multipart::list_uploads(ctx, bucket).await,
+        BucketOp::DeleteObjects => super::batch::delete_objects(ctx, bucket, body).await,
     }
 }
 
@@ -170,10 +227,30 @@ async fn put_object(
     body: RequestBody,
 ) -> Result<Response<ResponseBody>, S3Error> {
     let headers = ctx.headers;
-    if headers.contains_key("x-amz-copy-source") {
-        return Err(S3Error::not_implemented("CopyObject"));
-    }
     refuse_unsupported(headers, Checked::Put)?;
+    let put = PutObject {
+        headers: stored_headers(headers)?,
+        tags: super::tagging::from_header(headers)?,
+        condition: put_condition(headers)?,
+        ..body_put(&body, headers)?
+    };
+    let checksum = put.checksum.clone();
+    let late = put.late_checksum.clone();
+    let meta = ctx
+        .backend()
+        .put_object(ctx.tenant, bucket, key, put, body.into_stream())
+        .await
+        .map_err(put_error)?;
+    let mut resp = empty(StatusCode::OK).header(header::ETAG, format!("\"{}\"", meta.etag));
+    if let Some((name, value)) = checksum.or_else(|| late.and_then(|l| l.lock().ok()?.clone())) {
+        resp = resp.header(name, value);
+    }
+    Ok(resp.body(full_body(Vec::new())).unwrap())
+}
+
+/// The parts of a [`PutObject`] that come from the body and its framing headers: the declared
+/// size, Content-MD5, and the checksum (known now from a header, or later from a trailer).
+pub(super) fn body_put(body: &RequestBody, headers: &HeaderMap) -> Result<PutObject, S3Error> {
     let expected_size = body.declared_len(headers).ok_or_else(|| {
         S3Error::new(
             StatusCode::LENGTH_REQUIRED,
@@ -201,29 +278,41 @@ async fn put_object(
         sluice_sigv4::ChecksumAlgorithm::from_header_name(name.as_str())?;
         Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
     });
-    let put = PutObject {
-        headers: stored_headers(headers)?,
+    Ok(PutObject {
         expected_size: Some(expected_size),
-        checksum: checksum.clone(),
+        checksum,
+        late_checksum: body.late_checksum(),
         content_md5,
-    };
-    let stream = body.into_stream();
-    let meta = ctx
-        .backend()
-        .put_object(ctx.tenant, bucket, key, put, stream)
-        .await
-        .map_err(|e| match e {
-            sluice_storage::PutError::Body(e) => e,
-            sluice_storage::PutError::Storage(e) => S3Error::from(e),
-        })?;
-    let mut resp = empty(StatusCode::OK).header(header::ETAG, format!("\"{}\"", meta.etag));
-    if let Some((name, value)) = checksum {
-        resp = resp.header(name, value);
-    }
-    Ok(resp.body(full_body(Vec::new())).unwrap())
+        ..Default::default()
+    })
 }
 
-/// GetObject and HeadObject: headers from the stored record, the body (or a range of it).
+pub(super) fn put_error(err: PutError<S3Error>) -> S3Error {
+    match err {
+        PutError::Body(e) => e,
+        PutError::Storage(e) => S3Error::from(e),
+    }
+}
+
+/// `If-None-Match: *` and `If-Match: "etag"` on a write, checked atomically at commit.
+pub(super) fn put_condition(headers: &HeaderMap) -> Result<PutCondition, S3Error> {
+    match (
+        header_str(headers, "if-none-match"),
+        header_str(headers, "if-match"),
+    ) {
+        (None, None) => Ok(PutCondition::None),
+        (Some(v), None) if v.trim() == "*" => Ok(PutCondition::IfNoneMatch),
+        (Some(_), None) => Err(S3Error::not_implemented(
+            "If-None-Match with a value other than *",
+        )),
+        (None, Some(etag)) => Ok(PutCondition::IfMatch(etag.trim().to_owned())),
+        (Some(_), Some(_)) => Err(S3Error::invalid_request(
+            "If-Match and If-None-Match cannot be used together.",
+        )),
+    }
+}
+
+/// GetObject and HeadObject: headers from the stored record, the body (or a range or part of it).
 async fn get_object(
     ctx: &OpContext<'_>,
     bucket: &BucketName,
@@ -231,36 +320,52 @@ async fn get_object(
     head: bool,
 ) -> Result<Response<ResponseBody>, S3Error> {
     refuse_unsupported(ctx.headers, Checked::Get)?;
+    let part_number = super::router::query_get(ctx.query, "partNumber");
     let backend = ctx.backend();
-    let (meta, open) = if head {
+    // HEAD needs the part layout only for partNumber; GET always opens the object.
+    let (meta, open) = if head && part_number.is_none() {
         (backend.head_object(ctx.tenant, bucket, key).await?, None)
     } else {
         let open = backend.open_object(ctx.tenant, bucket, key).await?;
         (open.meta.clone(), Some(open))
     };
     if evaluate(ctx.headers, &meta)? == Precondition::NotModified {
-        let last_modified = http_date(&meta);
         return Ok(empty(StatusCode::NOT_MODIFIED)
             .header(header::ETAG, format!("\"{}\"", meta.etag))
-            .header(header::LAST_MODIFIED, last_modified)
+            .header(header::LAST_MODIFIED, http_date(&meta))
             .body(full_body(Vec::new()))
             .unwrap());
     }
-    let range = match header_str(ctx.headers, "range") {
-        Some(value) => parse_range(value, meta.size).map_err(|e| {
+    let range = match (part_number.as_deref(), header_str(ctx.headers, "range")) {
+        (Some(_), Some(_)) => {
+            return Err(S3Error::invalid_request(
+                "Cannot specify both Range header and partNumber query parameter.",
+            ));
+        }
+        (Some(n), None) => Some(part_range(
+            n,
+            open.as_ref().map(|o| o.part_sizes()).unwrap_or_default(),
+            meta.size,
+        )?),
+        (None, Some(value)) => parse_range(value, meta.size).map_err(|e| {
             let mut err = S3Error::from(e);
             err.headers
                 .push(("content-range", format!("bytes */{}", meta.size)));
             err.extra.push(("ActualObjectSize", meta.size.to_string()));
             err
         })?,
-        None => None,
+        (None, None) => None,
     };
     // S3 returns the stored checksum only when asked (ChecksumMode) and only for whole objects:
     // a checksum of the whole object would not match a range.
     let checksum_mode = header_str(ctx.headers, "x-amz-checksum-mode")
         .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
     let mut resp = object_headers(&meta, ctx.query, checksum_mode && range.is_none())?;
+    if part_number.is_some()
+        && let Some(parts) = meta.parts
+    {
+        resp = resp.header("x-amz-mp-parts-count", parts);
+    }
     let status = match range {
         Some(r) => {
             resp = resp
@@ -277,10 +382,31 @@ async fn get_object(
         }
     };
     let body = match open {
-        Some(open) => stream_body(open.into_body(range).await?),
-        None => full_body(Vec::new()),
+        Some(open) if !head => stream_body(open.into_body(range).await?),
+        _ => full_body(Vec::new()),
     };
     Ok(resp.status(status).body(body).unwrap())
+}
+
+/// The byte range of part `n` (1-based) of an object made of parts of `sizes`.
+fn part_range(n: &str, sizes: Vec<u64>, total: u64) -> Result<ByteRange, S3Error> {
+    let n: usize = n
+        .parse()
+        .ok()
+        .filter(|n| sluice_storage::PART_NUMBERS.contains(&(*n as u32)))
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })?;
+    if n > sizes.len() || total == 0 {
+        return Err(S3Error::from(StorageError::InvalidPartNumber));
+    }
+    let start: u64 = sizes[..n - 1].iter().sum();
+    Ok(ByteRange {
+        start,
+        end_inclusive: start + sizes[n - 1] - 1,
+    })
 }
 
 /// Parses a single `Range: bytes=…` against `size`. Syntactically invalid or multi-range values
@@ -363,6 +489,9 @@ fn object_headers(
     for (name, value) in &h.user_meta {
         b = b.header(format!("x-amz-meta-{name}"), value);
     }
+    if !meta.tags.is_empty() {
+        b = b.header("x-amz-tagging-count", meta.tags.len());
+    }
     if let Some((name, value)) = meta.checksum.as_ref().filter(|_| with_checksum) {
         b = b.header(name, value);
     }
@@ -387,7 +516,7 @@ fn object_headers(
 }
 
 /// The standard headers and `x-amz-meta-*` a PUT asks to keep.
-fn stored_headers(headers: &HeaderMap) -> Result<StoredHeaders, S3Error> {
+pub(super) fn stored_headers(headers: &HeaderMap) -> Result<StoredHeaders, S3Error> {
     let get = |name: header::HeaderName| -> Result<Option<String>, S3Error> {
         headers
             .get(&name)
@@ -441,31 +570,31 @@ fn strip_aws_chunked(value: String) -> Option<String> {
     (!rest.is_empty()).then(|| rest.join(","))
 }
 
-fn http_date(meta: &ObjectMeta) -> String {
+pub(super) fn http_date(meta: &ObjectMeta) -> String {
     httpdate::fmt_http_date(
         std::time::UNIX_EPOCH
             + std::time::Duration::from_millis(meta.last_modified_ms.max(0) as u64),
     )
 }
 
-fn owner(x: &mut XmlWriter, tenant: &str) {
+pub(super) fn owner(x: &mut XmlWriter, tenant: &str) {
     x.open("Owner");
     x.element("ID", tenant);
     x.element("DisplayName", tenant);
     x.close("Owner");
 }
 
-fn empty(status: StatusCode) -> http::response::Builder {
+pub(super) fn empty(status: StatusCode) -> http::response::Builder {
     Response::builder().status(status)
 }
 
-fn no_content() -> Response<ResponseBody> {
+pub(super) fn no_content() -> Response<ResponseBody> {
     empty(StatusCode::NO_CONTENT)
         .body(full_body(Vec::new()))
         .unwrap()
 }
 
-fn xml_response(xml: Vec<u8>) -> Response<ResponseBody> {
+pub(super) fn xml_response(xml: Vec<u8>) -> Response<ResponseBody> {
     empty(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/xml")
         .body(full_body(xml))

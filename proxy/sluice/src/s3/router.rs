@@ -13,48 +13,93 @@ use super::S3Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum S3Op {
     ListBuckets,
-    CreateBucket(BucketName),
-    HeadBucket(BucketName),
-    DeleteBucket(BucketName),
-    GetBucketLocation(BucketName),
-    ListObjectsV1(BucketName),
-    ListObjectsV2(BucketName),
-    PutObject(BucketName, ObjectKey),
-    GetObject(BucketName, ObjectKey),
-    HeadObject(BucketName, ObjectKey),
-    DeleteObject(BucketName, ObjectKey),
+    Bucket(BucketName, BucketOp),
+    Object(BucketName, ObjectKey, ObjectOp),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketOp {
+    Create,
+    Head,
+    Delete,
+    GetLocation,
+    ListObjectsV1,
+    ListObjectsV2,
+    ListObjectVersions,
+    ListMultipartUploads,
+    DeleteObjects,
+    GetVersioning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectOp {
+    Put,
+    Copy,
+    Get,
+    Head,
+    Delete,
+    CreateMultipartUpload,
+    UploadPart {
+        upload_id: String,
+        part_number: String,
+    },
+    UploadPartCopy {
+        upload_id: String,
+        part_number: String,
+    },
+    CompleteMultipartUpload {
+        upload_id: String,
+    },
+    AbortMultipartUpload {
+        upload_id: String,
+    },
+    ListParts {
+        upload_id: String,
+    },
+    GetTagging,
+    PutTagging,
+    DeleteTagging,
 }
 
 impl S3Op {
     pub fn name(&self) -> &'static str {
         match self {
             Self::ListBuckets => "ListBuckets",
-            Self::CreateBucket(_) => "CreateBucket",
-            Self::HeadBucket(_) => "HeadBucket",
-            Self::DeleteBucket(_) => "DeleteBucket",
-            Self::GetBucketLocation(_) => "GetBucketLocation",
-            Self::ListObjectsV1(_) => "ListObjects",
-            Self::ListObjectsV2(_) => "ListObjectsV2",
-            Self::PutObject(..) => "PutObject",
-            Self::GetObject(..) => "GetObject",
-            Self::HeadObject(..) => "HeadObject",
-            Self::DeleteObject(..) => "DeleteObject",
+            Self::Bucket(_, op) => match op {
+                BucketOp::Create => "CreateBucket",
+                BucketOp::Head => "HeadBucket",
+                BucketOp::Delete => "DeleteBucket",
+                BucketOp::GetLocation => "GetBucketLocation",
+                BucketOp::ListObjectsV1 => "ListObjects",
+                BucketOp::ListObjectsV2 => "ListObjectsV2",
+                BucketOp::ListObjectVersions => "ListObjectVersions",
+                BucketOp::ListMultipartUploads => "ListMultipartUploads",
+                BucketOp::DeleteObjects => "DeleteObjects",
+                BucketOp::GetVersioning => "GetBucketVersioning",
+            },
+            Self::Object(_, _, op) => match op {
+                ObjectOp::Put => "PutObject",
+                ObjectOp::Copy => "CopyObject",
+                ObjectOp::Get => "GetObject",
+                ObjectOp::Head => "HeadObject",
+                ObjectOp::Delete => "DeleteObject",
+                ObjectOp::CreateMultipartUpload => "CreateMultipartUpload",
+                ObjectOp::UploadPart { .. } => "UploadPart",
+                ObjectOp::UploadPartCopy { .. } => "UploadPartCopy",
+                ObjectOp::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+                ObjectOp::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+                ObjectOp::ListParts { .. } => "ListParts",
+                ObjectOp::GetTagging => "GetObjectTagging",
+                ObjectOp::PutTagging => "PutObjectTagging",
+                ObjectOp::DeleteTagging => "DeleteObjectTagging",
+            },
         }
     }
 
     pub fn bucket(&self) -> Option<&BucketName> {
         match self {
             Self::ListBuckets => None,
-            Self::CreateBucket(b)
-            | Self::HeadBucket(b)
-            | Self::DeleteBucket(b)
-            | Self::GetBucketLocation(b)
-            | Self::ListObjectsV1(b)
-            | Self::ListObjectsV2(b)
-            | Self::PutObject(b, _)
-            | Self::GetObject(b, _)
-            | Self::HeadObject(b, _)
-            | Self::DeleteObject(b, _) => Some(b),
+            Self::Bucket(b, _) | Self::Object(b, _, _) => Some(b),
         }
     }
 }
@@ -212,10 +257,30 @@ pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)
         })
 }
 
-pub fn route(method: &Method, target: &Target, query: Option<&str>) -> Result<S3Op, S3Error> {
-    let subresource = query_pairs(query)
+pub fn route(
+    method: &Method,
+    target: &Target,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+) -> Result<S3Op, S3Error> {
+    let mut subresources: Vec<String> = query_pairs(query)
         .map(|(k, _)| k)
-        .find(|k| SUBRESOURCES.contains(&k.as_str()));
+        .filter(|k| SUBRESOURCES.contains(&k.as_str()))
+        .collect();
+    // An unversioned bucket has exactly one version of each object, named "null" (S3's answer
+    // for cleanup tools and test suites that always send a version id).
+    if let Some(version) = query_get(query, "versionId") {
+        if version != "null" {
+            return Err(S3Error::invalid_argument("Invalid version id specified"));
+        }
+        subresources.retain(|k| k != "versionId");
+    }
+    let has = |name: &str| subresources.iter().any(|k| k == name);
+    let only = |names: &[&str]| subresources.iter().all(|k| names.contains(&k.as_str()));
+    let unsupported = |level: &str| {
+        let list = subresources.join(", ?");
+        S3Error::not_implemented(&format!("The {level} sub-resource ?{list} with {method}"))
+    };
     let Some(bucket) = &target.bucket else {
         return match *method {
             Method::GET => Ok(S3Op::ListBuckets),
@@ -224,38 +289,72 @@ pub fn route(method: &Method, target: &Target, query: Option<&str>) -> Result<S3
     };
     let bucket = BucketName::parse(bucket)
         .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
-    match &target.key {
-        None => match (method.clone(), subresource.as_deref()) {
-            (Method::GET, Some("location")) => Ok(S3Op::GetBucketLocation(bucket)),
-            (_, Some(sub)) => Err(S3Error::not_implemented(&format!(
-                "The bucket sub-resource ?{sub}"
-            ))),
-            (Method::GET, None) if query_get(query, "list-type").as_deref() == Some("2") => {
-                Ok(S3Op::ListObjectsV2(bucket))
+    let Some(key) = &target.key else {
+        let op = match (method.clone(), subresources.as_slice()) {
+            (Method::GET, []) if query_get(query, "list-type").as_deref() == Some("2") => {
+                BucketOp::ListObjectsV2
             }
-            (Method::GET, None) => Ok(S3Op::ListObjectsV1(bucket)),
-            (Method::PUT, None) => Ok(S3Op::CreateBucket(bucket)),
-            (Method::HEAD, None) => Ok(S3Op::HeadBucket(bucket)),
-            (Method::DELETE, None) => Ok(S3Op::DeleteBucket(bucket)),
-            _ => Err(S3Error::method_not_allowed()),
+            (Method::GET, []) => BucketOp::ListObjectsV1,
+            (Method::GET, [s]) if s == "location" => BucketOp::GetLocation,
+            (Method::GET, [s]) if s == "uploads" => BucketOp::ListMultipartUploads,
+            (Method::GET, [s]) if s == "versioning" => BucketOp::GetVersioning,
+            (Method::GET, [s]) if s == "versions" => BucketOp::ListObjectVersions,
+            (Method::POST, [s]) if s == "delete" => BucketOp::DeleteObjects,
+            (Method::PUT, []) => BucketOp::Create,
+            (Method::HEAD, []) => BucketOp::Head,
+            (Method::DELETE, []) => BucketOp::Delete,
+            (_, []) => return Err(S3Error::method_not_allowed()),
+            _ => return Err(unsupported("bucket")),
+        };
+        return Ok(S3Op::Bucket(bucket, op));
+    };
+    let key =
+        ObjectKey::parse(key).map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
+    let upload_id = || query_get(query, "uploadId").unwrap_or_default();
+    let part_number = || query_get(query, "partNumber").unwrap_or_default();
+    let copy = headers.contains_key("x-amz-copy-source");
+    let op = match method.clone() {
+        Method::GET if subresources.is_empty() || only(&["partNumber"]) => ObjectOp::Get,
+        Method::HEAD if subresources.is_empty() || only(&["partNumber"]) => ObjectOp::Head,
+        Method::GET if has("uploadId") && only(&["uploadId"]) => ObjectOp::ListParts {
+            upload_id: upload_id(),
         },
-        Some(key) => {
-            let key = ObjectKey::parse(key)
-                .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
-            if let Some(sub) = subresource {
-                return Err(S3Error::not_implemented(&format!(
-                    "The object sub-resource ?{sub}"
-                )));
-            }
-            match *method {
-                Method::GET => Ok(S3Op::GetObject(bucket, key)),
-                Method::HEAD => Ok(S3Op::HeadObject(bucket, key)),
-                Method::PUT => Ok(S3Op::PutObject(bucket, key)),
-                Method::DELETE => Ok(S3Op::DeleteObject(bucket, key)),
-                _ => Err(S3Error::method_not_allowed()),
+        Method::GET if has("tagging") && only(&["tagging"]) => ObjectOp::GetTagging,
+        Method::PUT if subresources.is_empty() && copy => ObjectOp::Copy,
+        Method::PUT if subresources.is_empty() => ObjectOp::Put,
+        Method::PUT
+            if has("uploadId") && has("partNumber") && only(&["uploadId", "partNumber"]) =>
+        {
+            if copy {
+                ObjectOp::UploadPartCopy {
+                    upload_id: upload_id(),
+                    part_number: part_number(),
+                }
+            } else {
+                ObjectOp::UploadPart {
+                    upload_id: upload_id(),
+                    part_number: part_number(),
+                }
             }
         }
-    }
+        Method::PUT if has("tagging") && only(&["tagging"]) => ObjectOp::PutTagging,
+        Method::POST if has("uploads") && only(&["uploads"]) => ObjectOp::CreateMultipartUpload,
+        Method::POST if has("uploadId") && only(&["uploadId"]) => {
+            ObjectOp::CompleteMultipartUpload {
+                upload_id: upload_id(),
+            }
+        }
+        Method::DELETE if subresources.is_empty() => ObjectOp::Delete,
+        Method::DELETE if has("uploadId") && only(&["uploadId"]) => {
+            ObjectOp::AbortMultipartUpload {
+                upload_id: upload_id(),
+            }
+        }
+        Method::DELETE if has("tagging") && only(&["tagging"]) => ObjectOp::DeleteTagging,
+        _ if subresources.is_empty() => return Err(S3Error::method_not_allowed()),
+        _ => return Err(unsupported("object")),
+    };
+    Ok(S3Op::Object(bucket, key, op))
 }
 
 #[cfg(test)]
@@ -307,31 +406,71 @@ mod tests {
     #[test]
     fn routes_and_subresources() {
         let tg = t("localhost", "/bucket/key");
+        let h = http::HeaderMap::new();
+        let route = |m: &Method, t: &Target, q: Option<&str>| super::route(m, t, q, &h);
         assert!(matches!(
             route(&Method::GET, &tg, Some("x-id=GetObject")),
-            Ok(S3Op::GetObject(..))
+            Ok(S3Op::Object(_, _, ObjectOp::Get))
         ));
         assert!(matches!(
             route(&Method::GET, &tg, Some("response-content-type=a")),
-            Ok(S3Op::GetObject(..))
+            Ok(S3Op::Object(_, _, ObjectOp::Get))
         ));
-        let err = route(&Method::GET, &tg, Some("tagging")).unwrap_err();
-        assert_eq!(err.code, "NotImplemented");
+        assert!(matches!(
+            route(&Method::GET, &tg, Some("tagging")),
+            Ok(S3Op::Object(_, _, ObjectOp::GetTagging))
+        ));
+        assert!(matches!(
+            route(&Method::GET, &tg, Some("versionId=null")),
+            Ok(S3Op::Object(_, _, ObjectOp::Get))
+        ));
+        assert_eq!(
+            route(&Method::GET, &tg, Some("versionId=3"))
+                .unwrap_err()
+                .code,
+            "InvalidArgument"
+        );
+        assert_eq!(
+            route(&Method::GET, &tg, Some("acl")).unwrap_err().code,
+            "NotImplemented"
+        );
+        assert_eq!(
+            route(&Method::PUT, &tg, Some("retention"))
+                .unwrap_err()
+                .code,
+            "NotImplemented"
+        );
+        assert!(matches!(
+            route(&Method::PUT, &tg, Some("partNumber=2&uploadId=abc")),
+            Ok(S3Op::Object(_, _, ObjectOp::UploadPart { .. }))
+        ));
+        assert!(matches!(
+            route(&Method::POST, &tg, Some("uploads")),
+            Ok(S3Op::Object(_, _, ObjectOp::CreateMultipartUpload))
+        ));
+        assert_eq!(
+            route(&Method::POST, &tg, None).unwrap_err().code,
+            "MethodNotAllowed"
+        );
         let b = t("localhost", "/bucket");
         assert!(matches!(
             route(&Method::GET, &b, Some("list-type=2&prefix=a")),
-            Ok(S3Op::ListObjectsV2(_))
+            Ok(S3Op::Bucket(_, BucketOp::ListObjectsV2))
         ));
         assert!(matches!(
             route(&Method::GET, &b, None),
-            Ok(S3Op::ListObjectsV1(_))
+            Ok(S3Op::Bucket(_, BucketOp::ListObjectsV1))
         ));
         assert!(matches!(
             route(&Method::GET, &b, Some("location")),
-            Ok(S3Op::GetBucketLocation(_))
+            Ok(S3Op::Bucket(_, BucketOp::GetLocation))
+        ));
+        assert!(matches!(
+            route(&Method::POST, &b, Some("delete")),
+            Ok(S3Op::Bucket(_, BucketOp::DeleteObjects))
         ));
         assert_eq!(
-            route(&Method::POST, &b, Some("delete")).unwrap_err().code,
+            route(&Method::PUT, &b, Some("cors")).unwrap_err().code,
             "NotImplemented"
         );
         assert_eq!(

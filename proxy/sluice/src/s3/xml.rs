@@ -70,53 +70,104 @@ impl XmlWriter {
 #[derive(Debug, PartialEq, Eq)]
 pub struct MalformedXml;
 
-/// Parses an optional `CreateBucketConfiguration` body and returns its `LocationConstraint`.
-pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, MalformedXml> {
-    use quick_xml::events::Event;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+/// A parsed XML element: local name (namespace prefix dropped), text, children.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct XmlNode {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<XmlNode>,
+}
+
+impl XmlNode {
+    pub fn child(&self, name: &str) -> Option<&XmlNode> {
+        self.children.iter().find(|c| c.name == name)
     }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlNode> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The text of a direct child, if present.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.as_str())
+    }
+}
+
+/// Deepest nesting accepted in a request document (S3's deepest is 4).
+const MAX_DEPTH: usize = 16;
+
+/// Parses a request body into its root element. Well-formedness is checked; a DTD, a second
+/// root, text outside the root or nesting deeper than [`MAX_DEPTH`] is malformed.
+pub fn parse_tree(body: &[u8]) -> Result<XmlNode, MalformedXml> {
+    use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(body);
-    let mut path: Vec<Vec<u8>> = Vec::new();
-    let mut location = None;
-    let mut saw_root = false;
+    let mut stack: Vec<XmlNode> = Vec::new();
+    let mut root: Option<XmlNode> = None;
+    let name_of = |raw: &[u8]| String::from_utf8(raw.to_vec()).map_err(|_| MalformedXml);
     loop {
         match reader.read_event().map_err(|_| MalformedXml)? {
             Event::Start(e) => {
-                let name = e.local_name().as_ref().to_vec();
-                if path.is_empty() {
-                    if name != b"CreateBucketConfiguration" || saw_root {
-                        return Err(MalformedXml);
-                    }
-                    saw_root = true;
-                }
-                path.push(name);
-            }
-            Event::End(_) => {
-                path.pop();
-            }
-            Event::Empty(e) => {
-                if path.is_empty()
-                    && (e.local_name().as_ref() != b"CreateBucketConfiguration" || saw_root)
-                {
+                if root.is_some() || stack.len() >= MAX_DEPTH {
                     return Err(MalformedXml);
                 }
-                saw_root |= path.is_empty();
+                stack.push(XmlNode {
+                    name: name_of(e.local_name().as_ref())?,
+                    ..Default::default()
+                });
             }
-            Event::Text(t) if path.len() == 2 && path[1] == b"LocationConstraint" => {
-                location = Some(t.unescape().map_err(|_| MalformedXml)?.into_owned());
+            Event::Empty(e) => {
+                let node = XmlNode {
+                    name: name_of(e.local_name().as_ref())?,
+                    ..Default::default()
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None if root.is_none() => root = Some(node),
+                    None => return Err(MalformedXml),
+                }
             }
-            Event::Text(t) if path.is_empty() && !t.iter().all(u8::is_ascii_whitespace) => {
-                return Err(MalformedXml);
+            Event::End(_) => {
+                let node = stack.pop().ok_or(MalformedXml)?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => root = Some(node),
+                }
             }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(|_| MalformedXml)?;
+                match stack.last_mut() {
+                    Some(node) => node.text.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err(MalformedXml),
+                }
+            }
+            Event::CData(c) => match stack.last_mut() {
+                Some(node) => node
+                    .text
+                    .push_str(std::str::from_utf8(&c).map_err(|_| MalformedXml)?),
+                None => return Err(MalformedXml),
+            },
+            Event::DocType(_) => return Err(MalformedXml),
             Event::Eof => break,
             _ => {}
         }
     }
-    if !saw_root || !path.is_empty() {
+    if !stack.is_empty() {
         return Err(MalformedXml);
     }
-    Ok(location)
+    root.ok_or(MalformedXml)
+}
+
+/// Parses an optional `CreateBucketConfiguration` body and returns its `LocationConstraint`.
+pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, MalformedXml> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let root = parse_tree(body)?;
+    if root.name != "CreateBucketConfiguration" {
+        return Err(MalformedXml);
+    }
+    Ok(root.text_of("LocationConstraint").map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -144,6 +195,21 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn parses_trees() {
+        let doc = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet><Object><Key>a&amp;b</Key></Object><Object><Key><![CDATA[c<d]]></Key></Object></Delete>"#;
+        let root = parse_tree(doc).unwrap();
+        assert_eq!(root.name, "Delete");
+        assert_eq!(root.text_of("Quiet"), Some("true"));
+        let keys: Vec<_> = root
+            .children_named("Object")
+            .filter_map(|o| o.text_of("Key"))
+            .collect();
+        assert_eq!(keys, ["a&b", "c<d"]);
+        let deep = "<a>".repeat(20) + &"</a>".repeat(20);
+        assert!(parse_tree(deep.as_bytes()).is_err());
     }
 
     #[test]

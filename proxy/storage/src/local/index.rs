@@ -3,6 +3,11 @@
 //! Keys (DO NOT CHANGE: data on disk depends on them):
 //! - `BUCKETS`: `tenant \0 bucket` → JSON [`BucketRecord`]
 //! - `OBJECTS`: `tenant \0 bucket \0 key` → JSON [`Record`]
+//! - `UPLOADS`: `tenant \0 bucket \0 key \0 upload id` → JSON [`UploadRecord`]
+//! - `PARTS`: `upload id \0 part number (u32, big-endian)` → JSON [`PartRecord`]
+//!
+//! Upload ids are 32 hex digits that start with the creation time, so a key's uploads sort in
+//! the order they were created, as ListMultipartUploads returns them.
 //!
 //! Tenant and bucket names cannot contain NUL and object keys cannot either, so these encodings
 //! are unambiguous and a bucket's objects form one contiguous, sorted range. Listing is a range
@@ -15,12 +20,17 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::{
-    BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, StorageError, TenantId,
+    BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, PutCondition,
+    StorageError, TenantId,
 };
 
 const BUCKETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
+const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
 const RECORD_VERSION: u8 = 1;
 /// Larger than any byte of valid UTF-8, so `prefix ++ [0xFF]` sorts after every key with `prefix`.
 const AFTER_ALL: u8 = 0xFF;
@@ -36,23 +46,83 @@ struct BucketRecord {
     created_ms: i64,
 }
 
-/// An object's index record: which blob holds its bytes, and its metadata.
+/// An object's index record: which blob(s) hold its bytes, and its metadata.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Record {
     v: u8,
-    pub(super) blob: String,
+    /// The body of a single-part object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blob: Option<String>,
+    /// The bodies of a multipart object's parts, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "part_blobs")]
+    parts: Vec<PartRef>,
     #[serde(flatten)]
     pub(super) meta: ObjectMeta,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartRef {
+    blob: String,
+    size: u64,
+}
+
 impl Record {
-    pub(super) fn new(blob: String, meta: ObjectMeta) -> Self {
+    pub(super) fn single(blob: String, meta: ObjectMeta) -> Self {
         Self {
             v: RECORD_VERSION,
-            blob,
+            blob: Some(blob),
+            parts: Vec::new(),
             meta,
         }
     }
+
+    /// Every blob this record owns.
+    pub(super) fn blob_ids(&self) -> impl Iterator<Item = &str> {
+        self.blob
+            .as_deref()
+            .into_iter()
+            .chain(self.parts.iter().map(|p| p.blob.as_str()))
+    }
+
+    /// (blob id, size) of each segment of the body, in order.
+    pub(super) fn segments(&self) -> impl Iterator<Item = (&str, u64)> {
+        let single = self.blob.as_deref().map(|b| (b, self.meta.size));
+        single
+            .into_iter()
+            .chain(self.parts.iter().map(|p| (p.blob.as_str(), p.size)))
+    }
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct UploadRecord {
+    v: u8,
+    pub(super) initiated_ms: i64,
+    pub(super) headers: crate::StoredHeaders,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(super) tags: std::collections::BTreeMap<String, String>,
+}
+
+impl UploadRecord {
+    pub(super) fn new(
+        headers: crate::StoredHeaders,
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            v: RECORD_VERSION,
+            initiated_ms: super::now_ms(),
+            headers,
+            tags,
+        }
+    }
+}
+
+/// A stored part: its blob and what ListParts reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PartRecord {
+    pub(super) blob: String,
+    #[serde(flatten)]
+    pub(super) info: crate::PartInfo,
 }
 
 fn bucket_key(tenant: &TenantId, bucket: &BucketName) -> Vec<u8> {
@@ -91,6 +161,8 @@ impl Index {
         let txn = db.begin_write().map_err(StorageError::index)?;
         txn.open_table(BUCKETS).map_err(StorageError::index)?;
         txn.open_table(OBJECTS).map_err(StorageError::index)?;
+        txn.open_table(UPLOADS).map_err(StorageError::index)?;
+        txn.open_table(PARTS).map_err(StorageError::index)?;
         txn.commit().map_err(StorageError::index)?;
         Ok(Self { db })
     }
@@ -207,21 +279,36 @@ impl Index {
         bucket: &BucketName,
         key: &ObjectKey,
         record: &Record,
+        condition: &PutCondition,
     ) -> Result<Option<Record>, StorageError> {
+        self.write(|txn| put_in(txn, tenant, bucket, key, record, condition))
+    }
+
+    pub(super) fn set_tags(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
         let full = object_key(tenant, bucket, key);
-        let value = encode(record);
         self.write(|txn| {
-            // Checked inside the transaction so a concurrent DeleteBucket cannot orphan the object.
             bucket_exists(
                 &txn.open_table(BUCKETS).map_err(StorageError::index)?,
                 tenant,
                 bucket,
             )?;
             let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
-            let old = objects
-                .insert(full.as_slice(), value.as_slice())
+            let mut record: Record =
+                match objects.get(full.as_slice()).map_err(StorageError::index)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StorageError::NoSuchKey),
+                };
+            record.meta.tags = tags;
+            objects
+                .insert(full.as_slice(), encode(&record).as_slice())
                 .map_err(StorageError::index)?;
-            old.map(|v| decode(v.value())).transpose()
+            Ok(())
         })
     }
 
@@ -353,6 +440,52 @@ fn last_returned(page: &ListPage) -> Option<String> {
     key.max(prefix).map(str::to_owned)
 }
 
+/// Replaces the record of `key` inside `txn` if `condition` holds; returns the replaced record.
+fn put_in(
+    txn: &redb::WriteTransaction,
+    tenant: &TenantId,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    record: &Record,
+    condition: &PutCondition,
+) -> Result<Option<Record>, StorageError> {
+    // Checked inside the transaction so a concurrent DeleteBucket cannot orphan the object.
+    bucket_exists(
+        &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+        tenant,
+        bucket,
+    )?;
+    let full = object_key(tenant, bucket, key);
+    let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
+    if *condition != PutCondition::None {
+        let current: Option<Record> = objects
+            .get(full.as_slice())
+            .map_err(StorageError::index)?
+            .map(|v| decode(v.value()))
+            .transpose()?;
+        let holds = match (condition, &current) {
+            (PutCondition::IfNoneMatch, None) => true,
+            (PutCondition::IfMatch(etag), Some(r)) => {
+                etag.trim_matches('"') == r.meta.etag || etag == "*"
+            }
+            _ => false,
+        };
+        if !holds {
+            return Err(
+                if matches!(condition, PutCondition::IfMatch(_)) && current.is_none() {
+                    StorageError::NoSuchKey
+                } else {
+                    StorageError::PreconditionFailed
+                },
+            );
+        }
+    }
+    let old = objects
+        .insert(full.as_slice(), encode(record).as_slice())
+        .map_err(StorageError::index)?;
+    old.map(|v| decode(v.value())).transpose()
+}
+
 fn bucket_exists(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     tenant: &TenantId,
@@ -363,4 +496,422 @@ fn bucket_exists(
         Some(_) => Ok(()),
         None => Err(StorageError::NoSuchBucket),
     }
+}
+
+/// S3's minimum size for every part but the last.
+pub(super) const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+fn upload_key(tenant: &TenantId, bucket: &BucketName, key: &ObjectKey, upload_id: &str) -> Vec<u8> {
+    let mut full = object_key(tenant, bucket, key);
+    full.push(0);
+    full.extend_from_slice(upload_id.as_bytes());
+    full
+}
+
+fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
+    [upload_id.as_bytes(), b"\0", &part_number.to_be_bytes()].concat()
+}
+
+/// Every part of an upload, in part-number order.
+fn parts_of(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    upload_id: &str,
+) -> Result<Vec<PartRecord>, StorageError> {
+    let start = part_key(upload_id, 0);
+    let prefix = &start[..upload_id.len() + 1];
+    let mut out = Vec::new();
+    for entry in table
+        .range(start.as_slice()..)
+        .map_err(StorageError::index)?
+    {
+        let (k, v) = entry.map_err(StorageError::index)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+/// What completing an upload changed: the new object, the record it replaced, and the blobs of
+/// uploaded parts the completion did not use.
+pub(super) struct Completed {
+    pub(super) meta: ObjectMeta,
+    pub(super) replaced: Option<Record>,
+    pub(super) unused_blobs: Vec<String>,
+}
+
+impl Index {
+    pub(super) fn create_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        record: &UploadRecord,
+    ) -> Result<(), StorageError> {
+        let full = upload_key(tenant, bucket, key, upload_id);
+        self.write(|txn| {
+            bucket_exists(
+                &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+                tenant,
+                bucket,
+            )?;
+            let mut uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+            uploads
+                .insert(full.as_slice(), encode(record).as_slice())
+                .map_err(StorageError::index)?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn get_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<UploadRecord, StorageError> {
+        let txn = self.read()?;
+        let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+        let full = upload_key(tenant, bucket, key, upload_id);
+        match uploads.get(full.as_slice()).map_err(StorageError::index)? {
+            Some(v) => decode(v.value()),
+            None => {
+                bucket_exists(
+                    &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+                    tenant,
+                    bucket,
+                )?;
+                Err(StorageError::NoSuchUpload)
+            }
+        }
+    }
+
+    /// Records a part (replacing an earlier upload of the same number); returns the replaced part.
+    pub(super) fn put_part(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part: &PartRecord,
+    ) -> Result<Option<PartRecord>, StorageError> {
+        let full = upload_key(tenant, bucket, key, upload_id);
+        self.write(|txn| {
+            // Checked in the same transaction, so a part cannot outlive a concurrent abort.
+            if txn
+                .open_table(UPLOADS)
+                .map_err(StorageError::index)?
+                .get(full.as_slice())
+                .map_err(StorageError::index)?
+                .is_none()
+            {
+                return Err(StorageError::NoSuchUpload);
+            }
+            let mut parts = txn.open_table(PARTS).map_err(StorageError::index)?;
+            let k = part_key(upload_id, part.info.part_number);
+            let old = parts
+                .insert(k.as_slice(), encode(part).as_slice())
+                .map_err(StorageError::index)?;
+            old.map(|v| decode(v.value())).transpose()
+        })
+    }
+
+    /// Parts after `after`, at most `max`; the flag says whether more follow.
+    pub(super) fn list_parts(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<(Vec<crate::PartInfo>, bool), StorageError> {
+        self.get_upload(tenant, bucket, key, upload_id)?;
+        let txn = self.read()?;
+        let table = txn.open_table(PARTS).map_err(StorageError::index)?;
+        let prefix_len = upload_id.len() + 1;
+        let start = part_key(upload_id, after.saturating_add(1));
+        let mut out = Vec::new();
+        for entry in table
+            .range(start.as_slice()..)
+            .map_err(StorageError::index)?
+        {
+            let (k, v) = entry.map_err(StorageError::index)?;
+            if !k.value().starts_with(&start[..prefix_len]) {
+                break;
+            }
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            let part: PartRecord = decode(v.value())?;
+            out.push(part.info);
+        }
+        Ok((out, false))
+    }
+
+    /// Validates the client's part list against the stored parts, and in one transaction makes
+    /// the object visible and forgets the upload.
+    pub(super) fn complete_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        requested: &[crate::CompletePart],
+        condition: &PutCondition,
+    ) -> Result<Completed, StorageError> {
+        let upload_full = upload_key(tenant, bucket, key, upload_id);
+        self.write(|txn| {
+            let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+            let upload: UploadRecord = match uploads
+                .get(upload_full.as_slice())
+                .map_err(StorageError::index)?
+            {
+                Some(v) => decode(v.value())?,
+                None => return Err(StorageError::NoSuchUpload),
+            };
+            let mut parts_table = txn.open_table(PARTS).map_err(StorageError::index)?;
+            let stored = parts_of(&parts_table, upload_id)?;
+            let chosen = choose_parts(&stored, requested)?;
+
+            let mut md5_of_md5s = <md5::Md5 as md5::Digest>::new();
+            for part in &chosen {
+                let digest = hex::decode(&part.info.etag).map_err(StorageError::index)?;
+                md5::Digest::update(&mut md5_of_md5s, &digest);
+            }
+            let meta = ObjectMeta {
+                size: chosen.iter().map(|p| p.info.size).sum(),
+                etag: format!(
+                    "{}-{}",
+                    hex::encode(md5::Digest::finalize(md5_of_md5s)),
+                    chosen.len()
+                ),
+                last_modified_ms: super::now_ms(),
+                headers: upload.headers,
+                checksum: None,
+                tags: upload.tags,
+                parts: Some(chosen.len() as u32),
+            };
+            let record = Record {
+                v: RECORD_VERSION,
+                blob: None,
+                parts: chosen
+                    .iter()
+                    .map(|p| PartRef {
+                        blob: p.blob.clone(),
+                        size: p.info.size,
+                    })
+                    .collect(),
+                meta: meta.clone(),
+            };
+            drop(uploads);
+            let replaced = put_in(txn, tenant, bucket, key, &record, condition)?;
+            let used: std::collections::HashSet<&str> =
+                chosen.iter().map(|p| p.blob.as_str()).collect();
+            let unused_blobs = stored
+                .iter()
+                .filter(|p| !used.contains(p.blob.as_str()))
+                .map(|p| p.blob.clone())
+                .collect();
+            for part in &stored {
+                parts_table
+                    .remove(part_key(upload_id, part.info.part_number).as_slice())
+                    .map_err(StorageError::index)?;
+            }
+            txn.open_table(UPLOADS)
+                .map_err(StorageError::index)?
+                .remove(upload_full.as_slice())
+                .map_err(StorageError::index)?;
+            Ok(Completed {
+                meta,
+                replaced,
+                unused_blobs,
+            })
+        })
+    }
+
+    /// Forgets an upload and its parts; returns the parts' blobs for removal.
+    pub(super) fn abort_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        let full = upload_key(tenant, bucket, key, upload_id);
+        self.write(|txn| {
+            let mut uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+            if uploads
+                .remove(full.as_slice())
+                .map_err(StorageError::index)?
+                .is_none()
+            {
+                return Err(StorageError::NoSuchUpload);
+            }
+            remove_parts(txn, upload_id)
+        })
+    }
+
+    /// Aborts every upload started before `cutoff_ms`; returns their parts' blobs.
+    pub(super) fn abort_uploads_before(&self, cutoff_ms: i64) -> Result<Vec<String>, StorageError> {
+        self.write(|txn| {
+            let mut expired: Vec<(Vec<u8>, String)> = Vec::new();
+            {
+                let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+                for entry in uploads.iter().map_err(StorageError::index)? {
+                    let (k, v) = entry.map_err(StorageError::index)?;
+                    let record: UploadRecord = decode(v.value())?;
+                    if record.initiated_ms < cutoff_ms {
+                        let key = k.value().to_vec();
+                        let id_start = key.iter().rposition(|b| *b == 0).map_or(0, |i| i + 1);
+                        let id = String::from_utf8_lossy(&key[id_start..]).into_owned();
+                        expired.push((key, id));
+                    }
+                }
+            }
+            let mut blobs = Vec::new();
+            let mut uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+            for (key, id) in expired {
+                uploads
+                    .remove(key.as_slice())
+                    .map_err(StorageError::index)?;
+                blobs.extend(remove_parts(txn, &id)?);
+            }
+            Ok(blobs)
+        })
+    }
+
+    pub(super) fn list_uploads(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        req: &crate::UploadListRequest,
+    ) -> Result<crate::UploadListPage, StorageError> {
+        let txn = self.read()?;
+        bucket_exists(
+            &txn.open_table(BUCKETS).map_err(StorageError::index)?,
+            tenant,
+            bucket,
+        )?;
+        let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+        let base = objects_prefix(tenant, bucket);
+        let full_prefix = [base.as_slice(), req.prefix.as_bytes()].concat();
+        let delimiter = req.delimiter.as_deref().filter(|d| !d.is_empty());
+        let mut cursor = full_prefix.clone();
+        if let Some(marker) = &req.key_marker {
+            let mut resume = [base.as_slice(), marker.as_bytes(), b"\0"].concat();
+            match &req.upload_id_marker {
+                // Strictly after that upload of the marker key.
+                Some(id) => {
+                    resume.extend_from_slice(id.as_bytes());
+                    resume.push(0);
+                }
+                // After every upload of the marker key.
+                None => resume.push(AFTER_ALL),
+            }
+            if resume > cursor {
+                cursor = resume;
+            }
+        }
+        let mut page = crate::UploadListPage::default();
+        'scan: loop {
+            let mut range = uploads
+                .range(cursor.as_slice()..)
+                .map_err(StorageError::index)?;
+            loop {
+                let Some(entry) = range.next() else {
+                    break 'scan;
+                };
+                let (k, v) = entry.map_err(StorageError::index)?;
+                let full = k.value();
+                if !full.starts_with(&full_prefix) {
+                    break 'scan;
+                }
+                let rest = &full[base.len()..];
+                let split = rest
+                    .iter()
+                    .rposition(|b| *b == 0)
+                    .ok_or_else(|| StorageError::Index("malformed upload key".into()))?;
+                let key = std::str::from_utf8(&rest[..split]).map_err(StorageError::index)?;
+                let upload_id =
+                    std::str::from_utf8(&rest[split + 1..]).map_err(StorageError::index)?;
+                if page.uploads.len() + page.common_prefixes.len() == req.max_uploads {
+                    page.next = Some(match (page.uploads.last(), page.common_prefixes.last()) {
+                        (Some(u), p) if p.is_none_or(|p| u.key.as_str() > p.as_str()) => {
+                            (u.key.as_str().to_owned(), u.upload_id.clone())
+                        }
+                        (_, Some(p)) => (p.clone(), String::new()),
+                        _ => (key.to_owned(), upload_id.to_owned()),
+                    });
+                    break 'scan;
+                }
+                if let Some(d) = delimiter
+                    && let Some(pos) = key[req.prefix.len()..].find(d)
+                {
+                    let common = key[..req.prefix.len() + pos + d.len()].to_owned();
+                    cursor = [base.as_slice(), common.as_bytes(), &[AFTER_ALL]].concat();
+                    page.common_prefixes.push(common);
+                    continue 'scan;
+                }
+                let record: UploadRecord = decode(v.value())?;
+                page.uploads.push(crate::UploadInfo {
+                    key: ObjectKey::parse(key)?,
+                    upload_id: upload_id.to_owned(),
+                    initiated_ms: record.initiated_ms,
+                });
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// Removes every part record of an upload; returns their blobs.
+fn remove_parts(
+    txn: &redb::WriteTransaction,
+    upload_id: &str,
+) -> Result<Vec<String>, StorageError> {
+    let mut parts = txn.open_table(PARTS).map_err(StorageError::index)?;
+    let stored = parts_of(&parts, upload_id)?;
+    for part in &stored {
+        parts
+            .remove(part_key(upload_id, part.info.part_number).as_slice())
+            .map_err(StorageError::index)?;
+    }
+    Ok(stored.into_iter().map(|p| p.blob).collect())
+}
+
+/// S3's rules for a CompleteMultipartUpload part list: ascending part numbers, each uploaded
+/// with the ETag given, every part but the last at least 5 MiB.
+fn choose_parts(
+    stored: &[PartRecord],
+    requested: &[crate::CompletePart],
+) -> Result<Vec<PartRecord>, StorageError> {
+    let mut chosen: Vec<PartRecord> = Vec::with_capacity(requested.len());
+    for want in requested {
+        if chosen
+            .last()
+            .is_some_and(|p| p.info.part_number >= want.part_number)
+        {
+            return Err(StorageError::InvalidPartOrder);
+        }
+        let part = stored
+            .iter()
+            .find(|p| {
+                p.info.part_number == want.part_number
+                    && p.info.etag == want.etag.trim().trim_matches('"')
+            })
+            .ok_or(StorageError::InvalidPart)?;
+        chosen.push(part.clone());
+    }
+    if chosen
+        .iter()
+        .rev()
+        .skip(1)
+        .any(|p| p.info.size < MIN_PART_SIZE)
+    {
+        return Err(StorageError::EntityTooSmall);
+    }
+    Ok(chosen)
 }

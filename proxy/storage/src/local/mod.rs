@@ -3,8 +3,8 @@
 //! Layout under the data directory (DO NOT CHANGE without a migration: data on disk depends on it):
 //!
 //! ```text
-//! index.redb          ordered index: buckets and object records (redb, ACID, fsync on commit)
-//! blobs/ab/<uuid>     object bodies, one file per stored version, named by a random id
+//! index.redb          ordered index: buckets, object records, uploads, parts (redb, ACID, fsync on commit)
+//! blobs/ab/<uuid>     object bodies and multipart parts, one file per stored body, named by a random id
 //! tmp/<uuid>          bodies being received; everything here is garbage after a restart
 //! ```
 //!
@@ -14,10 +14,13 @@
 //!
 //! A PUT streams into `tmp/`, is fsynced, renamed into `blobs/`, and only then becomes visible
 //! through one index transaction that replaces the key's record. Readers see the old object or the
-//! new one, never a mix; a crash before the commit leaves the old record in place.
+//! new one, never a mix; a crash before the commit leaves the old record in place. A completed
+//! multipart upload's record points at its parts' blobs in order: parts are never copied again.
 
 mod blobs;
 mod index;
+mod multipart;
+mod read;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,20 +28,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::{
-    BucketInfo, BucketName, ByteRange, ListPage, ListRequest, ObjectBody, ObjectKey, ObjectMeta,
-    PutError, PutObject, StorageError, TenantId,
+    BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, PutError, PutObject,
+    StorageError, TenantId,
 };
-use blobs::{BlobDir, TempBlob};
+use blobs::{BlobDir, RemoveOnDrop, TempBlob};
 use index::{Index, Record};
+pub use multipart::{PART_NUMBERS, PartId};
+pub use read::OpenObject;
 
-/// S3's limit for a single PUT.
+/// S3's limit for a single PUT (and for one part).
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-/// Read size for GET bodies: large enough for throughput, small enough that memory per
-/// connection stays bounded (hyper applies backpressure per chunk).
-const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
@@ -52,12 +54,13 @@ struct Inner {
     index: Index,
 }
 
-/// An object opened for reading: its record and an open handle on its bytes. The handle keeps
-/// the bytes readable even if the key is overwritten or deleted while the body streams.
-#[derive(Debug)]
-pub struct OpenObject {
-    pub meta: ObjectMeta,
-    file: tokio::fs::File,
+/// A body received into `tmp/`, complete and checked, not yet durable or visible.
+struct Received {
+    file: std::fs::File,
+    id: String,
+    guard: RemoveOnDrop,
+    size: u64,
+    md5: [u8; 16],
 }
 
 impl LocalBackend {
@@ -135,10 +138,50 @@ impl LocalBackend {
         S: Stream<Item = Result<Bytes, E>> + Send,
     {
         self.head_bucket(tenant, bucket).await?;
+        let received = self.receive(&put, body).await?;
+        let checksum = put.checksum.clone().or_else(|| late_checksum(&put));
+        let meta = ObjectMeta {
+            size: received.size,
+            etag: hex::encode(received.md5),
+            last_modified_ms: now_ms(),
+            headers: put.headers,
+            checksum,
+            tags: put.tags,
+            parts: None,
+        };
+        let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
+        let record = Record::single(received.id.clone(), meta.clone());
+        let condition = put.condition;
+        // Everything from fsync to commit runs on one blocking task that owns the temp file, so a
+        // client that disconnects now cannot leave a committed record without its blob.
+        self.blocking(move |inner| {
+            let blob = inner
+                .blobs
+                .persist(received.file, &received.id, received.guard)?;
+            let replaced = inner
+                .index
+                .put_object(&tenant, &bucket, &key, &record, &condition)?;
+            blob.disarm();
+            inner.remove_blobs(replaced.as_ref());
+            Ok(())
+        })
+        .await?;
+        Ok(meta)
+    }
+
+    /// Receives a body into `tmp/`: size bounded, MD5 computed, Content-MD5 checked.
+    async fn receive<E, S>(&self, put: &PutObject, body: S) -> Result<Received, PutError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+    {
         if put.expected_size.is_some_and(|size| size > MAX_PUT_SIZE) {
             return Err(StorageError::EntityTooLarge.into());
         }
-        let mut temp = self.inner.blobs.create_temp().await?;
+        let TempBlob {
+            mut file,
+            id,
+            guard,
+        } = self.inner.blobs.create_temp().await?;
         let mut md5 = Md5::new();
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
@@ -146,8 +189,8 @@ impl LocalBackend {
             let chunk = chunk.map_err(PutError::Body)?;
             size += chunk.len() as u64;
             if size > put.expected_size.unwrap_or(MAX_PUT_SIZE) {
+                // More bytes than declared breaks the framing; without a declared size, too big.
                 let err = if put.expected_size.is_some() {
-                    // More bytes than declared: the framing is broken, so is the request.
                     StorageError::IncompleteBody
                 } else {
                     StorageError::EntityTooLarge
@@ -155,46 +198,24 @@ impl LocalBackend {
                 return Err(err.into());
             }
             md5.update(&chunk);
-            temp.file
-                .write_all(&chunk)
-                .await
-                .map_err(StorageError::Io)?;
+            file.write_all(&chunk).await.map_err(StorageError::Io)?;
         }
         if put.expected_size.is_some_and(|expected| expected != size) {
             return Err(StorageError::IncompleteBody.into());
         }
-        temp.file.flush().await.map_err(StorageError::Io)?;
-        let TempBlob { file, id, guard } = temp;
-        let file = file.into_std().await;
-        let digest: [u8; 16] = md5.finalize().into();
-        if put.content_md5.is_some_and(|expected| expected != digest) {
+        let md5: [u8; 16] = md5.finalize().into();
+        if put.content_md5.is_some_and(|expected| expected != md5) {
             return Err(StorageError::BadDigest.into());
         }
-        let meta = ObjectMeta {
+        file.flush().await.map_err(StorageError::Io)?;
+        let file = file.into_std().await;
+        Ok(Received {
+            file,
+            id,
+            guard,
             size,
-            etag: hex::encode(digest),
-            last_modified_ms: now_ms(),
-            headers: put.headers,
-            checksum: put.checksum,
-        };
-        let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
-        let record_meta = meta.clone();
-        // Everything from fsync to commit runs on one blocking task that owns the temp file, so a
-        // client that disconnects now cannot leave a committed record without its blob.
-        self.blocking(move |inner| {
-            let blob = inner.blobs.persist(file, &id, guard)?;
-            let replaced =
-                inner
-                    .index
-                    .put_object(&tenant, &bucket, &key, &Record::new(id, record_meta))?;
-            blob.disarm();
-            if let Some(old) = replaced {
-                inner.blobs.remove(&old.blob);
-            }
-            Ok(())
+            md5,
         })
-        .await?;
-        Ok(meta)
     }
 
     pub async fn head_object(
@@ -213,33 +234,17 @@ impl LocalBackend {
         .await
     }
 
-    /// Opens an object for reading. Retries once when an overwrite replaced the blob between the
-    /// index read and the open.
-    pub async fn open_object(
+    /// Replaces an object's tags (PutObjectTagging / DeleteObjectTagging), keeping its bytes.
+    pub async fn set_tags(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> Result<OpenObject, StorageError> {
-        for _ in 0..3 {
-            let (t, b, k) = (tenant.clone(), bucket.clone(), key.clone());
-            let record = self
-                .blocking(move |inner| inner.index.get_object(&t, &b, &k))
-                .await?;
-            match tokio::fs::File::open(self.inner.blobs.path_of(&record.blob)).await {
-                Ok(file) => {
-                    return Ok(OpenObject {
-                        meta: record.meta,
-                        file,
-                    });
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(StorageError::Index(
-            "object record points at a missing blob".into(),
-        ))
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
+        self.blocking(move |inner| inner.index.set_tags(&tenant, &bucket, &key, tags))
+            .await
     }
 
     /// Deletes a key. Deleting a key that does not exist succeeds, as in S3.
@@ -251,9 +256,8 @@ impl LocalBackend {
     ) -> Result<(), StorageError> {
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
         self.blocking(move |inner| {
-            if let Some(old) = inner.index.delete_object(&tenant, &bucket, &key)? {
-                inner.blobs.remove(&old.blob);
-            }
+            let old = inner.index.delete_object(&tenant, &bucket, &key)?;
+            inner.remove_blobs(old.as_ref());
             Ok(())
         })
         .await
@@ -281,56 +285,19 @@ impl LocalBackend {
     }
 }
 
-impl OpenObject {
-    /// The object's bytes, or the given range of them, as a stream of bounded chunks.
-    pub async fn into_body(mut self, range: Option<ByteRange>) -> Result<ObjectBody, StorageError> {
-        let (start, len) = match range {
-            Some(r) => (r.start, r.len()),
-            None => (0, self.meta.size),
-        };
-        if start > 0 {
-            self.file.seek(std::io::SeekFrom::Start(start)).await?;
+impl Inner {
+    /// Removes the blobs of a record no longer referenced (after its replacement committed).
+    fn remove_blobs(&self, record: Option<&Record>) {
+        for id in record.into_iter().flat_map(Record::blob_ids) {
+            self.blobs.remove(id);
         }
-        let reader = self.file.take(len);
-        let stream = tokio_util_like::read_stream(reader, len);
-        Ok(Box::pin(stream))
     }
 }
 
-mod tokio_util_like {
-    //! A reader-to-stream adapter that also detects a blob shorter than its record says (a
-    //! truncated file must end the response with an error, never a silently short body).
-    use super::*;
-
-    pub(super) fn read_stream<R>(
-        reader: R,
-        expected: u64,
-    ) -> impl Stream<Item = Result<Bytes, StorageError>> + Send
-    where
-        R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    {
-        futures_util::stream::unfold((reader, expected), |(mut reader, remaining)| async move {
-            if remaining == 0 {
-                return None;
-            }
-            let want = remaining.min(READ_CHUNK as u64) as usize;
-            let mut buf = bytes::BytesMut::zeroed(want);
-            match reader.read(&mut buf).await {
-                Ok(0) => Some((
-                    Err(StorageError::Io(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "stored object is shorter than its record",
-                    ))),
-                    (reader, 0),
-                )),
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(buf.freeze()), (reader, remaining - n as u64)))
-                }
-                Err(err) => Some((Err(err.into()), (reader, 0))),
-            }
-        })
-    }
+fn late_checksum(put: &PutObject) -> Option<(String, String)> {
+    put.late_checksum
+        .as_ref()
+        .and_then(|slot| slot.lock().ok().and_then(|c| c.clone()))
 }
 
 fn join_error(err: tokio::task::JoinError) -> StorageError {

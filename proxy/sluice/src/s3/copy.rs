@@ -1,0 +1,157 @@
+//! CopyObject and the copy source shared with UploadPartCopy: `x-amz-copy-source` parsing,
+//! authorisation of the source bucket through the tenant's routes, source preconditions, and
+//! the metadata and tagging directives. Copies stream from the source's open file handle into
+//! an ordinary PUT of the destination, so they are as atomic and as bounded in memory as a PUT.
+
+use http::{Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use sluice_storage::{BucketName, LocalBackend, ObjectKey, OpenObject, PutCondition, PutObject};
+
+use super::S3Error;
+use super::conditional::{Checked, evaluate_copy_source, refuse_unsupported};
+use super::list::iso8601;
+use super::ops::{OpContext, empty, put_condition, stored_headers};
+use super::xml::XmlWriter;
+use crate::body::{ResponseBody, full_body, header_str};
+
+/// The object named by `x-amz-copy-source`, opened for reading with its preconditions checked.
+pub(super) struct CopySource {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub open: OpenObject,
+}
+
+/// `bucket/key` or `/bucket/key`, URL-encoded, optionally `?versionId=null`.
+fn parse_copy_source(value: &str) -> Result<(BucketName, ObjectKey), S3Error> {
+    let invalid = || {
+        S3Error::invalid_argument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+        )
+    };
+    let (path, version) = match value.split_once("?versionId=") {
+        Some((p, v)) => (p, Some(v)),
+        None => (value, None),
+    };
+    if version.is_some_and(|v| v != "null") {
+        return Err(S3Error::invalid_argument("Invalid version id specified"));
+    }
+    let decoded = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| invalid())?;
+    let (bucket, key) = decoded
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(invalid)?;
+    let bucket = BucketName::parse(bucket)
+        .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
+    let key =
+        ObjectKey::parse(key).map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
+    Ok((bucket, key))
+}
+
+pub(super) async fn open_source<'a>(
+    ctx: &'a OpContext<'_>,
+) -> Result<(CopySource, &'a LocalBackend), S3Error> {
+    let value = header_str(ctx.headers, "x-amz-copy-source").unwrap_or_default();
+    let (bucket, key) = parse_copy_source(value)?;
+    // The source is reachable only through the tenant's own routes, like any request.
+    let backend = ctx
+        .gateway
+        .backend_for(ctx.tenant_config, &bucket)
+        .ok_or_else(|| {
+            S3Error::access_denied(format!(
+                "No route for bucket {bucket} is configured for this tenant."
+            ))
+        })?;
+    let open = backend.open_object(ctx.tenant, &bucket, &key).await?;
+    evaluate_copy_source(ctx.headers, &open.meta)?;
+    Ok((CopySource { bucket, key, open }, backend))
+}
+
+pub(super) async fn copy_object(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+) -> Result<Response<ResponseBody>, S3Error> {
+    refuse_unsupported(ctx.headers, Checked::Put)?;
+    let (source, _) = open_source(ctx).await?;
+    let replace_meta = directive(ctx, "x-amz-metadata-directive")?;
+    let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
+    if source.bucket == *bucket && source.key == *key && !replace_meta && !replace_tags {
+        return Err(S3Error::invalid_request(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let src = &source.open.meta;
+    let put = PutObject {
+        headers: if replace_meta {
+            stored_headers(ctx.headers)?
+        } else {
+            src.headers.clone()
+        },
+        tags: if replace_tags {
+            super::tagging::from_header(ctx.headers)?
+        } else {
+            src.tags.clone()
+        },
+        condition: put_condition(ctx.headers).unwrap_or(PutCondition::None),
+        expected_size: Some(src.size),
+        ..Default::default()
+    };
+    let body = source.open.into_body(None).await?;
+    let meta = ctx
+        .backend()
+        .put_object(ctx.tenant, bucket, key, put, body)
+        .await
+        .map_err(|e| match e {
+            sluice_storage::PutError::Body(e) | sluice_storage::PutError::Storage(e) => {
+                S3Error::from(e)
+            }
+        })?;
+    let mut x = XmlWriter::new();
+    x.root("CopyObjectResult");
+    x.element("LastModified", &iso8601(&meta));
+    x.element("ETag", &format!("\"{}\"", meta.etag));
+    x.close("CopyObjectResult");
+    Ok(empty(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/xml")
+        .body(full_body(x.finish()))
+        .unwrap())
+}
+
+/// `COPY` (default) or `REPLACE`; true for REPLACE.
+fn directive(ctx: &OpContext<'_>, name: &str) -> Result<bool, S3Error> {
+    match header_str(ctx.headers, name).map(str::trim) {
+        None | Some("COPY") => Ok(false),
+        Some("REPLACE") => Ok(true),
+        Some(_) => Err(S3Error::invalid_argument(format!("Unknown {name}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources() {
+        let (b, k) = parse_copy_source("src-bucket/dir/a%20b%2Bc").unwrap();
+        assert_eq!((b.as_str(), k.as_str()), ("src-bucket", "dir/a b+c"));
+        let (_, k) = parse_copy_source("/src-bucket/k?versionId=null").unwrap();
+        assert_eq!(k.as_str(), "k");
+        assert_eq!(
+            parse_copy_source("src-bucket/k?versionId=abc")
+                .err()
+                .unwrap()
+                .code,
+            "InvalidArgument"
+        );
+        assert_eq!(
+            parse_copy_source("justbucket").err().unwrap().code,
+            "InvalidArgument"
+        );
+        assert_eq!(
+            parse_copy_source("src-bucket/").err().unwrap().code,
+            "InvalidArgument"
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! The multipart upload operations on the wire: CreateMultipartUpload, UploadPart,
+//! UploadPartCopy, CompleteMultipartUpload, ListParts and ListMultipartUploads (Abort is one
+//! storage call in `ops`). Validation of the part list is the storage layer's; this module
+//! parses requests and renders S3's XML.
+
+use http::{Response, StatusCode, header};
+use sluice_storage::{
+    BucketName, ByteRange, CompletePart, ObjectKey, PART_NUMBERS, PartId, PutObject,
+    UploadListRequest,
+};
+
+use super::S3Error;
+use super::conditional::{Checked, refuse_unsupported};
+use super::list::iso8601_ms;
+use super::ops::{
+    MAX_LIST_XML_BODY, OpContext, body_put, empty, owner, put_condition, put_error, stored_headers,
+    xml_response,
+};
+use super::router::query_get;
+use super::xml::{XmlWriter, parse_tree};
+use crate::body::{RequestBody, ResponseBody, full_body, header_str};
+
+const MAX_PARTS_LISTED: usize = 1000;
+const MAX_UPLOADS_LISTED: usize = 1000;
+
+pub(super) async fn create(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+) -> Result<Response<ResponseBody>, S3Error> {
+    refuse_unsupported(ctx.headers, Checked::Put)?;
+    if ctx.headers.contains_key("if-none-match") || ctx.headers.contains_key("if-match") {
+        // Conditions belong on CompleteMultipartUpload, where S3 evaluates them.
+        return Err(S3Error::not_implemented(
+            "Conditional headers on CreateMultipartUpload",
+        ));
+    }
+    let headers = stored_headers(ctx.headers)?;
+    let tags = super::tagging::from_header(ctx.headers)?;
+    let upload_id = ctx
+        .backend()
+        .create_multipart_upload(ctx.tenant, bucket, key, headers, tags)
+        .await?;
+    let mut x = XmlWriter::new();
+    x.root("InitiateMultipartUploadResult");
+    x.element("Bucket", bucket.as_str());
+    x.element("Key", key.as_str());
+    x.element("UploadId", &upload_id);
+    x.close("InitiateMultipartUploadResult");
+    Ok(xml_response(x.finish()))
+}
+
+fn part_number(raw: &str) -> Result<u32, S3Error> {
+    raw.parse::<u32>()
+        .ok()
+        .filter(|n| PART_NUMBERS.contains(n))
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })
+}
+
+pub(super) async fn upload_part(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+    raw_part_number: &str,
+    body: RequestBody,
+) -> Result<Response<ResponseBody>, S3Error> {
+    let number = part_number(raw_part_number)?;
+    let put = body_put(&body, ctx.headers)?;
+    let checksum = put.checksum.clone();
+    let late = put.late_checksum.clone();
+    let part = ctx
+        .backend()
+        .upload_part(
+            ctx.tenant,
+            bucket,
+            key,
+            PartId { upload_id, number },
+            put,
+            body.into_stream(),
+        )
+        .await
+        .map_err(put_error)?;
+    let mut resp = empty(StatusCode::OK).header(header::ETAG, format!("\"{}\"", part.etag));
+    if let Some((name, value)) = checksum.or_else(|| late.and_then(|l| l.lock().ok()?.clone())) {
+        resp = resp.header(name, value);
+    }
+    Ok(resp.body(full_body(Vec::new())).unwrap())
+}
+
+pub(super) async fn upload_part_copy(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+    raw_part_number: &str,
+) -> Result<Response<ResponseBody>, S3Error> {
+    let number = part_number(raw_part_number)?;
+    // Fail on an unknown upload before reading the source.
+    ctx.backend()
+        .get_upload(ctx.tenant, bucket, key, upload_id)
+        .await?;
+    let (source, _) = super::copy::open_source(ctx).await?;
+    let size = source.open.meta.size;
+    let range = match header_str(ctx.headers, "x-amz-copy-source-range") {
+        Some(value) => Some(copy_range(value, size)?),
+        None => None,
+    };
+    let len = range.map_or(size, |r| r.len());
+    let body = source.open.into_body(range).await?;
+    let put = PutObject {
+        expected_size: Some(len),
+        ..Default::default()
+    };
+    let part = ctx
+        .backend()
+        .upload_part(
+            ctx.tenant,
+            bucket,
+            key,
+            PartId { upload_id, number },
+            put,
+            body,
+        )
+        .await
+        .map_err(|e| match e {
+            sluice_storage::PutError::Body(e) | sluice_storage::PutError::Storage(e) => {
+                S3Error::from(e)
+            }
+        })?;
+    let mut x = XmlWriter::new();
+    x.root("CopyPartResult");
+    x.element("LastModified", &iso8601_ms(part.last_modified_ms));
+    x.element("ETag", &format!("\"{}\"", part.etag));
+    x.close("CopyPartResult");
+    Ok(xml_response(x.finish()))
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`, both required and inside the source.
+fn copy_range(value: &str, size: u64) -> Result<ByteRange, S3Error> {
+    let bad = || {
+        S3Error::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    };
+    let (first, last) = value
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let (first, last): (u64, u64) = (
+        first.parse().map_err(|_| bad())?,
+        last.parse().map_err(|_| bad())?,
+    );
+    if first > last {
+        return Err(bad());
+    }
+    if last >= size {
+        return Err(S3Error::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "InvalidRange",
+            "The requested range is not satisfiable",
+        ));
+    }
+    Ok(ByteRange {
+        start: first,
+        end_inclusive: last,
+    })
+}
+
+pub(super) async fn complete(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+    body: RequestBody,
+) -> Result<Response<ResponseBody>, S3Error> {
+    let condition = put_condition(ctx.headers)?;
+    let xml = body.collect_bounded(MAX_LIST_XML_BODY).await?;
+    let root = parse_tree(&xml).map_err(|_| S3Error::malformed_xml())?;
+    if root.name != "CompleteMultipartUpload" {
+        return Err(S3Error::malformed_xml());
+    }
+    let mut parts = Vec::new();
+    for part in root.children_named("Part") {
+        let number = part
+            .text_of("PartNumber")
+            .ok_or_else(S3Error::malformed_xml)?;
+        let etag = part.text_of("ETag").ok_or_else(S3Error::malformed_xml)?;
+        parts.push(CompletePart {
+            part_number: part_number(number.trim())?,
+            etag: etag.to_owned(),
+        });
+    }
+    if parts.is_empty() {
+        return Err(S3Error::malformed_xml());
+    }
+    let meta = ctx
+        .backend()
+        .complete_multipart_upload(ctx.tenant, bucket, key, upload_id, parts, condition)
+        .await?;
+    let mut x = XmlWriter::new();
+    x.root("CompleteMultipartUploadResult");
+    x.element("Location", &format!("/{bucket}/{key}"));
+    x.element("Bucket", bucket.as_str());
+    x.element("Key", key.as_str());
+    x.element("ETag", &format!("\"{}\"", meta.etag));
+    x.close("CompleteMultipartUploadResult");
+    Ok(xml_response(x.finish()))
+}
+
+pub(super) async fn list_parts(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> Result<Response<ResponseBody>, S3Error> {
+    let q = ctx.query;
+    let marker = match query_get(q, "part-number-marker") {
+        Some(m) => m
+            .parse::<u32>()
+            .map_err(|_| S3Error::invalid_argument("Invalid part-number-marker"))?,
+        None => 0,
+    };
+    let max = match query_get(q, "max-parts") {
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| S3Error::invalid_argument("Invalid max-parts"))?
+            .min(MAX_PARTS_LISTED),
+        None => MAX_PARTS_LISTED,
+    };
+    let (parts, truncated) = ctx
+        .backend()
+        .list_parts(ctx.tenant, bucket, key, upload_id, marker, max)
+        .await?;
+    let mut x = XmlWriter::new();
+    x.root("ListPartsResult");
+    x.element("Bucket", bucket.as_str());
+    x.element("Key", key.as_str());
+    x.element("UploadId", upload_id);
+    initiator_and_owner(&mut x, ctx);
+    x.element("StorageClass", "STANDARD");
+    x.element("PartNumberMarker", &marker.to_string());
+    if let Some(last) = parts.last() {
+        x.element("NextPartNumberMarker", &last.part_number.to_string());
+    }
+    x.element("MaxParts", &max.to_string());
+    x.element("IsTruncated", if truncated { "true" } else { "false" });
+    for part in &parts {
+        x.open("Part");
+        x.element("PartNumber", &part.part_number.to_string());
+        x.element("LastModified", &iso8601_ms(part.last_modified_ms));
+        x.element("ETag", &format!("\"{}\"", part.etag));
+        x.element("Size", &part.size.to_string());
+        if let Some((name, value)) = &part.checksum {
+            let element = checksum_element(name);
+            x.element(&element, value);
+        }
+        x.close("Part");
+    }
+    x.close("ListPartsResult");
+    Ok(xml_response(x.finish()))
+}
+
+/// `x-amz-checksum-crc32c` → `ChecksumCRC32C`.
+fn checksum_element(header: &str) -> String {
+    let alg = header
+        .trim_start_matches("x-amz-checksum-")
+        .to_ascii_uppercase();
+    format!("Checksum{alg}")
+}
+
+fn initiator_and_owner(x: &mut XmlWriter, ctx: &OpContext<'_>) {
+    x.open("Initiator");
+    x.element("ID", ctx.tenant.as_str());
+    x.element("DisplayName", ctx.tenant.as_str());
+    x.close("Initiator");
+    owner(x, ctx.tenant.as_str());
+}
+
+pub(super) async fn list_uploads(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+) -> Result<Response<ResponseBody>, S3Error> {
+    let q = ctx.query;
+    let max = match query_get(q, "max-uploads") {
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| S3Error::invalid_argument("Invalid max-uploads"))?
+            .min(MAX_UPLOADS_LISTED),
+        None => MAX_UPLOADS_LISTED,
+    };
+    let key_marker = query_get(q, "key-marker").filter(|m| !m.is_empty());
+    let upload_id_marker =
+        query_get(q, "upload-id-marker").filter(|m| !m.is_empty() && key_marker.is_some());
+    let request = UploadListRequest {
+        prefix: query_get(q, "prefix").unwrap_or_default(),
+        delimiter: query_get(q, "delimiter").filter(|d| !d.is_empty()),
+        key_marker: key_marker.clone(),
+        upload_id_marker: upload_id_marker.clone(),
+        max_uploads: max,
+    };
+    let page = if max == 0 {
+        ctx.backend().head_bucket(ctx.tenant, bucket).await?;
+        Default::default()
+    } else {
+        ctx.backend()
+            .list_multipart_uploads(ctx.tenant, bucket, request.clone())
+            .await?
+    };
+    let url = query_get(q, "encoding-type").as_deref() == Some("url");
+    let enc = |s: &str| {
+        if url {
+            sluice_sigv4::uri_encode(s.as_bytes(), false)
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut x = XmlWriter::new();
+    x.root("ListMultipartUploadsResult");
+    x.element("Bucket", bucket.as_str());
+    x.element("KeyMarker", &enc(key_marker.as_deref().unwrap_or("")));
+    x.element("UploadIdMarker", upload_id_marker.as_deref().unwrap_or(""));
+    if let Some((k, id)) = &page.next {
+        x.element("NextKeyMarker", &enc(k));
+        x.element("NextUploadIdMarker", id);
+    }
+    x.element("Prefix", &enc(&request.prefix));
+    if let Some(d) = &request.delimiter {
+        x.element("Delimiter", &enc(d));
+    }
+    x.element("MaxUploads", &max.to_string());
+    if url {
+        x.element("EncodingType", "url");
+    }
+    x.element(
+        "IsTruncated",
+        if page.next.is_some() { "true" } else { "false" },
+    );
+    for upload in &page.uploads {
+        x.open("Upload");
+        x.element("Key", &enc(upload.key.as_str()));
+        x.element("UploadId", &upload.upload_id);
+        initiator_and_owner(&mut x, ctx);
+        x.element("StorageClass", "STANDARD");
+        x.element("Initiated", &iso8601_ms(upload.initiated_ms));
+        x.close("Upload");
+    }
+    for prefix in &page.common_prefixes {
+        x.open("CommonPrefixes");
+        x.element("Prefix", &enc(prefix));
+        x.close("CommonPrefixes");
+    }
+    x.close("ListMultipartUploadsResult");
+    Ok(xml_response(x.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges() {
+        assert_eq!(
+            copy_range("bytes=0-9", 10).unwrap(),
+            ByteRange {
+                start: 0,
+                end_inclusive: 9
+            }
+        );
+        assert_eq!(
+            copy_range("bytes=0-10", 10).unwrap_err().code,
+            "InvalidRange"
+        );
+        assert_eq!(
+            copy_range("bytes=5-", 10).unwrap_err().code,
+            "InvalidArgument"
+        );
+        assert_eq!(
+            copy_range("bytes=5-4", 10).unwrap_err().code,
+            "InvalidArgument"
+        );
+        assert_eq!(part_number("0").unwrap_err().code, "InvalidArgument");
+        assert_eq!(part_number("10001").unwrap_err().code, "InvalidArgument");
+        assert_eq!(
+            checksum_element("x-amz-checksum-crc64nvme"),
+            "ChecksumCRC64NVME"
+        );
+    }
+}
