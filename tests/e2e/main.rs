@@ -6,5 +6,7 @@
 
 mod auth;
 mod front_door;
+mod multipart;
 mod objects;
+mod operations;
 mod support;
