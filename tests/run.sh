@@ -10,7 +10,7 @@ log() { printf '\n== %s\n' "$*"; }
 
 log "system tools"
 missing=()
-for tool in curl openssl md5sum; do
+for tool in curl openssl md5sum rclone; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -5,6 +5,7 @@
 //! Build the binary first: `cargo build -p sluice` (tests/run.sh does).
 
 mod auth;
+mod durability;
 mod front_door;
 mod multipart;
 mod objects;

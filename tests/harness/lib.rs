@@ -25,6 +25,9 @@ pub struct Options {
     pub accept_unsigned: bool,
     /// Extra YAML appended under `limits:`.
     pub limits: String,
+    /// Put the data directory on a tmpfs of this size (e.g. "24m"), to fill the disk on purpose.
+    /// Needs root (CI runs as root).
+    pub tmpfs_data: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -35,6 +38,7 @@ pub struct Sluice {
     pub dir: tempfile::TempDir,
     pub secret: String,
     pub stderr_log: PathBuf,
+    tmpfs: Option<TmpfsMount>,
 }
 
 /// The `sluice` binary built by `cargo build -p sluice`, next to this test's own target dir.
@@ -69,6 +73,7 @@ impl Default for Options {
             tls: false,
             accept_unsigned: true,
             limits: String::new(),
+            tmpfs_data: None,
         }
     }
 }
@@ -133,15 +138,32 @@ impl Sluice {
         .collect::<Vec<_>>()
         .join("\n");
         std::fs::write(dir.path().join("sluice.yaml"), config).expect("write config");
+        let tmpfs = options.tmpfs_data.map(|size| TmpfsMount::new(&dir.path().join("data"), size));
         let stderr_log = dir.path().join("sluice.log");
+        let mut server = Self {
+            child: None,
+            endpoint: String::new(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            dir,
+            secret,
+            stderr_log,
+            tmpfs,
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts the binary on this server's config and data, and waits for its readiness line.
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_log).expect("log file");
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--config")
-            .arg(dir.path().join("sluice.yaml"))
+            .arg(self.config_path())
             .env("SLUICE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .stderr(log)
             .spawn()
             .expect("start sluice");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -157,26 +179,22 @@ impl Sluice {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "sluice did not become ready: {}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
+                panic!("sluice did not become ready: {}", self.log());
             }
         };
-        let addr = endpoint
-            .rsplit("//")
-            .next()
-            .unwrap()
-            .parse()
-            .expect("listener address");
-        Self {
-            child: Some(child),
-            endpoint,
-            addr,
-            dir,
-            secret,
-            stderr_log,
+        self.addr = endpoint.rsplit("//").next().unwrap().parse().expect("listener address");
+        self.endpoint = endpoint;
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up), then starts it again on the same
+    /// config and data directory. The new process listens on a new port.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        self.launch();
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -232,6 +250,37 @@ impl Sluice {
 impl Drop for Sluice {
     fn drop(&mut self) {
         self.stop();
+        // The mount (if any) goes after the server is gone.
+        self.tmpfs.take();
+    }
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+#[derive(Debug)]
+struct TmpfsMount {
+    path: PathBuf,
+}
+
+impl TmpfsMount {
+    fn new(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs failed (this test needs root, as in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { path: path.to_path_buf() }
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
     }
 }
 

@@ -383,3 +383,84 @@ def aws(sluice: Sluice, tmp_path_factory) -> AwsCli:
     cli("configure", "set", "default.s3.addressing_style", "path", endpoint=False)
     cli("configure", "set", "default.s3.signature_version", "s3v4", endpoint=False)
     return cli
+
+
+@pytest.fixture(scope="session")
+def aws_multipart(aws: AwsCli, tmp_path_factory) -> AwsCli:
+    """The aws CLI with its own AWS_CONFIG_FILE that keeps the CLI's default multipart settings
+    (threshold and chunk size 8 MiB), so `aws s3 cp` / `sync` of larger files really use
+    multipart uploads and ranged downloads. Path-style addressing and SigV4 as for `aws`."""
+    home = tmp_path_factory.mktemp("awscli-multipart")
+    env = dict(aws.env)
+    env.update(
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        HOME=str(home),
+    )
+    cli = AwsCli(exe=aws.exe, env=env, endpoint=aws.endpoint, cwd=home)
+    cli("configure", "set", "default.s3.addressing_style", "path", endpoint=False)
+    cli("configure", "set", "default.s3.signature_version", "s3v4", endpoint=False)
+    config = (home / "config").read_text()
+    assert "multipart" not in config, f"the multipart CLI config must keep the defaults:\n{config}"
+    return cli
+
+
+# --------------------------------------------------------------------------------------------
+# rclone (Debian package `rclone`; tests/run.sh installs it)
+
+RCLONE_REMOTE = "sluice"
+
+
+@dataclasses.dataclass
+class Rclone:
+    exe: Path
+    env: dict
+    cwd: Path
+    remote: str = RCLONE_REMOTE
+
+    def __call__(self, *args: str, timeout: float = CLI_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(self.exe), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env,
+                              timeout=timeout, cwd=self.cwd, stdin=subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (
+                f"`rclone {' '.join(args)}` exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+
+@pytest.fixture(scope="session")
+def rclone(sluice: Sluice, tmp_path_factory) -> Rclone:
+    """rclone with an `s3` remote named `sluice` configured only through RCLONE_CONFIG_SLUICE_*
+    environment variables (and an empty config file of its own), on the TLS listener with the
+    dev certificate as CA: rclone sends single-part uploads as presigned PUTs with an
+    UNSIGNED-PAYLOAD body, which sluice refuses on plain HTTP by policy. Retries are off so
+    that a server error fails the command instead of being retried away."""
+    found = shutil.which("rclone")
+    if found is None:
+        pytest.skip("rclone is not installed (tests/run.sh installs the Debian package `rclone`)")
+    home = tmp_path_factory.mktemp("rclone")
+    config = home / "rclone.conf"
+    config.write_text("")
+    prefix = f"RCLONE_CONFIG_{RCLONE_REMOTE.upper()}_"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "AWS_"))}
+    env.update({
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "RCLONE_CONFIG": str(config),
+        "RCLONE_RETRIES": "1",
+        "RCLONE_LOW_LEVEL_RETRIES": "1",
+        "RCLONE_STATS": "0",
+        f"{prefix}TYPE": "s3",
+        f"{prefix}PROVIDER": "Other",
+        f"{prefix}ENV_AUTH": "false",
+        "RCLONE_CA_CERT": str(sluice.ca_bundle),
+        f"{prefix}ENDPOINT": sluice.tls_endpoint,
+        f"{prefix}ACCESS_KEY_ID": sluice.access_id,
+        f"{prefix}SECRET_ACCESS_KEY": sluice.secret,
+        f"{prefix}REGION": sluice.region,
+        f"{prefix}FORCE_PATH_STYLE": "true",
+    })
+    return Rclone(exe=Path(found), env=env, cwd=home)

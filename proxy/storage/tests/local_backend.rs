@@ -674,3 +674,21 @@ async fn conditional_puts_are_checked_at_commit() {
     assert_eq!(walk(&dir.path().join("tmp")), 0);
     assert_eq!(walk(&dir.path().join("blobs")), 1);
 }
+
+#[tokio::test]
+async fn reopening_sweeps_blobs_no_record_refers_to() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backend = LocalBackend::open(dir.path()).await.unwrap();
+        backend.create_bucket(&t(), &b("sweep")).await.unwrap();
+        put(&backend, &b("sweep"), "kept", b"referenced").await;
+    }
+    // What a crash between rename and commit (or commit and unlink) leaves behind.
+    let orphan = dir.path().join("blobs/ab/ab0000000000000000000000000000ff");
+    std::fs::write(&orphan, b"never committed").unwrap();
+    assert_eq!(walk(&dir.path().join("blobs")), 2);
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    assert!(!orphan.exists(), "unreferenced blob swept at open");
+    assert_eq!(walk(&dir.path().join("blobs")), 1);
+    assert_eq!(read(&backend, &b("sweep"), "kept").await, b"referenced");
+}

@@ -228,6 +228,15 @@ impl From<StorageError> for S3Error {
                 ),
                 other => Self::invalid_argument(other.to_string()),
             },
+            StorageError::Io(e) if matches!(e.raw_os_error(), Some(28 | 122)) => {
+                // ENOSPC / EDQUOT: nothing was stored; say so rather than a generic 500.
+                tracing::error!(error = %e, "storage is full");
+                Self::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "InsufficientStorage",
+                    "The gateway's storage is full; the request was not completed and nothing was stored.",
+                )
+            }
             err @ (StorageError::Io(_) | StorageError::Index(_)) => Self::internal(err),
         }
     }

@@ -103,6 +103,15 @@ impl BlobDir {
         Ok(guard)
     }
 
+    /// The blob ids in one shard directory (`00`..`ff`).
+    pub(super) fn shard_ids(&self, shard: u8) -> Result<Vec<String>, StorageError> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(self.blobs.join(format!("{shard:02x}")))? {
+            ids.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(ids)
+    }
+
     /// Removes a blob no record points at any more. Failure only leaks space, so it is logged.
     pub(super) fn remove(&self, id: &str) {
         if let Err(err) = std::fs::remove_file(self.path_of(id)) {

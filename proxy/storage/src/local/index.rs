@@ -5,6 +5,11 @@
 //! - `OBJECTS`: `tenant \0 bucket \0 key` → JSON [`Record`]
 //! - `UPLOADS`: `tenant \0 bucket \0 key \0 upload id` → JSON [`UploadRecord`]
 //! - `PARTS`: `upload id \0 part number (u32, big-endian)` → JSON [`PartRecord`]
+//! - `BLOBS`: blob id → empty: every blob a committed record (object or part) refers to. It
+//!   changes in the same transaction as the records, so after a crash any file in `blobs/`
+//!   missing from it is garbage (written but never committed, or released but not yet
+//!   removed), and [`Index::unreferenced`] lets the startup sweep find it without a scan.
+//! - `META`: `schema` → the index layout version.
 //!
 //! Upload ids are 32 hex digits that start with the creation time, so a key's uploads sort in
 //! the order they were created, as ListMultipartUploads returns them.
@@ -31,6 +36,10 @@ const BUCKETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
 const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
+const BLOBS: TableDefinition<&str, ()> = TableDefinition::new("blobs");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// DO NOT CHANGE: bumped only with a migration in `Index::open`.
+const SCHEMA: u64 = 2;
 const RECORD_VERSION: u8 = 1;
 /// Larger than any byte of valid UTF-8, so `prefix ++ [0xFF]` sorts after every key with `prefix`.
 const AFTER_ALL: u8 = 0xFF;
@@ -163,6 +172,15 @@ impl Index {
         txn.open_table(OBJECTS).map_err(StorageError::index)?;
         txn.open_table(UPLOADS).map_err(StorageError::index)?;
         txn.open_table(PARTS).map_err(StorageError::index)?;
+        txn.open_table(BLOBS).map_err(StorageError::index)?;
+        let mut meta = txn.open_table(META).map_err(StorageError::index)?;
+        let schema = meta.get("schema").map_err(StorageError::index)?.map(|v| v.value());
+        if schema.is_none() {
+            // Schema 1 had no BLOBS table: rebuild it from the records (once).
+            rebuild_blob_references(&txn)?;
+            meta.insert("schema", SCHEMA).map_err(StorageError::index)?;
+        }
+        drop(meta);
         txn.commit().map_err(StorageError::index)?;
         Ok(Self { db })
     }
@@ -346,11 +364,30 @@ impl Index {
                 bucket,
             )?;
             let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
-            let old = objects
+            let old: Option<Record> = objects
                 .remove(full.as_slice())
-                .map_err(StorageError::index)?;
-            old.map(|v| decode(v.value())).transpose()
+                .map_err(StorageError::index)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            drop(objects);
+            if let Some(old) = &old {
+                unreference(txn, old.blob_ids())?;
+            }
+            Ok(old)
         })
+    }
+
+    /// The ids among `candidates` that no committed record refers to (the startup sweep).
+    pub(super) fn unreferenced(&self, candidates: Vec<String>) -> Result<Vec<String>, StorageError> {
+        let txn = self.read()?;
+        let blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
+        let mut out = Vec::new();
+        for id in candidates {
+            if blobs.get(id.as_str()).map_err(StorageError::index)?.is_none() {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn list_objects(
@@ -480,10 +517,49 @@ fn put_in(
             );
         }
     }
-    let old = objects
+    let old: Option<Record> = objects
         .insert(full.as_slice(), encode(record).as_slice())
-        .map_err(StorageError::index)?;
-    old.map(|v| decode(v.value())).transpose()
+        .map_err(StorageError::index)?
+        .map(|v| decode(v.value()))
+        .transpose()?;
+    drop(objects);
+    reference(txn, record.blob_ids())?;
+    if let Some(old) = &old {
+        unreference(txn, old.blob_ids())?;
+    }
+    Ok(old)
+}
+
+fn reference<'a>(txn: &redb::WriteTransaction, ids: impl Iterator<Item = &'a str>) -> Result<(), StorageError> {
+    let mut blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
+    for id in ids {
+        blobs.insert(id, ()).map_err(StorageError::index)?;
+    }
+    Ok(())
+}
+
+fn unreference<'a>(txn: &redb::WriteTransaction, ids: impl Iterator<Item = &'a str>) -> Result<(), StorageError> {
+    let mut blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
+    for id in ids {
+        blobs.remove(id).map_err(StorageError::index)?;
+    }
+    Ok(())
+}
+
+/// Fills `BLOBS` from every object and part record (migration from schema 1).
+fn rebuild_blob_references(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+    let mut ids: Vec<String> = Vec::new();
+    for entry in txn.open_table(OBJECTS).map_err(StorageError::index)?.iter().map_err(StorageError::index)? {
+        let (_, v) = entry.map_err(StorageError::index)?;
+        let record: Record = decode(v.value())?;
+        ids.extend(record.blob_ids().map(str::to_owned));
+    }
+    for entry in txn.open_table(PARTS).map_err(StorageError::index)?.iter().map_err(StorageError::index)? {
+        let (_, v) = entry.map_err(StorageError::index)?;
+        let part: PartRecord = decode(v.value())?;
+        ids.push(part.blob);
+    }
+    reference(txn, ids.iter().map(String::as_str))
 }
 
 fn bucket_exists(
@@ -611,10 +687,17 @@ impl Index {
             }
             let mut parts = txn.open_table(PARTS).map_err(StorageError::index)?;
             let k = part_key(upload_id, part.info.part_number);
-            let old = parts
+            let old: Option<PartRecord> = parts
                 .insert(k.as_slice(), encode(part).as_slice())
-                .map_err(StorageError::index)?;
-            old.map(|v| decode(v.value())).transpose()
+                .map_err(StorageError::index)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            drop(parts);
+            reference(txn, std::iter::once(part.blob.as_str()))?;
+            if let Some(old) = &old {
+                unreference(txn, std::iter::once(old.blob.as_str()))?;
+            }
+            Ok(old)
         })
     }
 
@@ -710,11 +793,12 @@ impl Index {
             let replaced = put_in(txn, tenant, bucket, key, &record, condition)?;
             let used: std::collections::HashSet<&str> =
                 chosen.iter().map(|p| p.blob.as_str()).collect();
-            let unused_blobs = stored
+            let unused_blobs: Vec<String> = stored
                 .iter()
                 .filter(|p| !used.contains(p.blob.as_str()))
                 .map(|p| p.blob.clone())
                 .collect();
+            unreference(txn, unused_blobs.iter().map(String::as_str))?;
             for part in &stored {
                 parts_table
                     .remove(part_key(upload_id, part.info.part_number).as_slice())
@@ -879,6 +963,8 @@ fn remove_parts(
             .remove(part_key(upload_id, part.info.part_number).as_slice())
             .map_err(StorageError::index)?;
     }
+    drop(parts);
+    unreference(txn, stored.iter().map(|p| p.blob.as_str()))?;
     Ok(stored.into_iter().map(|p| p.blob).collect())
 }
 

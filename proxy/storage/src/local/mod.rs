@@ -74,7 +74,9 @@ impl LocalBackend {
             // the same directory fails here before it can touch the first one's temp files.
             let index = Index::open(&root.join("index.redb"))?;
             let blobs = BlobDir::open(&root)?;
-            Ok(Inner { root, blobs, index })
+            let inner = Inner { root, blobs, index };
+            inner.sweep_unreferenced_blobs()?;
+            Ok(inner)
         })
         .await
         .map_err(join_error)??;
@@ -286,6 +288,24 @@ impl LocalBackend {
 }
 
 impl Inner {
+    /// Removes blobs left by a crash: written but never committed, or released by a commit but
+    /// not yet removed. Runs before the backend serves, so no upload is in flight. Cost: one
+    /// directory listing and one index lookup per blob.
+    fn sweep_unreferenced_blobs(&self) -> Result<(), StorageError> {
+        let mut removed = 0usize;
+        for shard in 0..=255u8 {
+            let garbage = self.index.unreferenced(self.blobs.shard_ids(shard)?)?;
+            removed += garbage.len();
+            for id in &garbage {
+                self.blobs.remove(id);
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed blobs left unreferenced by an earlier crash");
+        }
+        Ok(())
+    }
+
     /// Removes the blobs of a record no longer referenced (after its replacement committed).
     fn remove_blobs(&self, record: Option<&Record>) {
         for id in record.into_iter().flat_map(Record::blob_ids) {
