@@ -42,6 +42,9 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("storage index error: {0}")]
     Index(String),
+    /// Stored bytes no longer match their checksums (bit rot, truncation, tampering).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
 impl StorageError {
@@ -51,7 +54,7 @@ impl StorageError {
 
     /// True when the fault is Sluice's (or its disk's), not the client's.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Io(_) | Self::Index(_))
+        matches!(self, Self::Io(_) | Self::Index(_) | Self::Corrupt(_))
     }
 }
 

@@ -692,3 +692,85 @@ async fn reopening_sweeps_blobs_no_record_refers_to() {
     assert_eq!(walk(&dir.path().join("blobs")), 1);
     assert_eq!(read(&backend, &b("sweep"), "kept").await, b"referenced");
 }
+
+/// The only blob file of a backend with a single object.
+fn only_blob(root: &std::path::Path) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(root.join("blobs")).unwrap().flatten() {
+        for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            found.push(f.path());
+        }
+    }
+    assert_eq!(found.len(), 1);
+    found.pop().unwrap()
+}
+
+async fn read_range(
+    backend: &LocalBackend,
+    bucket: &BucketName,
+    key: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, StorageError> {
+    let open = backend.open_object(&t(), bucket, &k(key)).await?;
+    let mut body = open
+        .into_body(Some(sluice_storage::ByteRange {
+            start,
+            end_inclusive: end,
+        }))
+        .await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn bit_rot_is_detected_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("rot");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    put(&backend, &bucket, "k", &data).await;
+    // Every range reads back intact while the blob is healthy.
+    assert_eq!(
+        read_range(&backend, &bucket, "k", 65_530, 131_080)
+            .await
+            .unwrap(),
+        &data[65_530..=131_080]
+    );
+
+    // Flip one bit in block 1 (bytes 65536..131071).
+    let blob = only_blob(dir.path());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100_000] ^= 0x04;
+    std::fs::write(&blob, &bytes).unwrap();
+    assert!(matches!(
+        read_range(&backend, &bucket, "k", 0, 199_999).await,
+        Err(StorageError::Corrupt(_))
+    ));
+    assert!(matches!(
+        read_range(&backend, &bucket, "k", 99_990, 100_010).await,
+        Err(StorageError::Corrupt(_))
+    ));
+    // Blocks that are intact still serve.
+    assert_eq!(
+        read_range(&backend, &bucket, "k", 0, 65_535).await.unwrap(),
+        &data[..65_536]
+    );
+    assert_eq!(
+        read_range(&backend, &bucket, "k", 131_072, 199_999)
+            .await
+            .unwrap(),
+        &data[131_072..]
+    );
+
+    // A truncated blob is corrupt too, not a short body.
+    std::fs::write(&blob, &bytes[..150_000]).unwrap();
+    assert!(matches!(
+        read_range(&backend, &bucket, "k", 131_072, 199_999).await,
+        Err(StorageError::Corrupt(_))
+    ));
+}

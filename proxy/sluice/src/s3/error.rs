@@ -237,6 +237,17 @@ impl From<StorageError> for S3Error {
                     "The gateway's storage is full; the request was not completed and nothing was stored.",
                 )
             }
+            StorageError::Corrupt(detail) => {
+                tracing::error!(
+                    detail,
+                    "stored data failed its integrity check; not serving it"
+                );
+                Self::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "The stored object failed its integrity check and cannot be served.",
+                )
+            }
             err @ (StorageError::Io(_) | StorageError::Index(_)) => Self::internal(err),
         }
     }

@@ -382,10 +382,27 @@ async fn get_object(
         }
     };
     let body = match open {
-        Some(open) if !head => stream_body(open.into_body(range).await?),
+        Some(open) if !head => {
+            stream_body(first_chunk_checked(open.into_body(range).await?).await?)
+        }
         _ => full_body(Vec::new()),
     };
     Ok(resp.status(status).body(body).unwrap())
+}
+
+/// Reads the body's first chunk before the response starts, so corruption found there becomes
+/// a proper error response; corruption found later can only cut the body short.
+async fn first_chunk_checked(
+    mut body: sluice_storage::ObjectBody,
+) -> Result<sluice_storage::ObjectBody, S3Error> {
+    use futures_util::StreamExt;
+    match body.next().await {
+        None => Ok(body),
+        Some(Err(err)) => Err(S3Error::from(err)),
+        Some(Ok(first)) => Ok(Box::pin(
+            futures_util::stream::once(async move { Ok(first) }).chain(body),
+        )),
+    }
 }
 
 /// The byte range of part `n` (1-based) of an object made of parts of `sizes`.

@@ -65,6 +65,9 @@ pub(super) struct Record {
     /// The bodies of a multipart object's parts, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "part_blobs")]
     parts: Vec<PartRef>,
+    /// The single blob ends with a block checksum table (see `integrity`).
+    #[serde(default)]
+    checked: bool,
     #[serde(flatten)]
     pub(super) meta: ObjectMeta,
 }
@@ -73,6 +76,8 @@ pub(super) struct Record {
 struct PartRef {
     blob: String,
     size: u64,
+    #[serde(default)]
+    checked: bool,
 }
 
 impl Record {
@@ -81,6 +86,7 @@ impl Record {
             v: RECORD_VERSION,
             blob: Some(blob),
             parts: Vec::new(),
+            checked: true,
             meta,
         }
     }
@@ -93,12 +99,17 @@ impl Record {
             .chain(self.parts.iter().map(|p| p.blob.as_str()))
     }
 
-    /// (blob id, size) of each segment of the body, in order.
-    pub(super) fn segments(&self) -> impl Iterator<Item = (&str, u64)> {
-        let single = self.blob.as_deref().map(|b| (b, self.meta.size));
-        single
-            .into_iter()
-            .chain(self.parts.iter().map(|p| (p.blob.as_str(), p.size)))
+    /// (blob id, data size, has a checksum table) of each segment of the body, in order.
+    pub(super) fn segments(&self) -> impl Iterator<Item = (&str, u64, bool)> {
+        let single = self
+            .blob
+            .as_deref()
+            .map(|b| (b, self.meta.size, self.checked));
+        single.into_iter().chain(
+            self.parts
+                .iter()
+                .map(|p| (p.blob.as_str(), p.size, p.checked)),
+        )
     }
 }
 
@@ -130,6 +141,9 @@ impl UploadRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct PartRecord {
     pub(super) blob: String,
+    /// The blob ends with a block checksum table (see `integrity`).
+    #[serde(default)]
+    pub(super) checked: bool,
     #[serde(flatten)]
     pub(super) info: crate::PartInfo,
 }
@@ -174,7 +188,10 @@ impl Index {
         txn.open_table(PARTS).map_err(StorageError::index)?;
         txn.open_table(BLOBS).map_err(StorageError::index)?;
         let mut meta = txn.open_table(META).map_err(StorageError::index)?;
-        let schema = meta.get("schema").map_err(StorageError::index)?.map(|v| v.value());
+        let schema = meta
+            .get("schema")
+            .map_err(StorageError::index)?
+            .map(|v| v.value());
         if schema.is_none() {
             // Schema 1 had no BLOBS table: rebuild it from the records (once).
             rebuild_blob_references(&txn)?;
@@ -378,12 +395,19 @@ impl Index {
     }
 
     /// The ids among `candidates` that no committed record refers to (the startup sweep).
-    pub(super) fn unreferenced(&self, candidates: Vec<String>) -> Result<Vec<String>, StorageError> {
+    pub(super) fn unreferenced(
+        &self,
+        candidates: Vec<String>,
+    ) -> Result<Vec<String>, StorageError> {
         let txn = self.read()?;
         let blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
         let mut out = Vec::new();
         for id in candidates {
-            if blobs.get(id.as_str()).map_err(StorageError::index)?.is_none() {
+            if blobs
+                .get(id.as_str())
+                .map_err(StorageError::index)?
+                .is_none()
+            {
                 out.push(id);
             }
         }
@@ -530,7 +554,10 @@ fn put_in(
     Ok(old)
 }
 
-fn reference<'a>(txn: &redb::WriteTransaction, ids: impl Iterator<Item = &'a str>) -> Result<(), StorageError> {
+fn reference<'a>(
+    txn: &redb::WriteTransaction,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), StorageError> {
     let mut blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
     for id in ids {
         blobs.insert(id, ()).map_err(StorageError::index)?;
@@ -538,7 +565,10 @@ fn reference<'a>(txn: &redb::WriteTransaction, ids: impl Iterator<Item = &'a str
     Ok(())
 }
 
-fn unreference<'a>(txn: &redb::WriteTransaction, ids: impl Iterator<Item = &'a str>) -> Result<(), StorageError> {
+fn unreference<'a>(
+    txn: &redb::WriteTransaction,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), StorageError> {
     let mut blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
     for id in ids {
         blobs.remove(id).map_err(StorageError::index)?;
@@ -549,12 +579,22 @@ fn unreference<'a>(txn: &redb::WriteTransaction, ids: impl Iterator<Item = &'a s
 /// Fills `BLOBS` from every object and part record (migration from schema 1).
 fn rebuild_blob_references(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
     let mut ids: Vec<String> = Vec::new();
-    for entry in txn.open_table(OBJECTS).map_err(StorageError::index)?.iter().map_err(StorageError::index)? {
+    for entry in txn
+        .open_table(OBJECTS)
+        .map_err(StorageError::index)?
+        .iter()
+        .map_err(StorageError::index)?
+    {
         let (_, v) = entry.map_err(StorageError::index)?;
         let record: Record = decode(v.value())?;
         ids.extend(record.blob_ids().map(str::to_owned));
     }
-    for entry in txn.open_table(PARTS).map_err(StorageError::index)?.iter().map_err(StorageError::index)? {
+    for entry in txn
+        .open_table(PARTS)
+        .map_err(StorageError::index)?
+        .iter()
+        .map_err(StorageError::index)?
+    {
         let (_, v) = entry.map_err(StorageError::index)?;
         let part: PartRecord = decode(v.value())?;
         ids.push(part.blob);
@@ -780,11 +820,13 @@ impl Index {
             let record = Record {
                 v: RECORD_VERSION,
                 blob: None,
+                checked: false,
                 parts: chosen
                     .iter()
                     .map(|p| PartRef {
                         blob: p.blob.clone(),
                         size: p.info.size,
+                        checked: p.checked,
                     })
                     .collect(),
                 meta: meta.clone(),

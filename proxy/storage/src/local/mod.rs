@@ -19,6 +19,7 @@
 
 mod blobs;
 mod index;
+mod integrity;
 mod multipart;
 mod read;
 
@@ -185,6 +186,7 @@ impl LocalBackend {
             guard,
         } = self.inner.blobs.create_temp().await?;
         let mut md5 = Md5::new();
+        let mut blocks = integrity::BlockSummer::new();
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
@@ -200,6 +202,7 @@ impl LocalBackend {
                 return Err(err.into());
             }
             md5.update(&chunk);
+            blocks.update(&chunk);
             file.write_all(&chunk).await.map_err(StorageError::Io)?;
         }
         if put.expected_size.is_some_and(|expected| expected != size) {
@@ -209,6 +212,9 @@ impl LocalBackend {
         if put.content_md5.is_some_and(|expected| expected != md5) {
             return Err(StorageError::BadDigest.into());
         }
+        file.write_all(&blocks.finish())
+            .await
+            .map_err(StorageError::Io)?;
         file.flush().await.map_err(StorageError::Io)?;
         let file = file.into_std().await;
         Ok(Received {
@@ -301,7 +307,10 @@ impl Inner {
             }
         }
         if removed > 0 {
-            tracing::info!(removed, "removed blobs left unreferenced by an earlier crash");
+            tracing::info!(
+                removed,
+                "removed blobs left unreferenced by an earlier crash"
+            );
         }
         Ok(())
     }

@@ -79,6 +79,7 @@ impl LocalBackend {
         };
         let part = PartRecord {
             blob: received.id.clone(),
+            checked: true,
             info: info.clone(),
         };
         let (t, b, k, id) = (

@@ -2,6 +2,9 @@
 //! overwrite or delete during a download cannot tear it. A multipart object's parts are opened
 //! one after another as the body streams; if an overwrite removes a part meanwhile, the body
 //! ends with an error (never with another version's bytes).
+//!
+//! Blobs with a checksum table (see `integrity`) are read in whole 64 KiB blocks, each verified
+//! before any of its bytes is handed out; a mismatch ends the body with `StorageError::Corrupt`.
 
 use std::path::PathBuf;
 
@@ -9,19 +12,29 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::integrity::{BLOCK, crc32c};
 use super::{LocalBackend, index::Record};
 use crate::{BucketName, ByteRange, ObjectBody, ObjectKey, ObjectMeta, StorageError, TenantId};
 
-/// Read size for GET bodies: large enough for throughput, small enough that memory per stream
-/// stays bounded (hyper applies backpressure per chunk; HTTP/2 may park one chunk per stream).
+/// Read size for unchecked (older) blobs; checked blobs are read one block at a time. Either
+/// way memory per stream stays bounded (hyper applies backpressure per chunk; HTTP/2 may park
+/// one chunk per stream).
 const READ_CHUNK: usize = 64 * 1024;
+/// Checksum table entries read at once: 1,024 blocks cover 64 MiB of data in 4 KiB.
+const TABLE_WINDOW: u64 = 1024;
+
+#[derive(Debug, Clone)]
+struct Segment {
+    path: PathBuf,
+    size: u64,
+    checked: bool,
+}
 
 /// An object opened for reading.
 #[derive(Debug)]
 pub struct OpenObject {
     pub meta: ObjectMeta,
-    /// (path, size) of each segment: one for a single-part object, one per part otherwise.
-    segments: Vec<(PathBuf, u64)>,
+    segments: Vec<Segment>,
     first: Option<tokio::fs::File>,
 }
 
@@ -39,12 +52,16 @@ impl LocalBackend {
             let record: Record = self
                 .blocking(move |inner| inner.index.get_object(&t, &b, &k))
                 .await?;
-            let segments: Vec<(PathBuf, u64)> = record
+            let segments: Vec<Segment> = record
                 .segments()
-                .map(|(id, size)| (self.inner.blobs.path_of(id), size))
+                .map(|(id, size, checked)| Segment {
+                    path: self.inner.blobs.path_of(id),
+                    size,
+                    checked,
+                })
                 .collect();
             let first = match segments.first() {
-                Some((path, _)) => match tokio::fs::File::open(path).await {
+                Some(seg) => match tokio::fs::File::open(&seg.path).await {
                     Ok(file) => Some(file),
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(err) => return Err(err.into()),
@@ -66,7 +83,7 @@ impl LocalBackend {
 impl OpenObject {
     /// Part sizes, in order (one entry for a single-part object).
     pub fn part_sizes(&self) -> Vec<u64> {
-        self.segments.iter().map(|(_, size)| *size).collect()
+        self.segments.iter().map(|s| s.size).collect()
     }
 
     /// The object's bytes, or the given range of them, as a stream of bounded chunks.
@@ -78,8 +95,8 @@ impl OpenObject {
         // The slices of each segment the range covers: (segment index, offset in it, length).
         let mut plan = Vec::new();
         let mut seg_start = 0u64;
-        for (i, (_, size)) in self.segments.iter().enumerate() {
-            let seg_end = seg_start + size;
+        for (i, seg) in self.segments.iter().enumerate() {
+            let seg_end = seg_start + seg.size;
             let from = start.max(seg_start);
             let to = (start + len).min(seg_end);
             if from < to {
@@ -97,54 +114,154 @@ impl OpenObject {
     }
 }
 
+/// Reading one slice of one segment.
+struct SegmentReader {
+    file: tokio::fs::File,
+    segment: Segment,
+    /// Bytes still to hand out.
+    remaining: u64,
+    /// Checked blobs: the next block to read, bytes of it to skip, and a window of the table
+    /// (first block it covers, entries).
+    block: u64,
+    skip: u64,
+    table: Option<(u64, Vec<u32>)>,
+}
+
+impl SegmentReader {
+    async fn open(
+        file: tokio::fs::File,
+        segment: Segment,
+        offset: u64,
+        len: u64,
+    ) -> Result<Self, StorageError> {
+        let mut reader = Self {
+            file,
+            segment,
+            remaining: len,
+            block: offset / BLOCK,
+            skip: offset % BLOCK,
+            table: None,
+        };
+        let data_start = if reader.segment.checked {
+            reader.block * BLOCK
+        } else {
+            offset
+        };
+        if data_start > 0 {
+            reader
+                .file
+                .seek(std::io::SeekFrom::Start(data_start))
+                .await?;
+        }
+        Ok(reader)
+    }
+
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        if !self.segment.checked {
+            let want = self.remaining.min(READ_CHUNK as u64) as usize;
+            let mut buf = bytes::BytesMut::zeroed(want);
+            let n = self.file.read(&mut buf).await?;
+            if n == 0 {
+                return Err(short_blob());
+            }
+            buf.truncate(n);
+            self.remaining -= n as u64;
+            return Ok(buf.freeze());
+        }
+        let expected = self.table_entry(self.block).await?;
+        let block_len = BLOCK.min(self.segment.size - self.block * BLOCK) as usize;
+        let mut buf = bytes::BytesMut::zeroed(block_len);
+        self.file
+            .read_exact(&mut buf)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => short_blob(),
+                _ => e.into(),
+            })?;
+        if crc32c(&buf) != expected {
+            return Err(StorageError::Corrupt(format!(
+                "block {} of {} does not match its checksum",
+                self.block,
+                self.segment.path.display()
+            )));
+        }
+        let take = (block_len as u64 - self.skip).min(self.remaining);
+        let out = buf
+            .freeze()
+            .slice(self.skip as usize..(self.skip + take) as usize);
+        self.block += 1;
+        self.skip = 0;
+        self.remaining -= take;
+        Ok(out)
+    }
+
+    /// The stored CRC of `block`, reading the table a window at a time. Called with the file
+    /// positioned at the start of `block`; leaves it there. The same handle serves data and
+    /// table, so a blob unlinked by an overwrite stays fully readable.
+    async fn table_entry(&mut self, block: u64) -> Result<u32, StorageError> {
+        let in_window = |(first, entries): &(u64, Vec<u32>)| {
+            block >= *first && block < first + entries.len() as u64
+        };
+        if !self.table.as_ref().is_some_and(in_window) {
+            let count = TABLE_WINDOW.min(self.segment.size.div_ceil(BLOCK) - block);
+            self.file
+                .seek(std::io::SeekFrom::Start(self.segment.size + block * 4))
+                .await?;
+            let mut raw = vec![0u8; count as usize * 4];
+            self.file
+                .read_exact(&mut raw)
+                .await
+                .map_err(|_| short_blob())?;
+            self.file
+                .seek(std::io::SeekFrom::Start(block * BLOCK))
+                .await?;
+            let entries = raw
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            self.table = Some((block, entries));
+        }
+        let (first, entries) = self.table.as_ref().expect("window loaded");
+        Ok(entries[(block - first) as usize])
+    }
+}
+
+/// A blob shorter than its record says must end the response with an error, never with a
+/// silently short body.
+fn short_blob() -> StorageError {
+    StorageError::Corrupt("stored object is shorter than its record".into())
+}
+
 struct ReadState {
-    segments: Vec<(PathBuf, u64)>,
+    segments: Vec<Segment>,
     first: Option<tokio::fs::File>,
     plan: std::vec::IntoIter<(usize, u64, u64)>,
-    /// The open segment and the bytes still to read from it.
-    current: Option<(tokio::fs::File, u64)>,
+    current: Option<SegmentReader>,
 }
 
 impl ReadState {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, StorageError>> {
         loop {
-            if let Some((file, remaining)) = &mut self.current {
-                if *remaining == 0 {
+            if let Some(reader) = &mut self.current {
+                if reader.remaining == 0 {
                     self.current = None;
                     continue;
                 }
-                let want = (*remaining).min(READ_CHUNK as u64) as usize;
-                let mut buf = bytes::BytesMut::zeroed(want);
-                return match file.read(&mut buf).await {
-                    // A blob shorter than its record must end the response with an error, never
-                    // with a silently short body.
-                    Ok(0) => Some(Err(StorageError::Io(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "stored object is shorter than its record",
-                    )))),
-                    Ok(n) => {
-                        *remaining -= n as u64;
-                        buf.truncate(n);
-                        Some(Ok(buf.freeze()))
-                    }
-                    Err(err) => Some(Err(err.into())),
-                };
+                return Some(reader.next().await);
             }
             let (index, offset, len) = self.plan.next()?;
             let file = match (index, self.first.take()) {
                 (0, Some(file)) => Ok(file),
-                _ => tokio::fs::File::open(&self.segments[index].0).await,
+                _ => tokio::fs::File::open(&self.segments[index].path).await,
             };
-            let mut file = match file {
+            let file = match file {
                 Ok(f) => f,
                 Err(err) => return Some(Err(err.into())),
             };
-            if offset > 0
-                && let Err(err) = file.seek(std::io::SeekFrom::Start(offset)).await
-            {
-                return Some(Err(err.into()));
+            match SegmentReader::open(file, self.segments[index].clone(), offset, len).await {
+                Ok(reader) => self.current = Some(reader),
+                Err(err) => return Some(Err(err)),
             }
-            self.current = Some((file, len));
         }
     }
 }
