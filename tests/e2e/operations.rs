@@ -447,3 +447,135 @@ async fn trailer_checksums_are_stored_and_returned() {
         assert_eq!(sent, returned, "{algorithm}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_configuration_and_preflight() {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "cors").await;
+    let url = format!("{}/{b}/upload.bin", s.endpoint);
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str, method: &'static str, headers: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    // Before any configuration: refused.
+    let resp = preflight("https://app.example.com", "PUT", "content-type")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let err = c.get_bucket_cors().bucket(&b).send().await.unwrap_err();
+    assert_eq!(code(&err), "NoSuchCORSConfiguration");
+
+    let rule = CorsRule::builder()
+        .allowed_origins("https://*.example.com")
+        .allowed_methods("PUT")
+        .allowed_methods("GET")
+        .allowed_headers("content-type")
+        .allowed_headers("x-amz-*")
+        .expose_headers("ETag")
+        .max_age_seconds(600)
+        .build()
+        .unwrap();
+    c.put_bucket_cors()
+        .bucket(&b)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_bucket_cors().bucket(&b).send().await.unwrap();
+    assert_eq!(
+        got.cors_rules()[0].allowed_origins(),
+        ["https://*.example.com"]
+    );
+
+    let resp = preflight("https://app.example.com", "PUT", "content-type, x-amz-date")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("PUT")
+    );
+    assert_eq!(h["access-control-max-age"], "600");
+    assert_eq!(
+        preflight("https://evil.example.org", "PUT", "content-type")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        preflight("https://app.example.com", "DELETE", "")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        preflight("https://app.example.com", "PUT", "authorization")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+
+    // The actual (signed) request carries the grant too.
+    c.put_object()
+        .bucket(&b)
+        .key("upload.bin")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let presigned = c
+        .get_object()
+        .bucket(&b)
+        .key("upload.bin")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                60,
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let resp = http
+        .get(presigned.uri())
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(resp.headers()["access-control-expose-headers"], "ETag");
+
+    c.delete_bucket_cors().bucket(&b).send().await.unwrap();
+    assert_eq!(
+        preflight("https://app.example.com", "PUT", "")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+}

@@ -106,6 +106,18 @@ impl Gateway {
             .and_then(|name| self.backends.get(name))
     }
 
+    /// For an unauthenticated CORS preflight: every tenant whose routes reach `bucket`, with
+    /// the backend they route it to.
+    pub fn routes_to(
+        &self,
+        bucket: &BucketName,
+    ) -> Vec<(&sluice_storage::TenantId, &LocalBackend)> {
+        self.tenants
+            .values()
+            .filter_map(|t| self.backend_for(t, bucket).map(|b| (&t.id, b)))
+            .collect()
+    }
+
     /// Every distinct backend a tenant routes to (for ListBuckets).
     pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<&LocalBackend> {
         let mut names: Vec<&str> = tenant.routes.iter().map(|r| r.backend.as_str()).collect();

@@ -20,7 +20,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::gateway::Gateway;
 use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
-use crate::s3::{Fault, S3Error, S3Op, Target};
+use crate::s3::{Fault, S3Error, S3Op, Target, cors};
 
 /// What the connection a request arrived on allows.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +57,17 @@ pub async fn handle(
             parts.uri.path(),
             &gateway.s3().base_domains,
         )?;
+        if parts.method == http::Method::OPTIONS {
+            // A CORS preflight carries no credentials; it reveals only CORS policy.
+            op_name = "PreflightCors";
+            let bucket = resource
+                .bucket
+                .as_deref()
+                .ok_or_else(S3Error::method_not_allowed)?;
+            let bucket = sluice_storage::BucketName::parse(bucket)
+                .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
+            return cors::preflight(gateway.routes_to(&bucket), &bucket, &parts.headers).await;
+        }
         let op = route(&parts.method, &resource, parts.uri.query(), &parts.headers)?;
         op_name = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
@@ -64,8 +75,26 @@ pub async fn handle(
         let has_body = !http_body::Body::is_end_stream(&incoming);
         check_payload_protection(&principal, has_body, conn.accept_unsigned_payload)?;
         let ctx = authorise(&gateway, &principal, &op, &parts)?;
+        let cors_target = op
+            .bucket()
+            .cloned()
+            .zip(ctx.backends.first().copied())
+            .filter(|_| parts.headers.contains_key(http::header::ORIGIN));
+        let tenant_id = ctx.tenant.clone();
         let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
-        execute(op, ctx, body).await
+        let mut response = execute(op, ctx, body).await?;
+        if let Some((bucket, backend)) = cors_target {
+            cors::decorate(
+                backend,
+                &tenant_id,
+                &bucket,
+                &parts.method,
+                &parts.headers,
+                response.headers_mut(),
+            )
+            .await;
+        }
+        Ok(response)
     }
     .await;
 

@@ -4,6 +4,7 @@
 mod batch;
 pub mod conditional;
 mod copy;
+pub mod cors;
 mod error;
 pub mod list;
 mod multipart;

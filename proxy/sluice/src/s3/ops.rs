@@ -139,6 +139,9 @@ async fn bucket_op(
         BucketOp::GetVersioning => super::versions::get_versioning(ctx, bucket).await,
         BucketOp::ListMultipartUploads => super::multipart::list_uploads(ctx, bucket).await,
         BucketOp::DeleteObjects => super::batch::delete_objects(ctx, bucket, body).await,
+        BucketOp::GetCors => super::cors::get(ctx, bucket).await,
+        BucketOp::PutCors => super::cors::put(ctx, bucket, body).await,
+        BucketOp::DeleteCors => super::cors::delete(ctx, bucket).await,
     }
 }
 

@@ -29,6 +29,9 @@ pub enum BucketOp {
     ListMultipartUploads,
     DeleteObjects,
     GetVersioning,
+    GetCors,
+    PutCors,
+    DeleteCors,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,9 @@ impl S3Op {
                 BucketOp::ListMultipartUploads => "ListMultipartUploads",
                 BucketOp::DeleteObjects => "DeleteObjects",
                 BucketOp::GetVersioning => "GetBucketVersioning",
+                BucketOp::GetCors => "GetBucketCors",
+                BucketOp::PutCors => "PutBucketCors",
+                BucketOp::DeleteCors => "DeleteBucketCors",
             },
             Self::Object(_, _, op) => match op {
                 ObjectOp::Put => "PutObject",
@@ -300,6 +306,9 @@ pub fn route(
             (Method::GET, [s]) if s == "versioning" => BucketOp::GetVersioning,
             (Method::GET, [s]) if s == "versions" => BucketOp::ListObjectVersions,
             (Method::POST, [s]) if s == "delete" => BucketOp::DeleteObjects,
+            (Method::GET, [s]) if s == "cors" => BucketOp::GetCors,
+            (Method::PUT, [s]) if s == "cors" => BucketOp::PutCors,
+            (Method::DELETE, [s]) if s == "cors" => BucketOp::DeleteCors,
             (Method::PUT, []) => BucketOp::Create,
             (Method::HEAD, []) => BucketOp::Head,
             (Method::DELETE, []) => BucketOp::Delete,
@@ -469,8 +478,12 @@ mod tests {
             route(&Method::POST, &b, Some("delete")),
             Ok(S3Op::Bucket(_, BucketOp::DeleteObjects))
         ));
+        assert!(matches!(
+            route(&Method::PUT, &b, Some("cors")),
+            Ok(S3Op::Bucket(_, BucketOp::PutCors))
+        ));
         assert_eq!(
-            route(&Method::PUT, &b, Some("cors")).unwrap_err().code,
+            route(&Method::PUT, &b, Some("policy")).unwrap_err().code,
             "NotImplemented"
         );
         assert_eq!(

@@ -53,6 +53,9 @@ pub(super) struct Index {
 struct BucketRecord {
     v: u8,
     created_ms: i64,
+    /// Bucket settings by name (e.g. `cors`), each an opaque document the S3 layer owns.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    config: BTreeMap<String, String>,
 }
 
 /// An object's index record: which blob(s) hold its bytes, and its metadata.
@@ -259,9 +262,54 @@ impl Index {
             let record = encode(&BucketRecord {
                 v: RECORD_VERSION,
                 created_ms: super::now_ms(),
+                config: BTreeMap::new(),
             });
             table
                 .insert(key.as_slice(), record.as_slice())
+                .map_err(StorageError::index)?;
+            Ok(())
+        })
+    }
+
+    /// A bucket setting (NoSuchBucket if the bucket does not exist).
+    pub(super) fn bucket_config(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        name: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let txn = self.read()?;
+        let table = txn.open_table(BUCKETS).map_err(StorageError::index)?;
+        let key = bucket_key(tenant, bucket);
+        let record: BucketRecord = match table.get(key.as_slice()).map_err(StorageError::index)? {
+            Some(v) => decode(v.value())?,
+            None => return Err(StorageError::NoSuchBucket),
+        };
+        Ok(record.config.get(name).cloned())
+    }
+
+    /// Sets (or with `None`, removes) a bucket setting.
+    pub(super) fn set_bucket_config(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        name: &str,
+        value: Option<String>,
+    ) -> Result<(), StorageError> {
+        let key = bucket_key(tenant, bucket);
+        self.write(|txn| {
+            let mut table = txn.open_table(BUCKETS).map_err(StorageError::index)?;
+            let mut record: BucketRecord =
+                match table.get(key.as_slice()).map_err(StorageError::index)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StorageError::NoSuchBucket),
+                };
+            match value {
+                Some(v) => record.config.insert(name.to_owned(), v),
+                None => record.config.remove(name),
+            };
+            table
+                .insert(key.as_slice(), encode(&record).as_slice())
                 .map_err(StorageError::index)?;
             Ok(())
         })

@@ -126,6 +126,30 @@ impl LocalBackend {
             .await
     }
 
+    /// A bucket setting stored beside the bucket (the S3 layer owns its format).
+    pub async fn bucket_config(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        name: &'static str,
+    ) -> Result<Option<String>, StorageError> {
+        let (tenant, bucket) = (tenant.clone(), bucket.clone());
+        self.blocking(move |inner| inner.index.bucket_config(&tenant, &bucket, name))
+            .await
+    }
+
+    pub async fn set_bucket_config(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        name: &'static str,
+        value: Option<String>,
+    ) -> Result<(), StorageError> {
+        let (tenant, bucket) = (tenant.clone(), bucket.clone());
+        self.blocking(move |inner| inner.index.set_bucket_config(&tenant, &bucket, name, value))
+            .await
+    }
+
     /// Streams `body` into a new version of `key` and makes it visible atomically once the body
     /// ended cleanly, matched `expected_size`, and is durable. If the body stream yields an
     /// error (a failed signature or checksum check), nothing is stored and the error is returned.
