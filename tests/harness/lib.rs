@@ -138,7 +138,9 @@ impl Sluice {
         .collect::<Vec<_>>()
         .join("\n");
         std::fs::write(dir.path().join("sluice.yaml"), config).expect("write config");
-        let tmpfs = options.tmpfs_data.map(|size| TmpfsMount::new(&dir.path().join("data"), size));
+        let tmpfs = options
+            .tmpfs_data
+            .map(|size| TmpfsMount::new(&dir.path().join("data"), size));
         let stderr_log = dir.path().join("sluice.log");
         let mut server = Self {
             child: None,
@@ -155,7 +157,11 @@ impl Sluice {
 
     /// Starts the binary on this server's config and data, and waits for its readiness line.
     fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("log file");
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--config")
@@ -182,7 +188,12 @@ impl Sluice {
                 panic!("sluice did not become ready: {}", self.log());
             }
         };
-        self.addr = endpoint.rsplit("//").next().unwrap().parse().expect("listener address");
+        self.addr = endpoint
+            .rsplit("//")
+            .next()
+            .unwrap()
+            .parse()
+            .expect("listener address");
         self.endpoint = endpoint;
         self.child = Some(child);
     }
@@ -274,7 +285,9 @@ impl TmpfsMount {
             "mounting a tmpfs failed (this test needs root, as in CI): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self { path: path.to_path_buf() }
+        Self {
+            path: path.to_path_buf(),
+        }
     }
 }
 
