@@ -398,3 +398,40 @@ async fn connection_limit_queues_extra_connections() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// Empty and small objects over HTTP/2 (a body that ends at once must end cleanly).
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_objects_over_http2() {
+    let s = Sluice::start_with(Options {
+        tls: true,
+        ..Default::default()
+    });
+    let c = crate::support::tls_client(&s);
+    let b = make_bucket(&c, "h2empty").await;
+    for (key, data) in [("empty", Vec::new()), ("small", b"tiny".to_vec())] {
+        c.put_object()
+            .bucket(&b)
+            .key(key)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        let url = format!("https://localhost:{}/{b}/{key}", s.addr.port());
+        for _ in 0..3 {
+            let resp = tls_client(&s, false, false)
+                .get(&url)
+                .headers(signed_headers(&s, &Method::GET, &url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            assert_eq!(resp.status().as_u16(), 200);
+            assert_eq!(
+                resp.bytes().await.unwrap().as_ref(),
+                data.as_slice(),
+                "{key}"
+            );
+        }
+    }
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}

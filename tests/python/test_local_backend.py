@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -735,6 +736,27 @@ def test_checksum_sha256_stored(any_s3, bucket, size):
     assert got.get("ChecksumSHA256") == expected, {k: v for k, v in got.items() if k.startswith("Checksum")}
     head = s3.head_object(Bucket=bucket, Key="sum", ChecksumMode="ENABLED")
     assert head.get("ChecksumSHA256") == expected
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP/2 (what rclone negotiates on TLS): a zero-byte object, and a small one, with curl
+
+
+@pytest.mark.parametrize("size", [0, 3000])
+def test_get_over_http2(s3_tls, sluice, bucket, tmp_path, size):
+    body = os.urandom(size)
+    s3_tls.put_object(Bucket=bucket, Key="h2", Body=body)
+    url = s3_tls.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "h2"}, ExpiresIn=300)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", str(sluice.ca_bundle), "-o", str(out),
+         "-w", "%{http_version} %{http_code}", url],
+        capture_output=True, timeout=60)
+    assert proc.returncode == 0, (
+        f"curl --http2 GET of a {size}-byte object failed: {proc.stderr.decode(errors='replace')}\n"
+        f"{sluice.log_tail(30)}")
+    assert proc.stdout.decode() == "2 200", proc.stdout
+    assert out.read_bytes() == body
 
 
 # --------------------------------------------------------------------------------------------

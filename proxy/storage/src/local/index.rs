@@ -1091,3 +1091,41 @@ fn choose_parts(
     }
     Ok(chosen)
 }
+
+#[cfg(feature = "bench")]
+impl Index {
+    /// Benchmarks only: records for `keys` (empty objects sharing one blob id), in large
+    /// transactions, to build a bucket of millions of keys in seconds.
+    pub(super) fn bench_load(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        keys: &[String],
+    ) -> Result<(), StorageError> {
+        let meta = ObjectMeta {
+            size: 0,
+            etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            last_modified_ms: super::now_ms(),
+            headers: Default::default(),
+            checksum: None,
+            tags: Default::default(),
+            parts: None,
+        };
+        let value = encode(&Record::single(
+            "00000000000000000000000000000000".into(),
+            meta,
+        ));
+        let mut txn = self.db.begin_write().map_err(StorageError::index)?;
+        txn.set_durability(Durability::Eventual);
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
+            for key in keys {
+                let full = object_key(tenant, bucket, &ObjectKey::parse(key)?);
+                objects
+                    .insert(full.as_slice(), value.as_slice())
+                    .map_err(StorageError::index)?;
+            }
+        }
+        txn.commit().map_err(StorageError::index)
+    }
+}

@@ -317,6 +317,22 @@ impl LocalBackend {
     }
 }
 
+#[cfg(feature = "bench")]
+impl LocalBackend {
+    /// Benchmarks only (feature `bench`): inserts empty-object records for `keys` in one
+    /// transaction, without blob files, to build large buckets for listing benchmarks.
+    pub async fn bench_load(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        keys: Vec<String>,
+    ) -> Result<(), StorageError> {
+        let (tenant, bucket) = (tenant.clone(), bucket.clone());
+        self.blocking(move |inner| inner.index.bench_load(&tenant, &bucket, &keys))
+            .await
+    }
+}
+
 impl Inner {
     /// Removes blobs left by a crash: written but never committed, or released by a commit but
     /// not yet removed. Runs before the backend serves, so no upload is in flight. Cost: one
