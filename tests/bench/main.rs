@@ -55,6 +55,12 @@ struct Args {
     /// Trust this PEM certificate (for https endpoints).
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
+    #[arg(long, value_parser = parse_size, default_value = "8MiB")]
+    part_size: u64,
+    #[arg(long, default_value_t = 4)]
+    part_concurrency: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    list_keys: usize,
     /// Label printed with the result line.
     #[arg(long, default_value = "")]
     label: String,
@@ -64,6 +70,11 @@ struct Args {
 enum Op {
     Get,
     Put,
+    /// One multipart upload of `--size` bytes in `--part-size` parts, `--part-concurrency` in flight.
+    Multipart,
+    /// ListObjectsV2 pages of 1,000 keys at random start points of a bucket filled by
+    /// `cargo bench -p sluice-storage --features bench --bench listing` (`--list-keys` keys).
+    List,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -243,12 +254,22 @@ async fn main() {
             url.clone(),
         );
         let (op, size, payload) = (args.op, args.size, args.payload);
+        let (args_part_size, args_part_concurrency, list_keys) = (args.part_size, args.part_concurrency, args.list_keys);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while issued.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
                 let t0 = Instant::now();
                 let ok = match op {
                     Op::Get => get_object(&client, &signer, &format!("{url}/obj"), size).await,
+                    Op::Multipart => {
+                        let (part, parallel) = (args_part_size, args_part_concurrency);
+                        multipart_upload(&client, &signer, &format!("{url}/mpu-{worker}"), size, part, parallel).await
+                    }
+                    Op::List => {
+                        let n = issued.load(Ordering::Relaxed) as usize;
+                        let start = list_key(n.wrapping_mul(7_919_993) % list_keys);
+                        list_page(&client, &signer, &url, &start).await
+                    }
                     Op::Put => {
                         put_object(
                             &client,
@@ -374,6 +395,75 @@ async fn put_object(
             resp.status(),
             resp.text().await.unwrap_or_default()
         ));
+    }
+    Ok(())
+}
+
+/// The keys of the listing benchmark's bucket (must match `proxy/storage/benches/listing.rs`).
+fn list_key(i: usize) -> String {
+    format!("dir{:04}/sub{}/file-{i:07}.txt", i % 1000, i % 7)
+}
+
+async fn list_page(client: &reqwest::Client, signer: &Signer, bucket_url: &str, start_after: &str) -> Result<(), String> {
+    let encoded: String = start_after
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let url = format!("{bucket_url}?list-type=2&max-keys=1000&start-after={encoded}");
+    let h = signer.headers(&Method::GET, &url, &PayloadMode::Signed(EMPTY), &[]);
+    let resp = client.get(&url).headers(h).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() || !text.contains("<Key>") {
+        return Err(format!("list {status}: {}", &text[..text.len().min(300)]));
+    }
+    Ok(())
+}
+
+async fn multipart_upload(client: &reqwest::Client, signer: &Signer, url: &str, size: u64, part_size: u64, parallel: usize) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let create = format!("{url}?uploads");
+    let h = signer.headers(&Method::POST, &create, &PayloadMode::Signed(EMPTY), &[]);
+    let resp = client.post(&create).headers(h).send().await.map_err(|e| e.to_string())?;
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    let upload_id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|r| r.split("</UploadId>").next())
+        .ok_or_else(|| format!("no UploadId in {text}"))?
+        .to_owned();
+    let parts = size.div_ceil(part_size);
+    let results: Vec<Result<(u64, String), String>> = futures_util::stream::iter(0..parts)
+        .map(|i| {
+            let upload_id = upload_id.clone();
+            async move {
+                let len = part_size.min(size - i * part_size);
+                let part_url = format!("{url}?partNumber={}&uploadId={upload_id}", i + 1);
+                let h = signer.headers(&Method::PUT, &part_url, &PayloadMode::Unsigned, &[("content-length", len.to_string())]);
+                let body = reqwest::Body::wrap_stream(body_stream(len));
+                let resp = client.put(&part_url).headers(h).body(body).send().await.map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("part {}: {}", i + 1, resp.status()));
+                }
+                let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                Ok((i + 1, etag))
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    let mut done = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    done.sort();
+    let xml: String = done.iter().map(|(n, e)| format!("<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>")).collect();
+    let xml = format!("<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>");
+    let complete = format!("{url}?uploadId={upload_id}");
+    let hash: [u8; 32] = Sha256::digest(xml.as_bytes()).into();
+    let h = signer.headers(&Method::POST, &complete, &PayloadMode::Signed(hash), &[]);
+    let resp = client.post(&complete).headers(h).body(xml).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() || !text.contains("CompleteMultipartUploadResult") {
+        return Err(format!("complete {status}: {text}"));
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end load run through Sluice on the local backend (release build, 127.0.0.1 only).
-# Scenarios: 1 GiB PUT and GET (1 connection), 2 GiB PUT and GET (peak RSS), 4 KiB GET with
-# 16 connections. Prints one result line per scenario. Bounded: each scenario stops itself.
+# Scenarios: 1 GiB PUT and GET (1 connection), 2 GiB PUT and GET (peak RSS), 1 GiB multipart
+# upload in 8 MiB parts, 4 KiB GET and PUT with 16 connections, ListObjectsV2 pages on a
+# 1,000,000-key bucket. Prints one result line per scenario. Bounded: each scenario stops itself.
 #   tests/bench/run.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +12,11 @@ cargo build --release -q -p sluice -p sluice-tests --bin sluice --bin sluice-ben
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 sluice="$target_dir/release/sluice"; bench="$target_dir/release/sluice-bench"
 
-work=$(mktemp -d); trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+work=$(mktemp -d)
+keys=1000000; [ $quick = 1 ] && keys=20000
+# The listing bucket is filled (and measured without HTTP) before the server takes the data dir.
+cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys"
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 secret=$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(30)).decode())')
 cat > "$work/bench.yaml" <<YAML
 listeners:
@@ -35,6 +40,8 @@ run() { SLUICE_BENCH_SECRET="$secret" "$bench" --endpoint "$endpoint" --access-i
 if [ $quick = 1 ]; then
   run --label put-1MiB --op put --size 1MiB --requests 20
   run --label get-4KiB-c16 --op get --size 4KiB --concurrency 16 --requests 2000
+  run --label multipart-24MiB-8MiB-parts --op multipart --size 24MiB --part-size 8MiB --requests 1
+  run --label list-1000-of-${keys} --op list --size 1 --bucket million --list-keys "$keys" --requests 50
 else
   run --label put-1GiB --op put --size 1GiB
   run --label put-1GiB-signed --op put --size 1GiB --payload signed
@@ -43,4 +50,7 @@ else
   run --label get-2GiB --op get --size 2GiB
   run --label get-4KiB-c16 --op get --size 4KiB --concurrency 16 --requests 50000 --max-seconds 30
   run --label put-4KiB-c16 --op put --size 4KiB --concurrency 16 --requests 5000 --max-seconds 30
+  run --label multipart-1GiB-8MiB-parts --op multipart --size 1GiB --part-size 8MiB --part-concurrency 4 --requests 1
+  run --label list-1000-of-${keys} --op list --size 1 --bucket million --list-keys "$keys" --requests 500
+  run --label list-1000-of-${keys}-c4 --op list --size 1 --bucket million --list-keys "$keys" --concurrency 4 --requests 1000
 fi
