@@ -254,7 +254,8 @@ async fn main() {
             url.clone(),
         );
         let (op, size, payload) = (args.op, args.size, args.payload);
-        let (args_part_size, args_part_concurrency, list_keys) = (args.part_size, args.part_concurrency, args.list_keys);
+        let (args_part_size, args_part_concurrency, list_keys) =
+            (args.part_size, args.part_concurrency, args.list_keys);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while issued.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
@@ -263,7 +264,15 @@ async fn main() {
                     Op::Get => get_object(&client, &signer, &format!("{url}/obj"), size).await,
                     Op::Multipart => {
                         let (part, parallel) = (args_part_size, args_part_concurrency);
-                        multipart_upload(&client, &signer, &format!("{url}/mpu-{worker}"), size, part, parallel).await
+                        multipart_upload(
+                            &client,
+                            &signer,
+                            &format!("{url}/mpu-{worker}"),
+                            size,
+                            part,
+                            parallel,
+                        )
+                        .await
                     }
                     Op::List => {
                         let n = issued.load(Ordering::Relaxed) as usize;
@@ -404,14 +413,30 @@ fn list_key(i: usize) -> String {
     format!("dir{:04}/sub{}/file-{i:07}.txt", i % 1000, i % 7)
 }
 
-async fn list_page(client: &reqwest::Client, signer: &Signer, bucket_url: &str, start_after: &str) -> Result<(), String> {
+async fn list_page(
+    client: &reqwest::Client,
+    signer: &Signer,
+    bucket_url: &str,
+    start_after: &str,
+) -> Result<(), String> {
     let encoded: String = start_after
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     let url = format!("{bucket_url}?list-type=2&max-keys=1000&start-after={encoded}");
     let h = signer.headers(&Method::GET, &url, &PayloadMode::Signed(EMPTY), &[]);
-    let resp = client.get(&url).headers(h).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .get(&url)
+        .headers(h)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() || !text.contains("<Key>") {
@@ -420,11 +445,23 @@ async fn list_page(client: &reqwest::Client, signer: &Signer, bucket_url: &str, 
     Ok(())
 }
 
-async fn multipart_upload(client: &reqwest::Client, signer: &Signer, url: &str, size: u64, part_size: u64, parallel: usize) -> Result<(), String> {
+async fn multipart_upload(
+    client: &reqwest::Client,
+    signer: &Signer,
+    url: &str,
+    size: u64,
+    part_size: u64,
+    parallel: usize,
+) -> Result<(), String> {
     use futures_util::StreamExt;
     let create = format!("{url}?uploads");
     let h = signer.headers(&Method::POST, &create, &PayloadMode::Signed(EMPTY), &[]);
-    let resp = client.post(&create).headers(h).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .post(&create)
+        .headers(h)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let text = resp.text().await.map_err(|e| e.to_string())?;
     let upload_id = text
         .split("<UploadId>")
@@ -439,13 +476,29 @@ async fn multipart_upload(client: &reqwest::Client, signer: &Signer, url: &str, 
             async move {
                 let len = part_size.min(size - i * part_size);
                 let part_url = format!("{url}?partNumber={}&uploadId={upload_id}", i + 1);
-                let h = signer.headers(&Method::PUT, &part_url, &PayloadMode::Unsigned, &[("content-length", len.to_string())]);
+                let h = signer.headers(
+                    &Method::PUT,
+                    &part_url,
+                    &PayloadMode::Unsigned,
+                    &[("content-length", len.to_string())],
+                );
                 let body = reqwest::Body::wrap_stream(body_stream(len));
-                let resp = client.put(&part_url).headers(h).body(body).send().await.map_err(|e| e.to_string())?;
+                let resp = client
+                    .put(&part_url)
+                    .headers(h)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if !resp.status().is_success() {
                     return Err(format!("part {}: {}", i + 1, resp.status()));
                 }
-                let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let etag = resp
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
                 Ok((i + 1, etag))
             }
         })
@@ -454,12 +507,21 @@ async fn multipart_upload(client: &reqwest::Client, signer: &Signer, url: &str, 
         .await;
     let mut done = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     done.sort();
-    let xml: String = done.iter().map(|(n, e)| format!("<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>")).collect();
+    let xml: String = done
+        .iter()
+        .map(|(n, e)| format!("<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"))
+        .collect();
     let xml = format!("<CompleteMultipartUpload>{xml}</CompleteMultipartUpload>");
     let complete = format!("{url}?uploadId={upload_id}");
     let hash: [u8; 32] = Sha256::digest(xml.as_bytes()).into();
     let h = signer.headers(&Method::POST, &complete, &PayloadMode::Signed(hash), &[]);
-    let resp = client.post(&complete).headers(h).body(xml).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .post(&complete)
+        .headers(h)
+        .body(xml)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() || !text.contains("CompleteMultipartUploadResult") {

@@ -38,6 +38,8 @@ const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
 const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
 const BLOBS: TableDefinition<&str, ()> = TableDefinition::new("blobs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Memory for cached index pages: enough for the hot part of a large bucket's B-tree.
+const INDEX_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// DO NOT CHANGE: bumped only with a migration in `Index::open`.
 const SCHEMA: u64 = 2;
 const RECORD_VERSION: u8 = 1;
@@ -183,7 +185,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 impl Index {
     pub(super) fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = Database::create(path).map_err(StorageError::index)?;
+        // redb caches index pages in memory (1 GiB by default); bound it.
+        let db = Database::builder()
+            .set_cache_size(INDEX_CACHE_BYTES)
+            .create(path)
+            .map_err(StorageError::index)?;
         let txn = db.begin_write().map_err(StorageError::index)?;
         txn.open_table(BUCKETS).map_err(StorageError::index)?;
         txn.open_table(OBJECTS).map_err(StorageError::index)?;

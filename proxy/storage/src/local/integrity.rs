@@ -15,7 +15,6 @@ use crc_fast::{CrcAlgorithm, Digest as CrcDigest};
 pub(super) const BLOCK: u64 = 64 * 1024;
 
 /// Length of the checksum table that follows `size` bytes of data.
-#[cfg(test)]
 pub(super) fn table_len(size: u64) -> u64 {
     size.div_ceil(BLOCK) * 4
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::integrity::{BLOCK, crc32c};
+use super::integrity::{BLOCK, crc32c, table_len};
 use super::{LocalBackend, index::Record};
 use crate::{BucketName, ByteRange, ObjectBody, ObjectKey, ObjectMeta, StorageError, TenantId};
 
@@ -22,6 +22,10 @@ use crate::{BucketName, ByteRange, ObjectBody, ObjectKey, ObjectMeta, StorageErr
 const READ_CHUNK: usize = 64 * 1024;
 /// Checksum table entries read at once: 1,024 blocks cover 64 MiB of data in 4 KiB.
 const TABLE_WINDOW: u64 = 1024;
+/// Blocks read (and verified) per read call for large objects: 256 KiB per chunk.
+const READ_BLOCKS: u64 = 4;
+/// A remainder of data plus table up to this size is read in one call.
+const SMALL_TAIL: u64 = 256 * 1024;
 
 #[derive(Debug, Clone)]
 struct Segment {
@@ -169,9 +173,33 @@ impl SegmentReader {
             self.remaining -= n as u64;
             return Ok(buf.freeze());
         }
-        let expected = self.table_entry(self.block).await?;
-        let block_len = BLOCK.min(self.segment.size - self.block * BLOCK) as usize;
-        let mut buf = bytes::BytesMut::zeroed(block_len);
+        let size = self.segment.size;
+        let data_left = size - self.block * BLOCK;
+        // Small objects (the common case by count): one read of the rest of the data and the
+        // whole table, verified in memory, instead of seeking to the table and back.
+        if self.table.is_none() && data_left + table_len(size) <= SMALL_TAIL {
+            let mut tail = bytes::BytesMut::zeroed((data_left + table_len(size)) as usize);
+            self.file
+                .read_exact(&mut tail)
+                .await
+                .map_err(|_| short_blob())?;
+            let tail = tail.freeze();
+            let table: Vec<u32> = tail[data_left as usize..]
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            return self
+                .verify_and_take(tail.slice(..data_left as usize), |b| Ok(table[b as usize]));
+        }
+        // Larger reads: up to READ_BLOCKS whole blocks per read, each verified.
+        let needed_blocks = (self.skip + self.remaining).div_ceil(BLOCK);
+        let blocks = needed_blocks.min(READ_BLOCKS);
+        let read_len = (blocks * BLOCK).min(data_left) as usize;
+        let mut expected = Vec::with_capacity(blocks as usize);
+        for b in self.block..self.block + blocks {
+            expected.push(self.table_entry(b).await?);
+        }
+        let mut buf = bytes::BytesMut::zeroed(read_len);
         self.file
             .read_exact(&mut buf)
             .await
@@ -179,20 +207,34 @@ impl SegmentReader {
                 std::io::ErrorKind::UnexpectedEof => short_blob(),
                 _ => e.into(),
             })?;
-        if crc32c(&buf) != expected {
-            return Err(StorageError::Corrupt(format!(
-                "block {} of {} does not match its checksum",
-                self.block,
-                self.segment.path.display()
-            )));
+        let first = self.block;
+        self.verify_and_take(buf.freeze(), |b| Ok(expected[(b - first) as usize]))
+    }
+
+    /// Verifies whole blocks starting at `self.block` (the last may be short), then hands out
+    /// the part of them this reader still needs, and advances.
+    fn verify_and_take(
+        &mut self,
+        data: Bytes,
+        expected: impl Fn(u64) -> Result<u32, StorageError>,
+    ) -> Result<Bytes, StorageError> {
+        let needed = ((self.skip + self.remaining) as usize).min(data.len());
+        for i in 0..(needed as u64).div_ceil(BLOCK) {
+            let index = self.block + i;
+            let whole =
+                &data[(i * BLOCK) as usize..((i + 1) * BLOCK).min(data.len() as u64) as usize];
+            if crc32c(whole) != expected(index)? {
+                return Err(StorageError::Corrupt(format!(
+                    "block {index} of {} does not match its checksum",
+                    self.segment.path.display()
+                )));
+            }
         }
-        let take = (block_len as u64 - self.skip).min(self.remaining);
-        let out = buf
-            .freeze()
-            .slice(self.skip as usize..(self.skip + take) as usize);
-        self.block += 1;
+        let out = data.slice(self.skip as usize..needed);
+        let consumed_blocks = (needed as u64).div_ceil(BLOCK);
+        self.block += consumed_blocks;
         self.skip = 0;
-        self.remaining -= take;
+        self.remaining -= out.len() as u64;
         Ok(out)
     }
 
