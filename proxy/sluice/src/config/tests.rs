@@ -131,3 +131,28 @@ fn limits_and_names_are_checked() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn local_backend_upload_expiry() {
+    let c = parse_str(GOOD).unwrap();
+    let BackendConfig::Local {
+        abandoned_uploads_after,
+        ..
+    } = &c.backends["local"];
+    assert_eq!(*abandoned_uploads_after, Duration::from_secs(7 * 86_400));
+    let text = GOOD.replace(
+        "{ type: local, path: data }",
+        "{ type: local, path: data, abandoned_uploads_after: 36h }",
+    );
+    let c = parse_str(&text).unwrap();
+    let BackendConfig::Local {
+        abandoned_uploads_after,
+        ..
+    } = &c.backends["local"];
+    assert_eq!(*abandoned_uploads_after, Duration::from_secs(36 * 3600));
+    let bad = GOOD.replace(
+        "{ type: local, path: data }",
+        "{ type: local, path: data, abandoned_uploads_after: soon }",
+    );
+    assert!(parse_str(&bad).is_err());
+}
