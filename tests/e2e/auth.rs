@@ -70,6 +70,21 @@ pub async fn send_signed(
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+/// A POST of `body` (an XML document) with its SHA-256 signed.
+pub async fn post_signed(s: &Sluice, path: &str, body: Vec<u8>) -> (u16, String) {
+    let hash: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&body)).into();
+    send_signed(
+        s,
+        Method::POST,
+        path,
+        HeaderMap::new(),
+        PayloadMode::Signed(hash),
+        |_, _| body,
+    )
+    .await
+}
+
 /// A PUT of `body` with its SHA-256 signed, as SDKs send over plain HTTP.
 async fn put_signed(
     s: &Sluice,

@@ -212,6 +212,12 @@ async fn delete_objects_in_batch() {
             .collect::<Vec<_>>(),
         ["InvalidArgument"]
     );
+    // A malformed entry anywhere refuses the whole request: nothing is deleted.
+    let doc = "<Delete><Object><Key>k4</Key></Object><Object><VersionId>null</VersionId></Object></Delete>";
+    let (status, body) =
+        crate::auth::post_signed(&s, &format!("/{b}?delete"), doc.as_bytes().to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("MalformedXML"), "{body}");
     let left: Vec<_> = c
         .list_objects_v2()
         .bucket(&b)
@@ -568,6 +574,32 @@ async fn cors_configuration_and_preflight() {
         "https://app.example.com"
     );
     assert_eq!(resp.headers()["access-control-expose-headers"], "ETag");
+
+    // Errors of cross-origin requests carry the grant too, so the browser can read them.
+    let missing = c
+        .get_object()
+        .bucket(&b)
+        .key("missing")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                60,
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let resp = http
+        .get(missing.uri())
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(resp.headers().get_all("vary").iter().any(|v| v == "Origin"));
 
     c.delete_bucket_cors().bucket(&b).send().await.unwrap();
     assert_eq!(

@@ -49,6 +49,9 @@ pub async fn handle(
     let mut op_name = "Unknown";
     let mut tenant = String::new();
     let mut resource = Target::default();
+    // Set once the request's tenant and bucket are known, so that error responses of
+    // cross-origin requests carry CORS headers too (browsers cannot read them otherwise).
+    let mut cors_target = None;
 
     let result = async {
         check_header_size(&parts.headers, gateway.limits().max_header_bytes)?;
@@ -75,26 +78,13 @@ pub async fn handle(
         let has_body = !http_body::Body::is_end_stream(&incoming);
         check_payload_protection(&principal, has_body, conn.accept_unsigned_payload)?;
         let ctx = authorise(&gateway, &principal, &op, &parts)?;
-        let cors_target = op
-            .bucket()
-            .cloned()
-            .zip(ctx.backends.first().copied())
-            .filter(|_| parts.headers.contains_key(http::header::ORIGIN));
-        let tenant_id = ctx.tenant.clone();
-        let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
-        let mut response = execute(op, ctx, body).await?;
-        if let Some((bucket, backend)) = cors_target {
-            cors::decorate(
-                backend,
-                &tenant_id,
-                &bucket,
-                &parts.method,
-                &parts.headers,
-                response.headers_mut(),
-            )
-            .await;
+        if parts.headers.contains_key(http::header::ORIGIN)
+            && let (Some(bucket), Some(backend)) = (op.bucket(), ctx.backends.first())
+        {
+            cors_target = Some((bucket.clone(), (*backend).clone(), ctx.tenant.clone()));
         }
-        Ok(response)
+        let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
+        execute(op, ctx, body).await
     }
     .await;
 
@@ -107,6 +97,17 @@ pub async fn handle(
             err.into_response(&request_id, &resource.resource(), head)
         }
     };
+    if let Some((bucket, backend, tenant_id)) = &cors_target {
+        cors::decorate(
+            backend,
+            tenant_id,
+            bucket,
+            &parts.method,
+            &parts.headers,
+            response.headers_mut(),
+        )
+        .await;
+    }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-amz-request-id", v.clone());

@@ -774,3 +774,100 @@ async fn bit_rot_is_detected_never_served() {
         Err(StorageError::Corrupt(_))
     ));
 }
+
+#[tokio::test]
+async fn upload_listing_pages_past_common_prefixes_and_bucket_delete_aborts_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("pfx");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    for key in ["a/1", "a/2", "b", "c/x"] {
+        backend
+            .create_multipart_upload(
+                &t(),
+                &bucket,
+                &k(key),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut entries = Vec::new();
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    for _ in 0..10 {
+        let req = sluice_storage::UploadListRequest {
+            prefix: String::new(),
+            delimiter: Some("/".into()),
+            key_marker: key_marker.clone(),
+            upload_id_marker: id_marker.clone().filter(|i| !i.is_empty()),
+            max_uploads: 1,
+        };
+        let page = backend
+            .list_multipart_uploads(&t(), &bucket, req)
+            .await
+            .unwrap();
+        entries.extend(page.common_prefixes.iter().cloned());
+        entries.extend(page.uploads.iter().map(|u| u.key.as_str().to_owned()));
+        match page.next {
+            Some((k, i)) => (key_marker, id_marker) = (Some(k), Some(i)),
+            None => break,
+        }
+    }
+    assert_eq!(
+        entries,
+        ["a/", "b", "c/"],
+        "paging by one must move past each common prefix"
+    );
+
+    let put = PutObject {
+        expected_size: Some(3),
+        ..Default::default()
+    };
+    let id = backend
+        .create_multipart_upload(
+            &t(),
+            &bucket,
+            &k("z"),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    backend
+        .upload_part(
+            &t(),
+            &bucket,
+            &k("z"),
+            sluice_storage::PartId {
+                upload_id: &id,
+                number: 1,
+            },
+            put,
+            part_body(b"abc"),
+        )
+        .await
+        .unwrap();
+    backend.delete_bucket(&t(), &bucket).await.unwrap();
+    assert_eq!(
+        walk(&dir.path().join("blobs")),
+        0,
+        "the bucket's uploads and parts went with it"
+    );
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    let page = backend
+        .list_multipart_uploads(
+            &t(),
+            &bucket,
+            sluice_storage::UploadListRequest {
+                max_uploads: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        page.uploads.is_empty(),
+        "a re-created bucket starts without old uploads"
+    );
+}

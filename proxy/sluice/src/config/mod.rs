@@ -302,10 +302,19 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
             raw::RawBackend::Local {
                 path,
                 abandoned_uploads_after,
-            } => BackendConfig::Local {
-                path: rel(path),
-                abandoned_uploads_after: abandoned_uploads_after.0,
-            },
+            } => {
+                let age = abandoned_uploads_after.0;
+                if !(Duration::from_secs(60)..=Duration::from_secs(3650 * 86_400)).contains(&age) {
+                    check.err(
+                        format_args!("backends.{name}.abandoned_uploads_after"),
+                        "must be between 1m and 3650d",
+                    );
+                }
+                BackendConfig::Local {
+                    path: rel(path),
+                    abandoned_uploads_after: age,
+                }
+            }
         };
         backends.insert(name.clone(), backend);
     }

@@ -156,3 +156,18 @@ fn local_backend_upload_expiry() {
     );
     assert!(parse_str(&bad).is_err());
 }
+
+#[test]
+fn upload_expiry_must_be_sane() {
+    for bad in ["0s", "30s", "3651d"] {
+        let text = GOOD.replace(
+            "{ type: local, path: data }",
+            &format!("{{ type: local, path: data, abandoned_uploads_after: {bad} }}"),
+        );
+        assert_eq!(
+            parse_str(&text).unwrap_err(),
+            ["backends.local.abandoned_uploads_after: must be between 1m and 3650d"],
+            "{bad}"
+        );
+    }
+}

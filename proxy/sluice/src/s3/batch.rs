@@ -26,12 +26,17 @@ pub(super) async fn delete_objects(
     if objects.is_empty() || objects.len() > MAX_KEYS_PER_REQUEST {
         return Err(S3Error::malformed_xml());
     }
+    // The whole document is checked before anything is deleted: a malformed entry must not
+    // leave the request half done.
+    let entries: Vec<(&str, Option<&str>)> = objects
+        .iter()
+        .map(|o| o.text_of("Key").map(|k| (k, o.text_of("VersionId"))))
+        .collect::<Option<_>>()
+        .ok_or_else(S3Error::malformed_xml)?;
     ctx.backend().head_bucket(ctx.tenant, bucket).await?;
     let mut x = XmlWriter::new();
     x.root("DeleteResult");
-    for object in objects {
-        let raw_key = object.text_of("Key").ok_or_else(S3Error::malformed_xml)?;
-        let version = object.text_of("VersionId");
+    for (raw_key, version) in entries {
         let result = match (ObjectKey::parse(raw_key), version) {
             (_, Some(v)) if v != "null" => {
                 Err(S3Error::invalid_argument("Invalid version id specified"))

@@ -5,7 +5,7 @@
 
 use http::{Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use sluice_storage::{BucketName, LocalBackend, ObjectKey, OpenObject, PutCondition, PutObject};
+use sluice_storage::{BucketName, LocalBackend, ObjectKey, OpenObject, PutObject};
 
 use super::S3Error;
 use super::conditional::{Checked, evaluate_copy_source, refuse_unsupported};
@@ -94,7 +94,7 @@ pub(super) async fn copy_object(
         } else {
             src.tags.clone()
         },
-        condition: put_condition(ctx.headers).unwrap_or(PutCondition::None),
+        condition: put_condition(ctx.headers)?,
         expected_size: Some(src.size),
         ..Default::default()
     };

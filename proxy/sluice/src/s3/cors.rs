@@ -164,7 +164,6 @@ impl CorsRule {
         }
         if allow_origin != "*" {
             set("access-control-allow-credentials", "true".to_owned());
-            headers.append(http::header::VARY, HeaderValue::from_static("Origin"));
         }
     }
 }
@@ -242,31 +241,34 @@ pub async fn preflight(
                 .collect()
         })
         .unwrap_or_default();
-    let mut any_config = false;
+    // Bucket names are per tenant: a preflight is answered only when exactly one tenant holds
+    // a bucket of this name, so one tenant's rules can never grant requests to another's.
+    let mut owners = Vec::new();
     for (tenant, backend) in candidates {
-        let rules = match rules_of(backend, tenant, bucket).await {
-            Ok(Some(rules)) => rules,
-            Ok(None) | Err(_) => continue,
-        };
-        any_config = true;
-        if let Some(rule) = rules.iter().find(|r| r.matches(origin, method, &requested)) {
-            let mut response = empty(StatusCode::OK).body(full_body(Vec::new())).unwrap();
-            rule.grant(origin, response.headers_mut());
-            if !requested.is_empty()
-                && let Ok(v) = HeaderValue::from_str(&requested.join(", "))
-            {
-                response
-                    .headers_mut()
-                    .insert("access-control-allow-headers", v);
-            }
-            return Ok(response);
+        if backend.head_bucket(tenant, bucket).await.is_ok() {
+            owners.push((tenant, backend));
         }
     }
-    Err(forbidden(if any_config {
-        "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."
-    } else {
-        "CORSResponse: CORS is not enabled for this bucket."
-    }))
+    if let [(tenant, backend)] = owners.as_slice()
+        && let Ok(Some(rules)) = rules_of(backend, tenant, bucket).await
+        && let Some(rule) = rules.iter().find(|r| r.matches(origin, method, &requested))
+    {
+        let mut response = empty(StatusCode::OK).body(full_body(Vec::new())).unwrap();
+        rule.grant(origin, response.headers_mut());
+        if !requested.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&requested.join(", "))
+        {
+            response
+                .headers_mut()
+                .insert("access-control-allow-headers", v);
+        }
+        return Ok(response);
+    }
+    // One answer for every refusal: an unauthenticated caller learns nothing about which
+    // buckets exist or have CORS rules.
+    Err(forbidden(
+        "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+    ))
 }
 
 /// Adds `Access-Control-*` headers to the response of an actual cross-origin request.
@@ -281,10 +283,14 @@ pub async fn decorate(
     let Some(origin) = header_str(request, "origin") else {
         return;
     };
-    if let Ok(Some(rules)) = rules_of(backend, tenant, bucket).await
-        && let Some(rule) = rules
-            .iter()
-            .find(|r| r.matches(origin, method.as_str(), &[]))
+    let Ok(Some(rules)) = rules_of(backend, tenant, bucket).await else {
+        return;
+    };
+    // The answer depends on the Origin whenever the bucket has rules: caches must know.
+    response.append(http::header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(rule) = rules
+        .iter()
+        .find(|r| r.matches(origin, method.as_str(), &[]))
     {
         rule.grant(origin, response);
     }

@@ -23,28 +23,8 @@ pub struct ListParams {
 }
 
 pub fn parse_params(query: Option<&str>, v2: bool) -> Result<ListParams, S3Error> {
-    let max_keys = match query_get(query, "max-keys") {
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                S3Error::invalid_argument(
-                    "Provided max-keys not an integer or within integer range",
-                )
-            })?
-            .min(MAX_KEYS as i64) as usize,
-        None => MAX_KEYS,
-    };
-    let url_encode = match query_get(query, "encoding-type").as_deref() {
-        None => false,
-        Some("url") => true,
-        Some(_) => {
-            return Err(S3Error::invalid_argument(
-                "Invalid Encoding Method specified in Request",
-            ));
-        }
-    };
+    let max_keys = max_param(query, "max-keys", 0, MAX_KEYS)?;
+    let url_encode = url_encoding(query)?;
     let start_after =
         query_get(query, if v2 { "start-after" } else { "marker" }).filter(|s| !s.is_empty());
     let continuation_token = if v2 {
@@ -87,13 +67,7 @@ pub fn render(
     v2: bool,
     owner: &str,
 ) -> Vec<u8> {
-    let enc = |s: &str| -> String {
-        if params.url_encode {
-            sluice_sigv4::uri_encode(s.as_bytes(), false)
-        } else {
-            s.to_owned()
-        }
-    };
+    let enc = |s: &str| encode_if(params.url_encode, s);
     let req = &params.request;
     let mut x = XmlWriter::new();
     x.root("ListBucketResult");
@@ -157,6 +131,49 @@ pub fn render(
     }
     x.close("ListBucketResult");
     x.finish()
+}
+
+/// A page-size parameter (`max-keys`, `max-parts`, `max-uploads`): an integer of at least
+/// `min`, capped at `cap`, `cap` when absent.
+pub fn max_param(
+    query: Option<&str>,
+    name: &str,
+    min: usize,
+    cap: usize,
+) -> Result<usize, S3Error> {
+    match query_get(query, name) {
+        None => Ok(cap),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= min)
+            .map(|n| n.min(cap))
+            .ok_or_else(|| {
+                S3Error::invalid_argument(format!(
+                    "Provided {name} not an integer or within integer range"
+                ))
+            }),
+    }
+}
+
+/// Whether the listing asked for `encoding-type=url` (any other value is an error).
+pub fn url_encoding(query: Option<&str>) -> Result<bool, S3Error> {
+    match query_get(query, "encoding-type").as_deref() {
+        None => Ok(false),
+        Some("url") => Ok(true),
+        Some(_) => Err(S3Error::invalid_argument(
+            "Invalid Encoding Method specified in Request",
+        )),
+    }
+}
+
+/// A key or prefix as a listing returns it: URL-encoded when the client asked.
+pub fn encode_if(url: bool, s: &str) -> String {
+    if url {
+        sluice_sigv4::uri_encode(s.as_bytes(), false)
+    } else {
+        s.to_owned()
+    }
 }
 
 pub fn iso8601(meta: &ObjectMeta) -> String {

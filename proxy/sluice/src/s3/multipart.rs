@@ -11,7 +11,7 @@ use sluice_storage::{
 
 use super::S3Error;
 use super::conditional::{Checked, refuse_unsupported};
-use super::list::iso8601_ms;
+use super::list::{encode_if, iso8601_ms, max_param, url_encoding};
 use super::ops::{
     MAX_LIST_XML_BODY, OpContext, body_put, empty, owner, put_condition, put_error, stored_headers,
     xml_response,
@@ -226,13 +226,7 @@ pub(super) async fn list_parts(
             .map_err(|_| S3Error::invalid_argument("Invalid part-number-marker"))?,
         None => 0,
     };
-    let max = match query_get(q, "max-parts") {
-        Some(m) => m
-            .parse::<usize>()
-            .map_err(|_| S3Error::invalid_argument("Invalid max-parts"))?
-            .min(MAX_PARTS_LISTED),
-        None => MAX_PARTS_LISTED,
-    };
+    let max = max_param(q, "max-parts", 1, MAX_PARTS_LISTED)?;
     let (parts, truncated) = ctx
         .backend()
         .list_parts(ctx.tenant, bucket, key, upload_id, marker, max)
@@ -287,13 +281,7 @@ pub(super) async fn list_uploads(
     bucket: &BucketName,
 ) -> Result<Response<ResponseBody>, S3Error> {
     let q = ctx.query;
-    let max = match query_get(q, "max-uploads") {
-        Some(m) => m
-            .parse::<usize>()
-            .map_err(|_| S3Error::invalid_argument("Invalid max-uploads"))?
-            .min(MAX_UPLOADS_LISTED),
-        None => MAX_UPLOADS_LISTED,
-    };
+    let max = max_param(q, "max-uploads", 1, MAX_UPLOADS_LISTED)?;
     let key_marker = query_get(q, "key-marker").filter(|m| !m.is_empty());
     let upload_id_marker =
         query_get(q, "upload-id-marker").filter(|m| !m.is_empty() && key_marker.is_some());
@@ -304,22 +292,12 @@ pub(super) async fn list_uploads(
         upload_id_marker: upload_id_marker.clone(),
         max_uploads: max,
     };
-    let page = if max == 0 {
-        ctx.backend().head_bucket(ctx.tenant, bucket).await?;
-        Default::default()
-    } else {
-        ctx.backend()
-            .list_multipart_uploads(ctx.tenant, bucket, request.clone())
-            .await?
-    };
-    let url = query_get(q, "encoding-type").as_deref() == Some("url");
-    let enc = |s: &str| {
-        if url {
-            sluice_sigv4::uri_encode(s.as_bytes(), false)
-        } else {
-            s.to_owned()
-        }
-    };
+    let page = ctx
+        .backend()
+        .list_multipart_uploads(ctx.tenant, bucket, request.clone())
+        .await?;
+    let url = url_encoding(q)?;
+    let enc = |s: &str| encode_if(url, s);
     let mut x = XmlWriter::new();
     x.root("ListMultipartUploadsResult");
     x.element("Bucket", bucket.as_str());

@@ -419,7 +419,7 @@ fn part_range(n: &str, sizes: Vec<u64>, total: u64) -> Result<ByteRange, S3Error
                 "Part number must be an integer between 1 and 10000, inclusive",
             )
         })?;
-    if n > sizes.len() || total == 0 {
+    if n > sizes.len() || total == 0 || sizes[n - 1] == 0 {
         return Err(S3Error::from(StorageError::InvalidPartNumber));
     }
     let start: u64 = sizes[..n - 1].iter().sum();

@@ -7,7 +7,7 @@ use http::Response;
 use sluice_storage::{BucketName, ListRequest};
 
 use super::S3Error;
-use super::list::{MAX_KEYS, iso8601};
+use super::list::{MAX_KEYS, encode_if, iso8601, max_param, url_encoding};
 use super::ops::{OpContext, owner, xml_response};
 use super::router::query_get;
 use super::xml::XmlWriter;
@@ -29,17 +29,7 @@ pub(super) async fn list_object_versions(
     bucket: &BucketName,
 ) -> Result<Response<ResponseBody>, S3Error> {
     let q = ctx.query;
-    let max_keys = match query_get(q, "max-keys") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| {
-                S3Error::invalid_argument(
-                    "Provided max-keys not an integer or within integer range",
-                )
-            })?
-            .min(MAX_KEYS),
-        None => MAX_KEYS,
-    };
+    let max_keys = max_param(q, "max-keys", 0, MAX_KEYS)?;
     let key_marker = query_get(q, "key-marker").filter(|m| !m.is_empty());
     // Each key has exactly one version ("null"): after (key, null) means after the key.
     let request = ListRequest {
@@ -56,14 +46,8 @@ pub(super) async fn list_object_versions(
             .list_objects(ctx.tenant, bucket, request.clone())
             .await?
     };
-    let url = query_get(q, "encoding-type").as_deref() == Some("url");
-    let enc = |s: &str| {
-        if url {
-            sluice_sigv4::uri_encode(s.as_bytes(), false)
-        } else {
-            s.to_owned()
-        }
-    };
+    let url = url_encoding(q)?;
+    let enc = |s: &str| encode_if(url, s);
     let mut x = XmlWriter::new();
     x.root("ListVersionsResult");
     x.element("Name", bucket.as_str());

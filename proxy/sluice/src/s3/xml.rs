@@ -95,6 +95,9 @@ impl XmlNode {
 
 /// Deepest nesting accepted in a request document (S3's deepest is 4).
 const MAX_DEPTH: usize = 16;
+/// Most elements accepted in one document: CompleteMultipartUpload's 10,000 parts have three
+/// each; anything larger is refused while parsing, before it costs memory.
+const MAX_ELEMENTS: usize = 40_000;
 
 /// Parses a request body into its root element. Well-formedness is checked; a DTD, a second
 /// root, text outside the root or nesting deeper than [`MAX_DEPTH`] is malformed.
@@ -104,8 +107,16 @@ pub fn parse_tree(body: &[u8]) -> Result<XmlNode, MalformedXml> {
     let mut stack: Vec<XmlNode> = Vec::new();
     let mut root: Option<XmlNode> = None;
     let name_of = |raw: &[u8]| String::from_utf8(raw.to_vec()).map_err(|_| MalformedXml);
+    let mut elements = 0usize;
     loop {
-        match reader.read_event().map_err(|_| MalformedXml)? {
+        let event = reader.read_event().map_err(|_| MalformedXml)?;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) {
+            elements += 1;
+            if elements > MAX_ELEMENTS {
+                return Err(MalformedXml);
+            }
+        }
+        match event {
             Event::Start(e) => {
                 if root.is_some() || stack.len() >= MAX_DEPTH {
                     return Err(MalformedXml);
@@ -210,6 +221,8 @@ mod tests {
         assert_eq!(keys, ["a&b", "c<d"]);
         let deep = "<a>".repeat(20) + &"</a>".repeat(20);
         assert!(parse_tree(deep.as_bytes()).is_err());
+        let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS));
+        assert!(parse_tree(wide.as_bytes()).is_err());
     }
 
     #[test]

@@ -201,6 +201,11 @@ impl Index {
             .get("schema")
             .map_err(StorageError::index)?
             .map(|v| v.value());
+        if let Some(found) = schema.filter(|s| *s > SCHEMA) {
+            return Err(StorageError::Index(format!(
+                "the data directory was written by a newer Sluice (index schema {found}, this build knows {SCHEMA})"
+            )));
+        }
         if schema.is_none() {
             // Schema 1 had no BLOBS table: rebuild it from the records (once).
             rebuild_blob_references(&txn)?;
@@ -331,11 +336,13 @@ impl Index {
         bucket_exists(&table, tenant, bucket)
     }
 
+    /// Deletes an empty bucket, aborting its unfinished uploads in the same transaction;
+    /// returns their parts' blobs for removal.
     pub(super) fn delete_bucket(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Vec<String>, StorageError> {
         let key = bucket_key(tenant, bucket);
         let prefix = objects_prefix(tenant, bucket);
         self.write(|txn| {
@@ -357,7 +364,34 @@ impl Index {
                     return Err(StorageError::BucketNotEmpty);
                 }
             }
-            Ok(())
+            drop(range);
+            drop(objects);
+            let mut uploads = Vec::new();
+            {
+                let table = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+                for entry in table
+                    .range(prefix.as_slice()..)
+                    .map_err(StorageError::index)?
+                {
+                    let (k, _) = entry.map_err(StorageError::index)?;
+                    let k = k.value();
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    let id_start = k.iter().rposition(|b| *b == 0).map_or(0, |i| i + 1);
+                    uploads.push((
+                        k.to_vec(),
+                        String::from_utf8_lossy(&k[id_start..]).into_owned(),
+                    ));
+                }
+            }
+            let mut blobs = Vec::new();
+            let mut table = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+            for (k, id) in uploads {
+                table.remove(k.as_slice()).map_err(StorageError::index)?;
+                blobs.extend(remove_parts(txn, &id)?);
+            }
+            Ok(blobs)
         })
     }
 
@@ -630,9 +664,10 @@ fn unreference<'a>(
     Ok(())
 }
 
-/// Fills `BLOBS` from every object and part record (migration from schema 1).
+/// Fills `BLOBS` from every object and part record (migration from schema 1), streaming: the
+/// record tables are read while `BLOBS` is written, in the same transaction.
 fn rebuild_blob_references(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
-    let mut ids: Vec<String> = Vec::new();
+    let mut blobs = txn.open_table(BLOBS).map_err(StorageError::index)?;
     for entry in txn
         .open_table(OBJECTS)
         .map_err(StorageError::index)?
@@ -641,7 +676,9 @@ fn rebuild_blob_references(txn: &redb::WriteTransaction) -> Result<(), StorageEr
     {
         let (_, v) = entry.map_err(StorageError::index)?;
         let record: Record = decode(v.value())?;
-        ids.extend(record.blob_ids().map(str::to_owned));
+        for id in record.blob_ids() {
+            blobs.insert(id, ()).map_err(StorageError::index)?;
+        }
     }
     for entry in txn
         .open_table(PARTS)
@@ -651,9 +688,11 @@ fn rebuild_blob_references(txn: &redb::WriteTransaction) -> Result<(), StorageEr
     {
         let (_, v) = entry.map_err(StorageError::index)?;
         let part: PartRecord = decode(v.value())?;
-        ids.push(part.blob);
+        blobs
+            .insert(part.blob.as_str(), ())
+            .map_err(StorageError::index)?;
     }
-    reference(txn, ids.iter().map(String::as_str))
+    Ok(())
 }
 
 fn bucket_exists(
@@ -935,15 +974,26 @@ impl Index {
     }
 
     /// Aborts every upload started before `cutoff_ms`; returns their parts' blobs.
-    pub(super) fn abort_uploads_before(&self, cutoff_ms: i64) -> Result<Vec<String>, StorageError> {
+    /// Aborts up to `limit` uploads started before `cutoff_ms` (bounded, so one transaction
+    /// never holds the writer for long); returns their parts' blobs and whether more remain.
+    pub(super) fn abort_uploads_before(
+        &self,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), StorageError> {
         self.write(|txn| {
             let mut expired: Vec<(Vec<u8>, String)> = Vec::new();
+            let mut more = false;
             {
                 let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
                 for entry in uploads.iter().map_err(StorageError::index)? {
                     let (k, v) = entry.map_err(StorageError::index)?;
                     let record: UploadRecord = decode(v.value())?;
                     if record.initiated_ms < cutoff_ms {
+                        if expired.len() == limit {
+                            more = true;
+                            break;
+                        }
                         let key = k.value().to_vec();
                         let id_start = key.iter().rposition(|b| *b == 0).map_or(0, |i| i + 1);
                         let id = String::from_utf8_lossy(&key[id_start..]).into_owned();
@@ -959,7 +1009,7 @@ impl Index {
                     .map_err(StorageError::index)?;
                 blobs.extend(remove_parts(txn, &id)?);
             }
-            Ok(blobs)
+            Ok((blobs, more))
         })
     }
 
@@ -988,8 +1038,19 @@ impl Index {
                     resume.extend_from_slice(id.as_bytes());
                     resume.push(0);
                 }
-                // After every upload of the marker key.
-                None => resume.push(AFTER_ALL),
+                // After every upload of the marker key, or of every key under it when it is a
+                // common prefix of this listing.
+                None => {
+                    let is_common_prefix = delimiter.is_some_and(|d| {
+                        marker
+                            .strip_prefix(req.prefix.as_str())
+                            .is_some_and(|rest| rest.ends_with(d))
+                    });
+                    if is_common_prefix {
+                        resume.pop();
+                    }
+                    resume.push(AFTER_ALL);
+                }
             }
             if resume > cursor {
                 cursor = resume;

@@ -122,8 +122,13 @@ impl LocalBackend {
         bucket: &BucketName,
     ) -> Result<(), StorageError> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.blocking(move |inner| inner.index.delete_bucket(&tenant, &bucket))
-            .await
+        self.blocking(move |inner| {
+            for blob in inner.index.delete_bucket(&tenant, &bucket)? {
+                inner.blobs.remove(&blob);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// A bucket setting stored beside the bucket (the S3 layer owns its format).

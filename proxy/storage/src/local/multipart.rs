@@ -208,15 +208,25 @@ impl LocalBackend {
 
     /// Aborts uploads older than `max_age`; returns how many parts' blobs were removed.
     pub async fn abort_abandoned_uploads(&self, max_age: Duration) -> Result<usize, StorageError> {
-        let cutoff = now_ms() - max_age.as_millis() as i64;
-        self.blocking(move |inner| {
-            let blobs = inner.index.abort_uploads_before(cutoff)?;
-            for blob in &blobs {
-                inner.blobs.remove(blob);
+        const BATCH: usize = 1000;
+        let age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(age_ms);
+        let mut removed = 0;
+        loop {
+            let (count, more) = self
+                .blocking(move |inner| {
+                    let (blobs, more) = inner.index.abort_uploads_before(cutoff, BATCH)?;
+                    for blob in &blobs {
+                        inner.blobs.remove(blob);
+                    }
+                    Ok((blobs.len(), more))
+                })
+                .await?;
+            removed += count;
+            if !more {
+                return Ok(removed);
             }
-            Ok(blobs.len())
-        })
-        .await
+        }
     }
 }
 
