@@ -425,17 +425,14 @@ async fn full_disk_answers_5xx_leaves_nothing_and_keeps_serving() {
         0,
         "no temporary file leaked"
     );
-    assert_eq!(
-        http_status(
-            &c.head_object()
-                .bucket(&bucket)
-                .key(&failed_key)
-                .send()
-                .await
-                .unwrap_err()
-        ),
-        404
-    );
+    let err = c
+        .head_object()
+        .bucket(&bucket)
+        .key(&failed_key)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 404, "{err:?}");
     // Reads keep working, intact.
     for (key, want) in &stored {
         let got = c

@@ -52,6 +52,8 @@ pub async fn handle(
     // Set once the request's tenant and bucket are known, so that error responses of
     // cross-origin requests carry CORS headers too (browsers cannot read them otherwise).
     let mut cors_target = None;
+    let request_has_body = !http_body::Body::is_end_stream(&incoming);
+    let http1 = parts.version <= http::Version::HTTP_11;
 
     let result = async {
         check_header_size(&parts.headers, gateway.limits().max_header_bytes)?;
@@ -75,8 +77,7 @@ pub async fn handle(
         op_name = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
         tenant.clone_from(&principal.tenant);
-        let has_body = !http_body::Body::is_end_stream(&incoming);
-        check_payload_protection(&principal, has_body, conn.accept_unsigned_payload)?;
+        check_payload_protection(&principal, request_has_body, conn.accept_unsigned_payload)?;
         let ctx = authorise(&gateway, &principal, &op, &parts)?;
         if parts.headers.contains_key(http::header::ORIGIN)
             && let (Some(bucket), Some(backend)) = (op.bucket(), ctx.backends.first())
@@ -94,7 +95,15 @@ pub async fn handle(
             if err.fault() != Fault::Client {
                 tracing::error!(request_id, code = err.code, message = %err.message, "request failed");
             }
-            err.into_response(&request_id, &resource.resource(), head)
+            let mut response = err.into_response(&request_id, &resource.resource(), head);
+            // The request body may be partly unread: on HTTP/1 the connection cannot carry
+            // another request, so say so rather than let the client reuse it and fail.
+            if request_has_body && http1 {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     if let Some((bucket, backend, tenant_id)) = &cors_target {
