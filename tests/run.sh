@@ -39,5 +39,13 @@ export SLUICE_BIN="$target_dir/debug/sluice"
 log "rust tests"
 cargo test --locked --workspace
 
+log "benchmark, quick mode (must complete and write its report; no speed is asserted)"
+bench_out=$(mktemp -d)
+bash tests/bench/run.sh --quick --out "$bench_out"
+report=$(ls "$bench_out"/*-quick.md)
+grep -q '| get-4KiB-c64 | sluice |' "$report" && grep -q '| get-4KiB-c64 | nginx-proxy |' "$report" \
+  && grep -q '<svg' "$bench_out"/*-quick.svg || { echo "benchmark report incomplete: $report" >&2; exit 1; }
+rm -rf "$bench_out"
+
 log "python end-to-end tests (boto3, aws CLI)"
 "$venv/bin/python" -m pytest tests/python -q

@@ -61,6 +61,16 @@ struct Args {
     part_concurrency: usize,
     #[arg(long, default_value_t = 1_000_000)]
     list_keys: usize,
+    /// The target is not an S3 server (e.g. nginx serving the same files): skip the bucket and
+    /// object setup. Requests are still signed, so the client does the same work either way.
+    #[arg(long)]
+    raw: bool,
+    /// Skip the setup PUT of the object a GET scenario reads (it exists from an earlier run).
+    #[arg(long)]
+    no_setup: bool,
+    /// Run for this many seconds instead of a request count.
+    #[arg(long)]
+    duration: Option<u64>,
     /// Label printed with the result line.
     #[arg(long, default_value = "")]
     label: String,
@@ -75,6 +85,9 @@ enum Op {
     /// ListObjectsV2 pages of 1,000 keys at random start points of a bucket filled by
     /// `cargo bench -p sluice-storage --features bench --bench listing` (`--list-keys` keys).
     List,
+    /// Open `--concurrency` keep-alive connections, make one GET on each, hold them all idle,
+    /// and report the server's memory then.
+    Idle,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -217,24 +230,27 @@ async fn main() {
 
     // Setup: the bucket, and for GETs the object.
     let url = format!("{base}/{}", args.bucket);
-    let h = signer.headers(&Method::PUT, &url, &PayloadMode::Signed(EMPTY), &[]);
-    let _ = client.put(&url).headers(h).send().await;
-    if args.op == Op::Get {
-        put_object(
-            &client,
-            &signer,
-            &format!("{url}/obj"),
-            args.size,
-            Payload::Unsigned,
-        )
-        .await
-        .expect("setup PUT");
+    // The object GET scenarios read is named by its size, so an nginx root can hold the same.
+    let object_url = format!("{url}/obj-{}", args.size);
+    if !args.raw && !args.no_setup {
+        let h = signer.headers(&Method::PUT, &url, &PayloadMode::Signed(EMPTY), &[]);
+        let _ = client.put(&url).headers(h).send().await;
+        if matches!(args.op, Op::Get | Op::Idle) {
+            put_object(&client, &signer, &object_url, args.size, Payload::Unsigned)
+                .await
+                .expect("setup PUT");
+        }
     }
-    let requests = args.requests.unwrap_or(if args.size >= 64 << 20 {
-        args.concurrency as u64
-    } else {
-        10_000
-    });
+    if args.op == Op::Idle {
+        idle_connections(&args, &signer, &object_url).await;
+        return;
+    }
+    let requests = match (args.duration, args.requests) {
+        (Some(_), _) => u64::MAX,
+        (None, Some(n)) => n,
+        (None, None) if args.size >= 64 << 20 => args.concurrency as u64,
+        (None, None) => 10_000,
+    };
 
     if let Some(pid) = args.server_pid {
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
@@ -242,16 +258,17 @@ async fn main() {
     let cpu_before = args.server_pid.and_then(cpu_seconds);
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let deadline = Instant::now() + Duration::from_secs(args.duration.unwrap_or(args.max_seconds));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let (client, signer, issued, errors, url) = (
+        let (client, signer, issued, errors, url, object_url) = (
             client.clone(),
             Arc::clone(&signer),
             Arc::clone(&issued),
             Arc::clone(&errors),
             url.clone(),
+            object_url.clone(),
         );
         let (op, size, payload) = (args.op, args.size, args.payload);
         let (args_part_size, args_part_concurrency, list_keys) =
@@ -261,7 +278,8 @@ async fn main() {
             while issued.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
                 let t0 = Instant::now();
                 let ok = match op {
-                    Op::Get => get_object(&client, &signer, &format!("{url}/obj"), size).await,
+                    Op::Get => get_object(&client, &signer, &object_url, size).await,
+                    Op::Idle => unreachable!("handled before the load loop"),
                     Op::Multipart => {
                         let (part, parallel) = (args_part_size, args_part_concurrency);
                         multipart_upload(
@@ -528,4 +546,92 @@ async fn multipart_upload(
         return Err(format!("complete {status}: {text}"));
     }
     Ok(())
+}
+
+/// Opens `--concurrency` plain-HTTP keep-alive connections, makes one GET on each, and with all
+/// of them idle reports the server's resident memory (current and peak).
+async fn idle_connections(args: &Args, signer: &Signer, object_url: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri: Uri = object_url.parse().expect("object url");
+    let authority = uri.authority().expect("authority").to_string();
+    let path = uri.path().to_owned();
+    if let Some(pid) = args.server_pid {
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(args.concurrency);
+    let mut errors = 0u64;
+    for _ in 0..args.concurrency {
+        let headers = signer.headers(&Method::GET, object_url, &PayloadMode::Signed(EMPTY), &[]);
+        let mut request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
+        for (k, v) in &headers {
+            if k != http::header::HOST {
+                request.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
+            }
+        }
+        request.push_str("\r\n");
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&authority).await else {
+            errors += 1;
+            continue;
+        };
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            errors += 1;
+            continue;
+        }
+        // Read the head, then exactly Content-Length bytes of body, leaving the connection idle.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let complete = loop {
+            let Ok(n) = stream.read(&mut chunk).await else {
+                break false;
+            };
+            if n == 0 {
+                break false;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if head.starts_with("http/1.1 200") && buf.len() >= end + 4 + len {
+                    break true;
+                }
+                if !head.starts_with("http/1.1 200") {
+                    break false;
+                }
+            }
+        };
+        if complete {
+            held.push(stream);
+        } else {
+            errors += 1;
+        }
+    }
+    let rss = |field: &str| {
+        args.server_pid
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .map(|kib| format!("{:.1}", kib / 1024.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{label} op=Idle size={size} conc={conc} requests={n} errors={errors} seconds={secs:.2} server_rss_mib={now} server_peak_rss_mib={peak}",
+        label = args.label,
+        size = args.size,
+        conc = args.concurrency,
+        n = held.len(),
+        secs = started.elapsed().as_secs_f64(),
+        now = rss("VmRSS:"),
+        peak = rss("VmHWM:"),
+    );
+    drop(held);
 }

@@ -1,28 +1,128 @@
 #!/usr/bin/env bash
-# End-to-end load run through Sluice on the local backend (release build, 127.0.0.1 only).
-# Scenarios: 1 GiB PUT and GET (1 connection), 2 GiB PUT and GET (peak RSS), 1 GiB multipart
-# upload in 8 MiB parts, 4 KiB GET and PUT with 16 connections, ListObjectsV2 pages on a
-# 1,000,000-key bucket. Prints one result line per scenario. Bounded: each scenario stops itself.
-#   tests/bench/run.sh [--quick]
+# Measures Sluice against what users would pick instead, side by side in one run, on 127.0.0.1:
+#   sluice / sluice-tls             Sluice on its local backend (SigV4 verified on every request)
+#   nginx-static / nginx-static-tls nginx serving the same bytes as static files (going direct)
+#   nginx-proxy / nginx-proxy-tls   nginx as a reverse proxy in front of that static server
+# Scenarios: 4 KiB GET with 64 connections; 1 GiB GET and PUT with 1 connection; Sluice's
+# memory with 1,000 idle keep-alive connections; and the local backend's own figures (4 KiB
+# PUT, multipart, ListObjectsV2 on 1,000,000 keys). Systems alternate within each round
+# (A B A B ...), several rounds; the report gives medians and median per-round ratios.
+#
+#   tests/bench/run.sh [--quick] [--out DIR]
+#
+# Installs nginx (Debian package) if missing, builds in release mode, stops everything it
+# started, and writes DIR/<date>.md and DIR/<date>.svg (default DIR: tests/bench/results).
+# Bounded: about 6 minutes by default, under 2 minutes with --quick (tiny sizes, one round).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-quick=0; [ "${1:-}" = "--quick" ] && quick=1
+quick=0
+out=tests/bench/results
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --out) out="$2"; shift ;;
+    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+# 1,000 idle connections need more descriptors than the usual soft limit of 1,024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
 cargo build --release -q -p sluice -p sluice-tests --bin sluice --bin sluice-bench
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 sluice="$target_dir/release/sluice"; bench="$target_dir/release/sluice-bench"
 
+if [ $quick = 1 ]; then
+  small=4096; big=$((8 << 20)); rounds=1; secs=1; keys=20000; idle=200
+else
+  small=4096; big=$((1 << 30)); rounds=3; secs=5; keys=1000000; idle=1000
+fi
+
 work=$(mktemp -d)
-keys=1000000; [ $quick = 1 ] && keys=20000
-# The listing bucket is filled (and measured without HTTP) before the server takes the data dir.
-cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys"
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+chmod 755 "$work"
+spid=""
+cleanup() {
+  [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && "$nginx_bin" -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== preparing data ($((big >> 20)) MiB large object, $keys listing keys)"
+cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
+mkdir -p "$work/www/bench" "$work/nginx-tmp" "$work/results"
+head -c "$small" /dev/urandom > "$work/www/bench/obj-$small"
+head -c "$big" /dev/urandom > "$work/www/bench/obj-$big"
+"$sluice" dev-cert --out "$work/certs" >/dev/null
+
+read -r p_static p_static_tls p_proxy p_proxy_tls < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+user_line=""; [ "$(id -u)" = 0 ] && user_line="user root;"
+cat > "$work/nginx.conf" <<NGINX
+$user_line
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp;
+  proxy_temp_path $work/nginx-tmp;
+  upstream static { server 127.0.0.1:$p_static; keepalive 128; }
+  server {
+    listen 127.0.0.1:$p_static;
+    root $work/www;
+    dav_methods PUT; create_full_put_path on; client_max_body_size 0;
+  }
+  server {
+    listen 127.0.0.1:$p_static_tls ssl;
+    ssl_certificate $work/certs/cert.pem; ssl_certificate_key $work/certs/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    root $work/www;
+    dav_methods PUT; create_full_put_path on; client_max_body_size 0;
+  }
+  server {
+    listen 127.0.0.1:$p_proxy;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_request_buffering off; proxy_buffering off;
+    }
+  }
+  server {
+    listen 127.0.0.1:$p_proxy_tls ssl;
+    ssl_certificate $work/certs/cert.pem; ssl_certificate_key $work/certs/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_request_buffering off; proxy_buffering off;
+    }
+  }
+}
+NGINX
+"$nginx_bin" -p "$work" -c "$work/nginx.conf"
+
 secret=$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(30)).decode())')
 cat > "$work/bench.yaml" <<YAML
 listeners:
   - bind: 127.0.0.1:0
     danger_plain_http: true
     danger_accept_unsigned_payload: true   # loopback benchmark: measure the data path
+  - bind: 127.0.0.1:0
+    tls: { cert: certs/cert.pem, key: certs/key.pem }
 backends:
   local: { type: local, path: data }
 tenants:
@@ -30,27 +130,58 @@ tenants:
     keys: [{ access_id: BENCHKEY00000001, secret: "$secret" }]
     routes: [{ bucket: "*", backend: local }]
 YAML
-SLUICE_LOG=warn "$sluice" serve --config "$work/bench.yaml" > "$work/out" 2> "$work/err" &
-pid=$!
-for _ in $(seq 1 300); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
-endpoint=$(sed -n 's/^sluice listening on //p' "$work/out" | head -1)
-[ -n "$endpoint" ] || { cat "$work/err"; exit 1; }
+SLUICE_LOG=warn "$sluice" serve --config "$work/bench.yaml" > "$work/sluice.out" 2> "$work/sluice.err" &
+spid=$!
+for _ in $(seq 1 300); do [ "$(grep -c 'listening on' "$work/sluice.out" 2>/dev/null)" = 2 ] && break; sleep 0.1; done
+s_plain=$(sed -n 's/^sluice listening on \(http:.*\)/\1/p' "$work/sluice.out")
+s_tls=$(sed -n 's/^sluice listening on \(https:.*\)/\1/p' "$work/sluice.out")
+[ -n "$s_plain" ] && [ -n "$s_tls" ] || { cat "$work/sluice.err"; exit 1; }
 
-run() { SLUICE_BENCH_SECRET="$secret" "$bench" --endpoint "$endpoint" --access-id BENCHKEY00000001 --server-pid "$pid" "$@"; }
-if [ $quick = 1 ]; then
-  run --label put-1MiB --op put --size 1MiB --requests 20
-  run --label get-4KiB-c16 --op get --size 4KiB --concurrency 16 --requests 2000
-  run --label multipart-24MiB-8MiB-parts --op multipart --size 24MiB --part-size 8MiB --requests 1
-  run --label list-1000-of-${keys} --op list --size 1 --bucket million --list-keys "$keys" --requests 50
-else
-  run --label put-1GiB --op put --size 1GiB
-  run --label put-1GiB-signed --op put --size 1GiB --payload signed
-  run --label get-1GiB --op get --size 1GiB
-  run --label put-2GiB --op put --size 2GiB
-  run --label get-2GiB --op get --size 2GiB
-  run --label get-4KiB-c16 --op get --size 4KiB --concurrency 16 --requests 50000 --max-seconds 30
-  run --label put-4KiB-c16 --op put --size 4KiB --concurrency 16 --requests 5000 --max-seconds 30
-  run --label multipart-1GiB-8MiB-parts --op multipart --size 1GiB --part-size 8MiB --part-concurrency 4 --requests 1
-  run --label list-1000-of-${keys} --op list --size 1 --bucket million --list-keys "$keys" --requests 500
-  run --label list-1000-of-${keys}-c4 --op list --size 1 --bucket million --list-keys "$keys" --concurrency 4 --requests 1000
-fi
+results="$work/results/results.txt"
+# run SYSTEM SCENARIO ROUND ARGS...: one sluice-bench run against SYSTEM; its result line
+# (labelled SCENARIO/SYSTEM/rROUND, as report.py expects) is appended to the results.
+run() {
+  local system=$1 scenario=$2 round=$3; shift 3
+  local target=()
+  case "$system" in
+    sluice) target=(--endpoint "$s_plain" --server-pid "$spid") ;;
+    sluice-tls) target=(--endpoint "$s_tls" --ca "$work/certs/cert.pem" --server-pid "$spid") ;;
+    nginx-static) target=(--raw --endpoint "http://127.0.0.1:$p_static") ;;
+    nginx-static-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
+    nginx-proxy) target=(--raw --endpoint "http://127.0.0.1:$p_proxy") ;;
+    nginx-proxy-tls) target=(--raw --endpoint "https://127.0.0.1:$p_proxy_tls" --ca "$work/certs/cert.pem") ;;
+  esac
+  SLUICE_BENCH_SECRET="$secret" "$bench" --access-id BENCHKEY00000001 \
+    --label "$scenario/$system/r$round" "${target[@]}" "$@" >> "$results"
+  tail -1 "$results"
+}
+
+systems=(sluice nginx-proxy nginx-static sluice-tls nginx-proxy-tls nginx-static-tls)
+echo "== setup: the same objects in Sluice"
+run sluice setup 0 --op get --size "$small" --requests 1 >/dev/null
+run sluice setup 0 --op get --size "$big" --requests 1 >/dev/null
+for r in $(seq 1 "$rounds"); do
+  echo "== round $r of $rounds"
+  for sys in "${systems[@]}"; do
+    run "$sys" get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
+  done
+  for sys in "${systems[@]}"; do
+    run "$sys" "get-$((big >> 20))MiB" "$r" --op get --size "$big" --requests 1 --no-setup
+  done
+  for sys in "${systems[@]}"; do
+    run "$sys" "put-$((big >> 20))MiB" "$r" --op put --size "$big" --requests 1
+  done
+done
+
+echo "== Sluice only: idle connections and the local backend"
+run sluice "idle-$idle" 1 --op idle --size "$small" --concurrency "$idle" --no-setup
+run sluice put-4KiB-c16 1 --op put --size "$small" --concurrency 16 --duration "$secs"
+run sluice "multipart-$((big >> 20))MiB-8MiB-parts" 1 --op multipart --size "$big" --part-size 8MiB --part-concurrency 4 --requests 1
+run sluice "list-1000-of-$keys" 1 --op list --size 1 --bucket million --list-keys "$keys" --requests 200 --no-setup
+
+mkdir -p "$out"
+stamp=$(date -u +%Y-%m-%d)
+[ $quick = 1 ] && stamp="$stamp-quick"
+python3 tests/bench/report.py "$results" "$out/$stamp.md" "$out/$stamp.svg"
+cp "$results" "$out/$stamp.txt"
+echo "== report: $out/$stamp.md, $out/$stamp.svg"
