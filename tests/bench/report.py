@@ -7,6 +7,7 @@ scenario (median of the rounds), the ratios the issue asks for, and an SVG bar c
 Each input line is what `sluice-bench` prints: `label key=value key=value ...`; labels look
 like `<scenario>/<system>/r<round>` (e.g. `get-4KiB-c64/sluice-tls/r2`).
 """
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -62,7 +63,7 @@ def main(src, out_md, out_svg):
         pairs = [float(x[key]) / float(y[key]) for x, y in zip(ra, rb) if float(y[key]) > 0]
         return statistics.median(pairs) if pairs else None
 
-    lines = ["# Sluice benchmark", "", f"Source: `{src}` (medians over rounds; rounds alternate systems).", ""]
+    lines = ["# Sluice benchmark", "", f"Raw results: `{os.path.basename(out_md)[:-3]}.txt` beside this file (medians over rounds; rounds alternate systems; produced by `tests/bench/run.sh`).", ""]
     lines += ["| scenario | system | rounds | req/s | MB/s | p50 ms | p99 ms | errors | server peak RSS MiB | server CPU s |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
