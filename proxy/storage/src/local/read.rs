@@ -40,11 +40,15 @@ pub struct OpenObject {
     pub meta: ObjectMeta,
     segments: Vec<Segment>,
     first: Option<tokio::fs::File>,
+    /// A small object's whole, verified data, read while opening.
+    preloaded: Option<Bytes>,
 }
 
 impl LocalBackend {
-    /// Opens an object for reading. Retries when an overwrite replaced the blob between the
-    /// index read and the open.
+    /// Opens an object for reading, in one blocking call: the index lookup, the open of the
+    /// first blob, and for small single-part objects the whole read and its verification (a
+    /// GET of a small object then costs one hop to the blocking pool, not three). Retries when
+    /// an overwrite replaced the blob between the index read and the open.
     pub async fn open_object(
         &self,
         tenant: &TenantId,
@@ -53,35 +57,88 @@ impl LocalBackend {
     ) -> Result<OpenObject, StorageError> {
         for _ in 0..3 {
             let (t, b, k) = (tenant.clone(), bucket.clone(), key.clone());
-            let record: Record = self
-                .blocking(move |inner| inner.index.get_object(&t, &b, &k))
-                .await?;
-            let segments: Vec<Segment> = record
-                .segments()
-                .map(|(id, size, checked)| Segment {
-                    path: self.inner.blobs.path_of(id),
-                    size,
-                    checked,
+            let opened = self
+                .blocking(move |inner| {
+                    let record: Record = inner.index.get_object(&t, &b, &k)?;
+                    let segments: Vec<Segment> = record
+                        .segments()
+                        .map(|(id, size, checked)| Segment {
+                            path: inner.blobs.path_of(id),
+                            size,
+                            checked,
+                        })
+                        .collect();
+                    let mut first = match segments.first() {
+                        Some(seg) => match std::fs::File::open(&seg.path) {
+                            Ok(file) => Some(file),
+                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                                return Ok(None);
+                            }
+                            Err(err) => return Err(err.into()),
+                        },
+                        None => None,
+                    };
+                    let preloaded = match (&segments[..], first.as_mut()) {
+                        ([seg], Some(file))
+                            if seg.checked && seg.size + table_len(seg.size) <= SMALL_TAIL =>
+                        {
+                            read_small(file, seg.size)?
+                        }
+                        _ => None,
+                    };
+                    Ok(Some((record.meta, segments, first, preloaded)))
                 })
-                .collect();
-            let first = match segments.first() {
-                Some(seg) => match tokio::fs::File::open(&seg.path).await {
-                    Ok(file) => Some(file),
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(err) => return Err(err.into()),
-                },
-                None => None,
+                .await?;
+            let Some((meta, segments, first, preloaded)) = opened else {
+                continue;
+            };
+            let first = if preloaded.is_some() {
+                None
+            } else {
+                first.map(tokio::fs::File::from_std)
             };
             return Ok(OpenObject {
-                meta: record.meta,
+                meta,
                 segments,
                 first,
+                preloaded,
             });
         }
         Err(StorageError::Index(
             "object record points at a missing blob".into(),
         ))
     }
+}
+
+/// Reads a small checked blob whole and verifies every block. `None` when it does not verify:
+/// the streaming path then finds the same corruption and reports it where it is.
+fn read_small(file: &mut std::fs::File, size: u64) -> Result<Option<Bytes>, StorageError> {
+    use std::io::Seek;
+    let verified = read_and_verify(file, size)?;
+    if verified.is_none() {
+        // The streaming path reads this file again from the start.
+        file.seek(std::io::SeekFrom::Start(0))?;
+    }
+    Ok(verified)
+}
+
+fn read_and_verify(file: &mut std::fs::File, size: u64) -> Result<Option<Bytes>, StorageError> {
+    use std::io::Read;
+    let mut all = Vec::with_capacity((size + table_len(size)) as usize);
+    file.read_to_end(&mut all)?;
+    if all.len() as u64 != size + table_len(size) {
+        return Ok(None);
+    }
+    let (data, table) = all.split_at(size as usize);
+    let intact = data
+        .chunks(BLOCK as usize)
+        .zip(table.chunks_exact(4))
+        .all(|(block, crc)| crc32c(block) == u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]));
+    if !intact {
+        return Ok(None);
+    }
+    all.truncate(size as usize);
+    Ok(Some(Bytes::from(all)))
 }
 
 impl OpenObject {
@@ -96,6 +153,11 @@ impl OpenObject {
             Some(r) => (r.start, r.len()),
             None => (0, self.meta.size),
         };
+        if let Some(data) = self.preloaded {
+            let slice = data.slice(start as usize..(start + len) as usize);
+            let once = futures_util::stream::iter((!slice.is_empty()).then_some(Ok(slice)));
+            return Ok(Box::pin(once));
+        }
         // The slices of each segment the range covers: (segment index, offset in it, length).
         let mut plan = Vec::new();
         let mut seg_start = 0u64;
