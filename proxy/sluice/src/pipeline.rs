@@ -205,8 +205,18 @@ fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), S3Er
     Ok(())
 }
 
+/// A request id unique within this process and across restarts: a random prefix drawn once,
+/// then a counter. (A random id per request cost a getrandom syscall on the hot path.)
 fn new_request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random);
+    format!(
+        "{prefix:08X}{:08X}",
+        COUNTER.fetch_add(1, Ordering::Relaxed) as u32
+    )
 }
 
 fn now_unix() -> i64 {
