@@ -529,43 +529,107 @@ impl Index {
         }
 
         let mut page = ListPage::default();
-        let mut taken = 0usize;
-        'scan: loop {
-            let mut range = objects
-                .range(cursor.as_slice()..)
-                .map_err(StorageError::index)?;
-            loop {
-                let Some(entry) = range.next() else {
-                    break 'scan;
-                };
-                let (k, v) = entry.map_err(StorageError::index)?;
-                let full_key = k.value();
-                if !full_key.starts_with(&full_prefix) {
-                    break 'scan;
-                }
-                let key =
-                    std::str::from_utf8(&full_key[base.len()..]).map_err(StorageError::index)?;
-                if taken == req.max_keys {
-                    // One more entry exists: the page is truncated after the last one returned.
-                    page.next_after = last_returned(&page);
-                    break 'scan;
-                }
-                if let Some(d) = delimiter
-                    && let Some(pos) = key[req.prefix.len()..].find(d)
-                {
-                    let common = key[..req.prefix.len() + pos + d.len()].to_owned();
-                    cursor = [base.as_slice(), common.as_bytes(), &[AFTER_ALL]].concat();
-                    page.common_prefixes.push(common);
-                    taken += 1;
-                    continue 'scan;
-                }
-                let record: Record = decode(v.value())?;
-                page.objects.push((ObjectKey::parse(key)?, record.meta));
-                taken += 1;
-            }
+        let more = scan_page(
+            &objects,
+            Scan {
+                base: &base,
+                full_prefix: &full_prefix,
+                prefix: &req.prefix,
+                delimiter,
+                cursor,
+                max: req.max_keys,
+            },
+            utf8,
+            |rest, value| {
+                let record: Record = decode(value)?;
+                page.objects
+                    .push((ObjectKey::parse(utf8(rest)?)?, record.meta));
+                Ok(())
+            },
+            &mut page.common_prefixes,
+        )?;
+        if more {
+            // The page is truncated after the last key or common prefix it returned.
+            page.next_after = last_returned(&page);
         }
         Ok(page)
     }
+}
+
+/// One page of a delimiter-aware scan of `table` from `cursor`. Each entry under
+/// `full_prefix` is either handed to `item` (with its key bytes after `base`) or, when its name
+/// (`name_of`) past `prefix` contains `delimiter`, folded into one common prefix, and the scan
+/// seeks past every key that shares it: a directory of a million keys costs one seek. Takes at
+/// most `max` entries; returns whether more follow.
+struct Scan<'a> {
+    base: &'a [u8],
+    full_prefix: &'a [u8],
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    cursor: Vec<u8>,
+    max: usize,
+}
+
+fn scan_page(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    scan: Scan<'_>,
+    name_of: impl for<'k> Fn(&'k [u8]) -> Result<&'k str, StorageError>,
+    mut item: impl FnMut(&[u8], &[u8]) -> Result<(), StorageError>,
+    common_prefixes: &mut Vec<String>,
+) -> Result<bool, StorageError> {
+    let Scan {
+        base,
+        full_prefix,
+        prefix,
+        delimiter,
+        mut cursor,
+        max,
+    } = scan;
+    let mut taken = 0usize;
+    'scan: loop {
+        let mut range = table
+            .range(cursor.as_slice()..)
+            .map_err(StorageError::index)?;
+        loop {
+            let Some(entry) = range.next() else {
+                return Ok(false);
+            };
+            let (k, v) = entry.map_err(StorageError::index)?;
+            let full = k.value();
+            if !full.starts_with(full_prefix) {
+                return Ok(false);
+            }
+            if taken == max {
+                return Ok(true);
+            }
+            let rest = &full[base.len()..];
+            let name = name_of(rest)?;
+            if let Some(d) = delimiter
+                && let Some(pos) = name[prefix.len()..].find(d)
+            {
+                let common = name[..prefix.len() + pos + d.len()].to_owned();
+                cursor = [base, common.as_bytes(), &[AFTER_ALL]].concat();
+                common_prefixes.push(common);
+                taken += 1;
+                continue 'scan;
+            }
+            item(rest, v.value())?;
+            taken += 1;
+        }
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, StorageError> {
+    std::str::from_utf8(bytes).map_err(StorageError::index)
+}
+
+/// An `UPLOADS` key after the bucket prefix: `key \0 upload id`.
+fn split_upload_key(rest: &[u8]) -> Result<(&str, &str), StorageError> {
+    let split = rest
+        .iter()
+        .rposition(|b| *b == 0)
+        .ok_or_else(|| StorageError::Index("malformed upload key".into()))?;
+    Ok((utf8(&rest[..split])?, utf8(&rest[split + 1..])?))
 }
 
 /// Where to resume after `after`: just past it, or past everything under it when it is a common
@@ -1057,52 +1121,38 @@ impl Index {
             }
         }
         let mut page = crate::UploadListPage::default();
-        'scan: loop {
-            let mut range = uploads
-                .range(cursor.as_slice()..)
-                .map_err(StorageError::index)?;
-            loop {
-                let Some(entry) = range.next() else {
-                    break 'scan;
-                };
-                let (k, v) = entry.map_err(StorageError::index)?;
-                let full = k.value();
-                if !full.starts_with(&full_prefix) {
-                    break 'scan;
-                }
-                let rest = &full[base.len()..];
-                let split = rest
-                    .iter()
-                    .rposition(|b| *b == 0)
-                    .ok_or_else(|| StorageError::Index("malformed upload key".into()))?;
-                let key = std::str::from_utf8(&rest[..split]).map_err(StorageError::index)?;
-                let upload_id =
-                    std::str::from_utf8(&rest[split + 1..]).map_err(StorageError::index)?;
-                if page.uploads.len() + page.common_prefixes.len() == req.max_uploads {
-                    page.next = Some(match (page.uploads.last(), page.common_prefixes.last()) {
-                        (Some(u), p) if p.is_none_or(|p| u.key.as_str() > p.as_str()) => {
-                            (u.key.as_str().to_owned(), u.upload_id.clone())
-                        }
-                        (_, Some(p)) => (p.clone(), String::new()),
-                        _ => (key.to_owned(), upload_id.to_owned()),
-                    });
-                    break 'scan;
-                }
-                if let Some(d) = delimiter
-                    && let Some(pos) = key[req.prefix.len()..].find(d)
-                {
-                    let common = key[..req.prefix.len() + pos + d.len()].to_owned();
-                    cursor = [base.as_slice(), common.as_bytes(), &[AFTER_ALL]].concat();
-                    page.common_prefixes.push(common);
-                    continue 'scan;
-                }
-                let record: UploadRecord = decode(v.value())?;
+        let more = scan_page(
+            &uploads,
+            Scan {
+                base: &base,
+                full_prefix: &full_prefix,
+                prefix: &req.prefix,
+                delimiter,
+                cursor,
+                max: req.max_uploads,
+            },
+            |rest| split_upload_key(rest).map(|(key, _)| key),
+            |rest, value| {
+                let (key, upload_id) = split_upload_key(rest)?;
+                let record: UploadRecord = decode(value)?;
                 page.uploads.push(crate::UploadInfo {
                     key: ObjectKey::parse(key)?,
                     upload_id: upload_id.to_owned(),
                     initiated_ms: record.initiated_ms,
                 });
-            }
+                Ok(())
+            },
+            &mut page.common_prefixes,
+        )?;
+        if more {
+            // Resume after the last upload or common prefix returned, whichever sorts later.
+            page.next = match (page.uploads.last(), page.common_prefixes.last()) {
+                (Some(u), p) if p.is_none_or(|p| u.key.as_str() > p.as_str()) => {
+                    Some((u.key.as_str().to_owned(), u.upload_id.clone()))
+                }
+                (_, Some(p)) => Some((p.clone(), String::new())),
+                _ => None,
+            };
         }
         Ok(page)
     }
