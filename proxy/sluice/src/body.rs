@@ -30,9 +30,12 @@ pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
         .boxed_unsync()
 }
 
+/// A streamed response body. Fused here, where every object body meets hyper: HTTP/2 may poll
+/// a body again after it ended, and no backend's stream has to tolerate that itself.
 pub fn stream_body(body: ObjectBody) -> ResponseBody {
     StreamBody::new(
-        body.map_ok(Frame::data)
+        body.fuse()
+            .map_ok(Frame::data)
             .map_err(|e| Box::new(e) as BoxError),
     )
     .boxed_unsync()

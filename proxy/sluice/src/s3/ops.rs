@@ -400,7 +400,7 @@ async fn first_chunk_checked(
 ) -> Result<sluice_storage::ObjectBody, S3Error> {
     use futures_util::StreamExt;
     match body.next().await {
-        None => Ok(Box::pin(futures_util::stream::empty())),
+        None => Ok(body),
         Some(Err(err)) => Err(S3Error::from(err)),
         Some(Ok(first)) => Ok(Box::pin(
             futures_util::stream::once(async move { Ok(first) }).chain(body),

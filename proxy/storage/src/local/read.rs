@@ -176,8 +176,7 @@ impl OpenObject {
             plan: plan.into_iter(),
             current: None,
         };
-        // Fused: a body that has ended keeps answering `None` if polled again (HTTP/2 does).
-        Ok(Box::pin(futures_util::StreamExt::fuse(read_stream(state))))
+        Ok(Box::pin(read_stream(state)))
     }
 }
 
