@@ -3,6 +3,7 @@
 //! an aborted, failed or cancelled upload leaves nothing behind.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::StorageError;
 
@@ -10,6 +11,12 @@ use crate::StorageError;
 pub(super) struct BlobDir {
     blobs: PathBuf,
     tmp: PathBuf,
+    /// `blobs/` itself, for opens relative to it that only use the kernel's caches.
+    dir: std::fs::File,
+    /// Cleared when the kernel cannot do cache-only opens (before Linux 5.12).
+    cached_opens: AtomicBool,
+    /// Cleared when the filesystem cannot do cache-only reads (tmpfs, for one).
+    cached_reads: AtomicBool,
 }
 
 /// A body being received.
@@ -56,7 +63,14 @@ impl BlobDir {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        Ok(Self { blobs, tmp })
+        let dir = std::fs::File::open(&blobs)?;
+        Ok(Self {
+            blobs,
+            tmp,
+            dir,
+            cached_opens: AtomicBool::new(cfg!(target_os = "linux")),
+            cached_reads: AtomicBool::new(cfg!(target_os = "linux")),
+        })
     }
 
     pub(super) async fn create_temp(&self) -> Result<TempBlob, StorageError> {
@@ -76,6 +90,72 @@ impl BlobDir {
 
     pub(super) fn path_of(&self, id: &str) -> PathBuf {
         self.blobs.join(&id[..2.min(id.len())]).join(id)
+    }
+
+    /// Opens a blob (a path from [`Self::path_of`]) for reading only if that cannot wait on the
+    /// disk: `Ok(None)` when resolving the path would need I/O, or the kernel cannot promise
+    /// that it will not (`openat2` with `RESOLVE_CACHED`). The caller then opens it on a
+    /// blocking thread. A blob that is gone is `NotFound`, as with any open.
+    pub(super) fn open_cached(&self, path: &Path) -> std::io::Result<Option<std::fs::File>> {
+        #[cfg(target_os = "linux")]
+        if self.cached_opens.load(Ordering::Relaxed) {
+            use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+            use rustix::io::Errno;
+            let Ok(relative) = path.strip_prefix(&self.blobs) else {
+                return Ok(None);
+            };
+            let resolve = ResolveFlags::CACHED | ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+            return match openat2(
+                &self.dir,
+                relative,
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            ) {
+                Ok(fd) => Ok(Some(fd.into())),
+                Err(Errno::AGAIN) => Ok(None),
+                // No openat2 (before 5.6), or no RESOLVE_CACHED (before 5.12), or a sandbox
+                // that forbids the call: stop asking.
+                Err(Errno::NOSYS | Errno::INVAL | Errno::PERM) => {
+                    self.cached_opens.store(false, Ordering::Relaxed);
+                    Ok(None)
+                }
+                Err(err) => Err(err.into()),
+            };
+        }
+        let _ = path;
+        Ok(None)
+    }
+
+    /// Whether [`Self::read_cached`] can still succeed.
+    pub(super) fn reads_from_cache(&self) -> bool {
+        self.cached_reads.load(Ordering::Relaxed)
+    }
+
+    /// Reads from `offset` into `buf` only what the page cache holds (`preadv2` with
+    /// `RWF_NOWAIT`): `Ok(None)` when that is nothing, or the filesystem cannot tell.
+    pub(super) fn read_cached(
+        &self,
+        file: &std::fs::File,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> std::io::Result<Option<usize>> {
+        #[cfg(target_os = "linux")]
+        if self.reads_from_cache() {
+            use rustix::io::{Errno, ReadWriteFlags, preadv2};
+            let mut slices = [std::io::IoSliceMut::new(buf)];
+            return match preadv2(file, &mut slices, offset, ReadWriteFlags::NOWAIT) {
+                Ok(n) => Ok(Some(n)),
+                Err(Errno::AGAIN) => Ok(None),
+                Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::PERM) => {
+                    self.cached_reads.store(false, Ordering::Relaxed);
+                    Ok(None)
+                }
+                Err(err) => Err(err.into()),
+            };
+        }
+        let _ = (file, buf, offset);
+        Ok(None)
     }
 
     /// Makes a received body durable under its final name: fsync the file, rename it, fsync the

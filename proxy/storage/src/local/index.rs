@@ -435,6 +435,9 @@ impl Index {
         })
     }
 
+    /// One object's record. Cheap enough for the runtime thread, where GET and HEAD call it:
+    /// a point lookup whose pages are normally in redb's cache (or the kernel's), and redb
+    /// readers never wait for a writer's fsync (commits flush outside the state lock).
     pub(super) fn get_object(
         &self,
         tenant: &TenantId,

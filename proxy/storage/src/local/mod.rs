@@ -261,14 +261,11 @@ impl LocalBackend {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<ObjectMeta, StorageError> {
-        let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
-        self.blocking(move |inner| {
-            inner
-                .index
-                .get_object(&tenant, &bucket, &key)
-                .map(|r| r.meta)
-        })
-        .await
+        // A point lookup, on the runtime thread (see `Index::get_object`).
+        self.inner
+            .index
+            .get_object(tenant, bucket, key)
+            .map(|r| r.meta)
     }
 
     /// Replaces an object's tags (PutObjectTagging / DeleteObjectTagging), keeping its bytes.

@@ -45,10 +45,12 @@ pub struct OpenObject {
 }
 
 impl LocalBackend {
-    /// Opens an object for reading, in one blocking call: the index lookup, the open of the
-    /// first blob, and for small single-part objects the whole read and its verification (a
-    /// GET of a small object then costs one hop to the blocking pool, not three). Retries when
-    /// an overwrite replaced the blob between the index read and the open.
+    /// Opens an object for reading: the index lookup, the open of the first blob, and for a
+    /// small single-part object the whole read and its verification. When all of that is in
+    /// memory (redb's cache, the kernel's dentry and page caches) it completes here, on the
+    /// runtime thread, like a static file server's open and read; whatever would wait on the
+    /// disk goes to the blocking pool instead. Retries when an overwrite replaced the blob
+    /// between the index read and the open.
     pub async fn open_object(
         &self,
         tenant: &TenantId,
@@ -56,51 +58,32 @@ impl LocalBackend {
         key: &ObjectKey,
     ) -> Result<OpenObject, StorageError> {
         for _ in 0..3 {
-            let (t, b, k) = (tenant.clone(), bucket.clone(), key.clone());
-            let opened = self
-                .blocking(move |inner| {
-                    let record: Record = inner.index.get_object(&t, &b, &k)?;
-                    let segments: Vec<Segment> = record
-                        .segments()
-                        .map(|(id, size, checked)| Segment {
-                            path: inner.blobs.path_of(id),
-                            size,
-                            checked,
-                        })
-                        .collect();
-                    let mut first = match segments.first() {
-                        Some(seg) => match std::fs::File::open(&seg.path) {
-                            Ok(file) => Some(file),
-                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                                return Ok(None);
-                            }
-                            Err(err) => return Err(err.into()),
-                        },
-                        None => None,
-                    };
-                    let preloaded = match (&segments[..], first.as_mut()) {
-                        ([seg], Some(file))
-                            if seg.checked && seg.size + table_len(seg.size) <= SMALL_TAIL =>
-                        {
-                            read_small(file, seg.size)?
-                        }
-                        _ => None,
-                    };
-                    Ok(Some((record.meta, segments, first, preloaded)))
+            let record: Record = self.inner.index.get_object(tenant, bucket, key)?;
+            let segments: Vec<Segment> = record
+                .segments()
+                .map(|(id, size, checked)| Segment {
+                    path: self.inner.blobs.path_of(id),
+                    size,
+                    checked,
                 })
-                .await?;
-            let Some((meta, segments, first, preloaded)) = opened else {
+                .collect();
+            let (segments, opened) = match self.inner.open_first(&segments, Wait::No)? {
+                Opened::WouldBlock => {
+                    self.blocking(move |inner| {
+                        let opened = inner.open_first(&segments, Wait::Yes)?;
+                        Ok((segments, opened))
+                    })
+                    .await?
+                }
+                opened => (segments, opened),
+            };
+            let Opened::Ready { first, preloaded } = opened else {
                 continue;
             };
-            let first = if preloaded.is_some() {
-                None
-            } else {
-                first.map(tokio::fs::File::from_std)
-            };
             return Ok(OpenObject {
-                meta,
+                meta: record.meta,
                 segments,
-                first,
+                first: first.map(tokio::fs::File::from_std),
                 preloaded,
             });
         }
@@ -110,35 +93,123 @@ impl LocalBackend {
     }
 }
 
-/// Reads a small checked blob whole and verifies every block. `None` when it does not verify:
-/// the streaming path then finds the same corruption and reports it where it is.
-fn read_small(file: &mut std::fs::File, size: u64) -> Result<Option<Bytes>, StorageError> {
-    use std::io::Seek;
-    let verified = read_and_verify(file, size)?;
-    if verified.is_none() {
-        // The streaming path reads this file again from the start.
-        file.seek(std::io::SeekFrom::Start(0))?;
-    }
-    Ok(verified)
+/// Whether opening may wait on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    No,
 }
 
-fn read_and_verify(file: &mut std::fs::File, size: u64) -> Result<Option<Bytes>, StorageError> {
-    use std::io::Read;
-    let mut all = Vec::with_capacity((size + table_len(size)) as usize);
-    file.read_to_end(&mut all)?;
-    if all.len() as u64 != size + table_len(size) {
-        return Ok(None);
+enum Opened {
+    Ready {
+        /// The first segment's file, unless the object is empty or preloaded.
+        first: Option<std::fs::File>,
+        preloaded: Option<Bytes>,
+    },
+    /// The first blob is gone: an overwrite replaced the record after it was read.
+    Replaced,
+    /// Only with `Wait::No`: finishing would wait on the disk.
+    WouldBlock,
+}
+
+impl super::Inner {
+    fn open_first(&self, segments: &[Segment], wait: Wait) -> Result<Opened, StorageError> {
+        let Some(seg) = segments.first() else {
+            return Ok(Opened::Ready {
+                first: None,
+                preloaded: None,
+            });
+        };
+        let small =
+            segments.len() == 1 && seg.checked && seg.size + table_len(seg.size) <= SMALL_TAIL;
+        if wait == Wait::No && small && !self.blobs.reads_from_cache() {
+            return Ok(Opened::WouldBlock);
+        }
+        let opened = match wait {
+            Wait::No => self.blobs.open_cached(&seg.path),
+            Wait::Yes => std::fs::File::open(&seg.path).map(Some),
+        };
+        let file = match opened {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(Opened::WouldBlock),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Opened::Replaced),
+            Err(err) => return Err(err.into()),
+        };
+        if !small {
+            return Ok(Opened::Ready {
+                first: Some(file),
+                preloaded: None,
+            });
+        }
+        let Some(stored) = read_whole(&self.blobs, &file, seg.size + table_len(seg.size), wait)?
+        else {
+            return Ok(Opened::WouldBlock);
+        };
+        // A blob that does not verify is left to the streaming path, which reports the
+        // corruption where it is.
+        Ok(match verified(stored, seg.size) {
+            Some(data) => Opened::Ready {
+                first: None,
+                preloaded: Some(data),
+            },
+            None => Opened::Ready {
+                first: Some(file),
+                preloaded: None,
+            },
+        })
     }
-    let (data, table) = all.split_at(size as usize);
+}
+
+/// Reads a small blob whole with positioned reads (the file's cursor stays at 0). Reads one
+/// byte more than expected, so a longer file shows. With `Wait::No`, `None` unless all the
+/// expected bytes came from the page cache.
+fn read_whole(
+    blobs: &super::BlobDir,
+    file: &std::fs::File,
+    expected: u64,
+    wait: Wait,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let mut buf = vec![0u8; expected as usize + 1];
+    if wait == Wait::No {
+        // A short read may only mean the rest is not cached: the blocking read decides.
+        return Ok(match blobs.read_cached(file, &mut buf, 0)? {
+            Some(n) if n as u64 >= expected => {
+                buf.truncate(n);
+                Some(buf)
+            }
+            _ => None,
+        });
+    }
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Some(buf))
+}
+
+/// A small checked blob's data, if the blob has exactly the expected length and every block
+/// matches its checksum.
+fn verified(mut stored: Vec<u8>, size: u64) -> Option<Bytes> {
+    if stored.len() as u64 != size + table_len(size) {
+        return None;
+    }
+    let (data, table) = stored.split_at(size as usize);
     let intact = data
         .chunks(BLOCK as usize)
         .zip(table.chunks_exact(4))
         .all(|(block, crc)| crc32c(block) == u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]));
     if !intact {
-        return Ok(None);
+        return None;
     }
-    all.truncate(size as usize);
-    Ok(Some(Bytes::from(all)))
+    stored.truncate(size as usize);
+    Some(Bytes::from(stored))
 }
 
 impl OpenObject {
@@ -380,4 +451,81 @@ fn read_stream(state: ReadState) -> impl Stream<Item = Result<Bytes, StorageErro
             None => None,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PutObject;
+
+    /// The cache-only open and read (`Wait::No`) and the blocking one give the same answer for
+    /// every kind of blob; with the data just written, the cache-only path does complete.
+    #[tokio::test]
+    async fn cache_only_and_blocking_opens_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path()).await.unwrap();
+        let (tenant, bucket) = (
+            TenantId::parse("t").unwrap(),
+            BucketName::parse("bkt").unwrap(),
+        );
+        backend.create_bucket(&tenant, &bucket).await.unwrap();
+        let sizes = [0usize, 1, 4096, 200_000, 300_000];
+        for size in sizes {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let key = ObjectKey::parse(&format!("k{size}")).unwrap();
+            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]);
+            backend
+                .put_object(&tenant, &bucket, &key, PutObject::default(), body)
+                .await
+                .unwrap();
+        }
+        let inner = &backend.inner;
+        let outcome = |size: usize, wait: Wait| {
+            let key = ObjectKey::parse(&format!("k{size}")).unwrap();
+            let record = inner.index.get_object(&tenant, &bucket, &key).unwrap();
+            let segments: Vec<Segment> = record
+                .segments()
+                .map(|(id, size, checked)| Segment {
+                    path: inner.blobs.path_of(id),
+                    size,
+                    checked,
+                })
+                .collect();
+            match inner.open_first(&segments, wait).unwrap() {
+                Opened::Ready { first, preloaded } => Some((first.is_some(), preloaded)),
+                Opened::Replaced => panic!("blob of k{size} missing"),
+                Opened::WouldBlock => None,
+            }
+        };
+        // Data just written is in the page cache, so the cache-only path completes, unless the
+        // filesystem cannot read from the cache alone (tmpfs): then it defers every small read.
+        let agree = |size: usize| {
+            let blocking = outcome(size, Wait::Yes).expect("a blocking open always completes");
+            match outcome(size, Wait::No) {
+                Some(fast) => assert_eq!(fast, blocking, "size {size}"),
+                None => assert!(!inner.blobs.reads_from_cache(), "size {size} deferred"),
+            }
+            blocking
+        };
+        for size in sizes {
+            let (streams, preloaded) = agree(size);
+            let small = size <= 200_000;
+            assert_eq!(preloaded.map(|b| b.len()), small.then_some(size));
+            assert_eq!(streams, !small);
+        }
+
+        // A small blob that fails verification (here: one byte too many) is not preloaded by
+        // either path; the streaming read then reports it.
+        let key = ObjectKey::parse("k4096").unwrap();
+        let record = inner.index.get_object(&tenant, &bucket, &key).unwrap();
+        let path = record
+            .segments()
+            .next()
+            .map(|(id, _, _)| inner.blobs.path_of(id))
+            .unwrap();
+        let mut stored = std::fs::read(&path).unwrap();
+        stored.push(0);
+        std::fs::write(&path, &stored).unwrap();
+        assert_eq!(agree(4096), (true, None));
+    }
 }
