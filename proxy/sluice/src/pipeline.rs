@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::{Principal, authenticate};
@@ -21,6 +21,10 @@ use crate::gateway::Gateway;
 use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
 use crate::s3::{Fault, S3Error, S3Op, Target, cors};
+
+// Built once: a header name from a `&str` is parsed and validated on every insert.
+const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
+const X_AMZ_ID_2: HeaderName = HeaderName::from_static("x-amz-id-2");
 
 /// What the connection a request arrived on allows.
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +123,8 @@ pub async fn handle(
     }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-amz-request-id", v.clone());
-        headers.insert("x-amz-id-2", v);
+        headers.insert(X_AMZ_REQUEST_ID, v.clone());
+        headers.insert(X_AMZ_ID_2, v);
     }
     headers.insert(http::header::SERVER, HeaderValue::from_static("Sluice"));
     tracing::info!(
