@@ -45,6 +45,10 @@ bash tests/bench/run.sh --quick --out "$bench_out"
 report=$(ls "$bench_out"/*-quick.md)
 grep -q '| get-4KiB-c64 | sluice |' "$report" && grep -q '| get-4KiB-c64 | nginx-proxy |' "$report" \
   && grep -q '<svg' "$bench_out"/*-quick.svg || { echo "benchmark report incomplete: $report" >&2; exit 1; }
+# Every request the load generator signed was accepted: its signing agrees with Sluice's.
+if grep -E ' errors=[1-9]' "$bench_out"/*-quick.txt; then
+  echo "benchmark requests failed (above)" >&2; exit 1
+fi
 rm -rf "$bench_out"
 
 log "python end-to-end tests (boto3, aws CLI)"
