@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::AsyncWriteExt;
+
 use crate::StorageError;
 
 #[derive(Debug)]
@@ -25,6 +27,51 @@ pub(super) struct TempBlob {
     pub(super) file: tokio::fs::File,
     pub(super) id: String,
     pub(super) guard: RemoveOnDrop,
+}
+
+/// Bytes written between early syncs of a body still arriving.
+const EARLY_SYNC_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Starts a large body's trip to the disk while it is still arriving: after every
+/// `EARLY_SYNC_BYTES` written, an `fdatasync` of what is there so far runs on a blocking thread
+/// (one at a time), so the fsync in [`BlobDir::persist`] has little left to write instead of
+/// the whole body. Durability still comes from that fsync; an early sync that fails fails the
+/// upload (a failed fsync may not be reported twice).
+#[derive(Debug, Default)]
+pub(super) struct EarlySync {
+    unsynced: u64,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl EarlySync {
+    /// Records `n` more bytes written to `file`.
+    pub(super) async fn wrote(
+        &mut self,
+        n: usize,
+        file: &mut tokio::fs::File,
+    ) -> std::io::Result<()> {
+        self.unsynced += n as u64;
+        if self.unsynced < EARLY_SYNC_BYTES
+            || self.running.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return Ok(());
+        }
+        self.wait().await?;
+        // Hand tokio's pending write to the kernel, then sync through a second descriptor.
+        file.flush().await?;
+        let file = file.try_clone().await?.into_std().await;
+        self.running = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// Waits for the sync in flight, if any, and reports its error.
+    pub(super) async fn wait(&mut self) -> std::io::Result<()> {
+        match self.running.take() {
+            Some(handle) => handle.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Removes its file on drop unless [`RemoveOnDrop::disarm`]ed.

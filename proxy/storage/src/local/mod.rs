@@ -35,7 +35,7 @@ use crate::{
     BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, PutError, PutObject,
     StorageError, TenantId,
 };
-use blobs::{BlobDir, RemoveOnDrop, TempBlob};
+use blobs::{BlobDir, EarlySync, RemoveOnDrop, TempBlob};
 use index::{Index, Record};
 pub use multipart::{PART_NUMBERS, PartId};
 pub use read::OpenObject;
@@ -216,6 +216,7 @@ impl LocalBackend {
         } = self.inner.blobs.create_temp().await?;
         let mut md5 = Md5::new();
         let mut blocks = integrity::BlockSummer::new();
+        let mut early_sync = EarlySync::default();
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
@@ -233,6 +234,10 @@ impl LocalBackend {
             md5.update(&chunk);
             blocks.update(&chunk);
             file.write_all(&chunk).await.map_err(StorageError::Io)?;
+            early_sync
+                .wrote(chunk.len(), &mut file)
+                .await
+                .map_err(StorageError::Io)?;
         }
         if put.expected_size.is_some_and(|expected| expected != size) {
             return Err(StorageError::IncompleteBody.into());
@@ -245,6 +250,7 @@ impl LocalBackend {
             .await
             .map_err(StorageError::Io)?;
         file.flush().await.map_err(StorageError::Io)?;
+        early_sync.wait().await.map_err(StorageError::Io)?;
         let file = file.into_std().await;
         Ok(Received {
             file,
