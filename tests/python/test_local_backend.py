@@ -335,8 +335,12 @@ def test_multipart_low_level(s3, mp_bucket):
     assert got["ContentType"] == "application/x-mp" and got["Metadata"] == {"kind": "low-level"}
     assert got["ContentLength"] == sum(map(len, bodies))
 
-    # The upload is gone once completed.
+    # The upload is gone once completed; a retried Complete (after a client timeout) still gets
+    # the same answer, as from S3.
     raises_s3("NoSuchUpload", 404, s3.list_parts, Bucket=bucket, Key=key, UploadId=upload_id)
+    again = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": good})
+    assert again["ETag"] == done["ETag"] and again["Key"] == key
     listed = s3.list_multipart_uploads(Bucket=bucket)
     assert upload_id not in [u["UploadId"] for u in listed.get("Uploads", [])]
 

@@ -384,54 +384,25 @@ async fn multipart_upload_complete_and_read_back() {
         part_number: n,
         etag: format!("\"{e}\""),
     };
+    let complete = async |parts: Vec<CompletePart>| {
+        backend
+            .complete_multipart_upload(&t(), &bucket, &k("big"), &id, parts, PutCondition::None)
+            .await
+    };
     // Validation: order, unknown etag, too-small middle part.
-    let err = backend
-        .complete_multipart_upload(
-            &t(),
-            &bucket,
-            &k("big"),
-            &id,
-            vec![cp(2, &etags[1]), cp(1, &etags[0])],
-            PutCondition::None,
-        )
+    let err = complete(vec![cp(2, &etags[1]), cp(1, &etags[0])])
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::InvalidPartOrder), "{err:?}");
-    let err = backend
-        .complete_multipart_upload(
-            &t(),
-            &bucket,
-            &k("big"),
-            &id,
-            vec![cp(1, "00")],
-            PutCondition::None,
-        )
-        .await
-        .unwrap_err();
+    let err = complete(vec![cp(1, "00")]).await.unwrap_err();
     assert!(matches!(err, StorageError::InvalidPart), "{err:?}");
-    let err = backend
-        .complete_multipart_upload(
-            &t(),
-            &bucket,
-            &k("big"),
-            &id,
-            vec![cp(3, &etags[2]), cp(1, &etags[0])],
-            PutCondition::None,
-        )
+    let err = complete(vec![cp(3, &etags[2]), cp(1, &etags[0])])
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::InvalidPartOrder), "{err:?}");
 
     // Complete with parts 1 and 3 only: part 2's blob is released.
-    let meta = backend
-        .complete_multipart_upload(
-            &t(),
-            &bucket,
-            &k("big"),
-            &id,
-            vec![cp(1, &etags[0]), cp(3, &etags[2])],
-            PutCondition::None,
-        )
+    let meta = complete(vec![cp(1, &etags[0]), cp(3, &etags[2])])
         .await
         .unwrap();
     let mut concat = Vec::new();
@@ -466,12 +437,27 @@ async fn multipart_upload_complete_and_read_back() {
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::NoSuchUpload));
+    // A retried completion (the client timed out waiting for the first) gets the same answer
+    // and changes nothing.
+    let again = complete(vec![cp(1, &etags[0]), cp(3, &etags[2])])
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.etag.as_str(), again.size, again.last_modified_ms),
+        (meta.etag.as_str(), meta.size, meta.last_modified_ms)
+    );
+    assert_eq!(walk(&dir.path().join("blobs")), 2);
     // Deleting the object removes its part blobs.
     backend
         .delete_object(&t(), &bucket, &k("big"))
         .await
         .unwrap();
     assert_eq!(walk(&dir.path().join("blobs")), 0);
+    // Once the key no longer holds what the upload made, the upload id is unknown again.
+    let err = complete(vec![cp(1, &etags[0]), cp(3, &etags[2])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchUpload), "{err:?}");
 }
 
 #[tokio::test]

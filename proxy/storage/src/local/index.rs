@@ -73,6 +73,10 @@ pub(super) struct Record {
     /// The single blob ends with a block checksum table (see `integrity`).
     #[serde(default)]
     checked: bool,
+    /// The multipart upload that made this object, so that a retried CompleteMultipartUpload
+    /// (a client that timed out waiting for the first) gets the same answer, as from S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload: Option<String>,
     #[serde(flatten)]
     pub(super) meta: ObjectMeta,
 }
@@ -92,6 +96,7 @@ impl Record {
             blob: Some(blob),
             parts: Vec::new(),
             checked: true,
+            upload: None,
             meta,
         }
     }
@@ -953,7 +958,25 @@ impl Index {
                 .map_err(StorageError::index)?
             {
                 Some(v) => decode(v.value())?,
-                None => return Err(StorageError::NoSuchUpload),
+                None => {
+                    // Completed already, if the key still holds what that completion made.
+                    let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
+                    let current = objects
+                        .get(object_key(tenant, bucket, key).as_slice())
+                        .map_err(StorageError::index)?
+                        .map(|v| decode::<Record>(v.value()))
+                        .transpose()?;
+                    return match current {
+                        Some(record) if record.upload.as_deref() == Some(upload_id) => {
+                            Ok(Completed {
+                                meta: record.meta,
+                                replaced: None,
+                                unused_blobs: Vec::new(),
+                            })
+                        }
+                        _ => Err(StorageError::NoSuchUpload),
+                    };
+                }
             };
             let mut parts_table = txn.open_table(PARTS).map_err(StorageError::index)?;
             let stored = parts_of(&parts_table, upload_id)?;
@@ -989,6 +1012,7 @@ impl Index {
                         checked: p.checked,
                     })
                     .collect(),
+                upload: Some(upload_id.to_owned()),
                 meta: meta.clone(),
             };
             drop(uploads);
