@@ -435,3 +435,137 @@ async fn empty_objects_over_http2() {
     }
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }
+
+/// Signed headers for a PUT of `len` bytes sent as `UNSIGNED-PAYLOAD`.
+fn unsigned_put_headers(s: &Sluice, uri: &Uri, len: u64) -> HeaderMap {
+    let secret = SecretKey::new(s.secret.clone());
+    let date = crate::support::now();
+    let params = crate::support::signing_params(ACCESS_ID, &secret, &date);
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_LENGTH, len.into());
+    sign_request(
+        &Method::PUT,
+        uri,
+        &mut headers,
+        &PayloadMode::Unsigned,
+        &params,
+    )
+    .unwrap();
+    headers
+}
+
+/// Waits until the server has written `n` bytes of an upload into `tmp/`.
+async fn upload_reached(s: &Sluice, n: u64) -> bool {
+    let tmp = s.data_dir().join("tmp");
+    crate::auth::eventually(|| async {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .any(|e| e.unwrap().metadata().unwrap().len() >= n)
+    })
+    .await
+}
+
+/// The access log line of the upload of `partial`, once written; then checks that nothing of
+/// it is stored or left in `tmp/`.
+async fn abandoned_upload_line(s: &Sluice, c: &aws_sdk_s3::Client, bucket: &str) -> String {
+    let line = || {
+        s.log()
+            .lines()
+            .find(|l| l.contains("sluice::access") && l.contains("/partial"))
+            .map(str::to_owned)
+    };
+    assert!(
+        crate::auth::eventually(|| async { line().is_some() }).await,
+        "no access log line for the abandoned upload:\n{}",
+        s.log()
+    );
+    let err = c
+        .head_object()
+        .bucket(bucket)
+        .key("partial")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(crate::support::http_status(&err), 404);
+    let tmp = s.data_dir().join("tmp");
+    let empty = || async { std::fs::read_dir(&tmp).unwrap().next().is_none() };
+    assert!(
+        crate::auth::eventually(empty).await,
+        "the partial body was left in tmp/"
+    );
+    line().unwrap()
+}
+
+/// HTTP/1: a client that closes the connection mid-body ends the body short: the upload fails
+/// as an incomplete body (400 in the log), nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn http1_client_gone_mid_upload_stores_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "gone").await;
+    let uri: Uri = format!("{}/{b}/partial", s.endpoint).parse().unwrap();
+    let mut head = format!("PUT {} HTTP/1.1\r\n", uri.path());
+    for (name, value) in &unsigned_put_headers(&s, &uri, 1 << 20) {
+        head += &format!("{name}: {}\r\n", value.to_str().unwrap());
+    }
+    head += "\r\n";
+    // 64 KiB of the promised 1 MiB; once the server has written them, the client goes away.
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&[7u8; 65536]).await.unwrap();
+    assert!(
+        upload_reached(&s, 65536).await,
+        "upload never started:\n{}",
+        s.log()
+    );
+    drop(conn);
+    let line = abandoned_upload_line(&s, &c, &b).await;
+    assert!(
+        line.contains("op=\"PutObject\"") && line.contains("status=400"),
+        "{line}"
+    );
+}
+
+/// HTTP/2: a client that cancels its upload (RST_STREAM) ends that stream's body with an
+/// error: the upload fails (400 in the log) and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_upload_cancelled_stores_nothing() {
+    let s = Sluice::start_with(Options {
+        tls: true,
+        ..Default::default()
+    });
+    let c = crate::support::tls_client(&s);
+    let b = make_bucket(&c, "cancel").await;
+    let url = format!("https://localhost:{}/{b}/partial", s.addr.port());
+    let headers = unsigned_put_headers(&s, &url.parse().unwrap(), 1 << 20);
+    let (give_up, gave_up) = tokio::sync::oneshot::channel::<()>();
+    let first = futures_util::stream::once(async { Ok(bytes::Bytes::from(vec![7u8; 65536])) });
+    let then_fail = futures_util::stream::once(async {
+        let _ = gave_up.await;
+        Err(std::io::Error::other("client gives up"))
+    });
+    let body = reqwest::Body::wrap_stream(futures_util::StreamExt::chain(first, then_fail));
+    let request = tls_client(&s, false, false)
+        .put(&url)
+        .headers(headers)
+        .body(body)
+        .send();
+    let upload = tokio::spawn(request);
+    assert!(
+        upload_reached(&s, 65536).await,
+        "upload never started:\n{}",
+        s.log()
+    );
+    give_up.send(()).unwrap();
+    assert!(
+        upload.await.unwrap().is_err(),
+        "a cancelled upload cannot succeed"
+    );
+    let line = abandoned_upload_line(&s, &c, &b).await;
+    assert!(
+        line.contains("op=\"PutObject\"") && line.contains("tenant=\"e2e\""),
+        "{line}"
+    );
+    assert!(line.contains("status=400"), "{line}");
+}

@@ -40,9 +40,18 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<ResponseBody> {
-    let started = Instant::now();
-    let request_id = new_request_id();
     let (mut parts, incoming) = req.into_parts();
+    let mut line = AccessLine {
+        request_id: new_request_id(),
+        peer: conn.peer,
+        tls: conn.tls,
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        tenant: String::new(),
+        op: "Unknown",
+        status: None,
+        started: Instant::now(),
+    };
     let head = parts.method == http::Method::HEAD;
     let host = parts
         .headers
@@ -50,8 +59,6 @@ pub async fn handle(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    let mut op_name = "Unknown";
-    let mut tenant = String::new();
     let mut resource = Target::default();
     // Set once the request's tenant and bucket are known, so that error responses of
     // cross-origin requests carry CORS headers too (browsers cannot read them otherwise).
@@ -68,7 +75,7 @@ pub async fn handle(
         )?;
         if parts.method == http::Method::OPTIONS {
             // A CORS preflight carries no credentials; it reveals only CORS policy.
-            op_name = "PreflightCors";
+            line.op = "PreflightCors";
             let bucket = resource
                 .bucket
                 .as_deref()
@@ -78,9 +85,9 @@ pub async fn handle(
             return cors::preflight(gateway.routes_to(&bucket), &bucket, &parts.headers).await;
         }
         let op = route(&parts.method, &resource, parts.uri.query(), &parts.headers)?;
-        op_name = op.name();
+        line.op = op.name();
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
-        tenant.clone_from(&principal.tenant);
+        line.tenant.clone_from(&principal.tenant);
         check_payload_protection(&principal, request_has_body, conn.accept_unsigned_payload)?;
         let ctx = authorise(&gateway, &principal, &op, &parts)?;
         if parts.headers.contains_key(http::header::ORIGIN)
@@ -97,9 +104,14 @@ pub async fn handle(
         Ok(response) => response,
         Err(err) => {
             if err.fault() != Fault::Client {
-                tracing::error!(request_id, code = err.code, message = %err.message, "request failed");
+                tracing::error!(
+                    request_id = line.request_id.as_str(),
+                    code = err.code,
+                    message = %err.message,
+                    "request failed"
+                );
             }
-            let mut response = err.into_response(&request_id, &resource.resource(), head);
+            let mut response = err.into_response(&line.request_id, &resource.resource(), head);
             // The request body may be partly unread: on HTTP/1 the connection cannot carry
             // another request, so say so rather than let the client reuse it and fail.
             if request_has_body && http1 {
@@ -122,24 +134,49 @@ pub async fn handle(
         .await;
     }
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(&line.request_id) {
         headers.insert(X_AMZ_REQUEST_ID, v.clone());
         headers.insert(X_AMZ_ID_2, v);
     }
     headers.insert(http::header::SERVER, HeaderValue::from_static("Sluice"));
-    tracing::info!(
-        target: "sluice::access",
-        request_id,
-        peer = %conn.peer,
-        tls = conn.tls,
-        tenant,
-        op = op_name,
-        method = %parts.method,
-        path = parts.uri.path(),
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-    );
+    line.status = Some(response.status());
     response
+}
+
+/// nginx's status for a request whose client closed the connection before the answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// One request's access log line (target `sluice::access`), written when it drops: at the end
+/// of [`handle`] with the response's status, or with 499 if the client went away first (hyper
+/// then drops the handler mid-request, say during an upload).
+#[derive(Debug)]
+struct AccessLine {
+    request_id: String,
+    peer: SocketAddr,
+    tls: bool,
+    method: http::Method,
+    path: String,
+    tenant: String,
+    op: &'static str,
+    status: Option<StatusCode>,
+    started: Instant,
+}
+
+impl Drop for AccessLine {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "sluice::access",
+            request_id = self.request_id.as_str(),
+            peer = %self.peer,
+            tls = self.tls,
+            tenant = self.tenant.as_str(),
+            op = self.op,
+            method = %self.method,
+            path = self.path.as_str(),
+            status = self.status.map_or(CLIENT_CLOSED_REQUEST, |s| s.as_u16()),
+            elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
 }
 
 /// The tenant may only reach buckets its routes name; the route picks the backend.
@@ -228,4 +265,70 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What dropping `line` writes to the log.
+    fn logged(line: AccessLine) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || drop(line));
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn line(status: Option<StatusCode>) -> AccessLine {
+        AccessLine {
+            request_id: "0123456789ABCDEF".into(),
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            tls: true,
+            method: http::Method::PUT,
+            path: "/b/k".into(),
+            tenant: "t1".into(),
+            op: "PutObject",
+            status,
+            started: Instant::now(),
+        }
+    }
+
+    /// Every request is logged once, however it ends: with the status answered, or with 499
+    /// when hyper dropped the handler because the client went away first.
+    #[test]
+    fn access_line_is_written_on_drop_whatever_happened() {
+        let answered = logged(line(Some(StatusCode::OK)));
+        assert_eq!(answered.lines().count(), 1, "{answered}");
+        for field in [
+            "sluice::access",
+            "request_id=\"0123456789ABCDEF\"",
+            "tenant=\"t1\"",
+            "op=\"PutObject\"",
+            "path=\"/b/k\"",
+            "status=200",
+        ] {
+            assert!(answered.contains(field), "{field} missing: {answered}");
+        }
+        let abandoned = logged(line(None));
+        assert!(abandoned.contains("status=499"), "{abandoned}");
+    }
 }
