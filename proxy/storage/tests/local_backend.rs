@@ -263,8 +263,9 @@ async fn data_survives_reopen() {
     );
 }
 
-/// A body large enough that it is synced early while still arriving (every 32 MiB) comes
-/// back intact, with the MD5 of all its bytes as its ETag.
+/// A body large enough that it is synced early while still arriving (every 32 MiB) and hashed
+/// on a thread of its own (past 8 MiB) comes back intact, with the MD5 of all its bytes as its
+/// ETag; a Content-MD5 that does not match it stores nothing.
 #[tokio::test]
 async fn large_body_synced_while_arriving_reads_back_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -286,6 +287,24 @@ async fn large_body_synced_while_arriving_reads_back_whole() {
             .enumerate()
             .all(|(i, c)| c.iter().all(|&x| x == (i % 251) as u8))
     );
+
+    let mut wrong: [u8; 16] = hex::decode(&meta.etag).unwrap().try_into().unwrap();
+    wrong[0] ^= 1;
+    let put = PutObject {
+        content_md5: Some(wrong),
+        ..Default::default()
+    };
+    let body =
+        futures_util::stream::iter((0..70u32).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
+    let err = backend
+        .put_object(&t(), &bucket, &k("other"), put, body)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PutError::Storage(StorageError::BadDigest)),
+        "{err:?}"
+    );
+    assert_eq!(walk(&dir.path().join("tmp")), 0);
 }
 
 fn part_body(

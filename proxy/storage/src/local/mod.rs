@@ -18,6 +18,7 @@
 //! multipart upload's record points at its parts' blobs in order: parts are never copied again.
 
 mod blobs;
+mod etag;
 mod index;
 mod integrity;
 mod multipart;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
@@ -214,7 +214,7 @@ impl LocalBackend {
             id,
             guard,
         } = self.inner.blobs.create_temp().await?;
-        let mut md5 = Md5::new();
+        let mut md5 = etag::BodyMd5::default();
         let mut blocks = integrity::BlockSummer::new();
         let mut early_sync = EarlySync::default();
         let mut size: u64 = 0;
@@ -231,7 +231,7 @@ impl LocalBackend {
                 };
                 return Err(err.into());
             }
-            md5.update(&chunk);
+            md5.update(&chunk).await?;
             blocks.update(&chunk);
             file.write_all(&chunk).await.map_err(StorageError::Io)?;
             early_sync
@@ -242,7 +242,7 @@ impl LocalBackend {
         if put.expected_size.is_some_and(|expected| expected != size) {
             return Err(StorageError::IncompleteBody.into());
         }
-        let md5: [u8; 16] = md5.finalize().into();
+        let md5 = md5.finish().await?;
         if put.content_md5.is_some_and(|expected| expected != md5) {
             return Err(StorageError::BadDigest.into());
         }
