@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 
 use crate::StorageError;
 
-/// Bodies up to this size are hashed inline.
+/// Bodies up to this size (an 8 MiB multipart part, say) are hashed inline.
 const OFFLOAD_AFTER: u64 = 8 * 1024 * 1024;
 /// Chunks queued for the hashing thread at most (each is a body chunk, up to hyper's buffer).
 const QUEUE: usize = 32;
@@ -41,7 +41,7 @@ impl BodyMd5 {
             Self::Inline { md5, hashed } => {
                 md5.update(chunk);
                 *hashed += chunk.len() as u64;
-                if *hashed >= OFFLOAD_AFTER {
+                if *hashed > OFFLOAD_AFTER {
                     let md5 = std::mem::take(md5);
                     let (chunks, mut queued) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
                     let hasher = tokio::task::spawn_blocking(move || {
