@@ -147,8 +147,9 @@ pub async fn handle(
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// One request's access log line (target `sluice::access`), written when it drops: at the end
-/// of [`handle`] with the response's status, or with 499 if the client went away first (hyper
-/// then drops the handler mid-request, say during an upload).
+/// of [`handle`] with the response's status (before a response body streams: a download cut
+/// short is logged with its status), or with 499 if hyper dropped the handler first because the
+/// client went away while it waited (on HTTP/2, a stream reset).
 #[derive(Debug)]
 struct AccessLine {
     request_id: String,
@@ -173,7 +174,12 @@ impl Drop for AccessLine {
             op = self.op,
             method = %self.method,
             path = self.path.as_str(),
-            status = self.status.map_or(CLIENT_CLOSED_REQUEST, |s| s.as_u16()),
+            status = match self.status {
+                Some(status) => status.as_u16(),
+                // Dropped while a handler panic unwinds: a server error, not the client's doing.
+                None if std::thread::panicking() => 500,
+                None => CLIENT_CLOSED_REQUEST,
+            },
             elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
         );
     }

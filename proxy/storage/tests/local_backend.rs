@@ -901,3 +901,20 @@ async fn upload_listing_pages_past_common_prefixes_and_bucket_delete_aborts_uplo
         "a re-created bucket starts without old uploads"
     );
 }
+
+/// An operator may spread shard directories over disks with symlinks: reads follow them, from
+/// the kernel's caches or not.
+#[tokio::test]
+async fn shard_directories_may_be_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("linked");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    put(&backend, &bucket, "k", b"on another disk").await;
+    let shard = only_blob(dir.path()).parent().unwrap().to_path_buf();
+    let moved = elsewhere.path().join(shard.file_name().unwrap());
+    std::fs::rename(&shard, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &shard).unwrap();
+    assert_eq!(read(&backend, &bucket, "k").await, b"on another disk");
+}

@@ -151,13 +151,14 @@ impl BlobDir {
             let Ok(relative) = path.strip_prefix(&self.blobs) else {
                 return Ok(None);
             };
-            let resolve = ResolveFlags::CACHED | ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+            // Only CACHED: blob paths are ours (keys never become paths), and an operator may
+            // have made shard directories symlinks to other disks.
             return match openat2(
                 &self.dir,
                 relative,
                 OFlags::RDONLY | OFlags::CLOEXEC,
                 Mode::empty(),
-                resolve,
+                ResolveFlags::CACHED,
             ) {
                 Ok(fd) => Ok(Some(fd.into())),
                 Err(Errno::AGAIN) => Ok(None),

@@ -816,6 +816,31 @@ fn parts_of(
 
 /// What completing an upload changed: the new object, the record it replaced, and the blobs of
 /// uploaded parts the completion did not use.
+/// The answer to a completion of an upload that is gone: the first completion's, if the key
+/// still holds the object it made (as S3 answers retries), else `NoSuchUpload`. Whatever the
+/// retry asks (parts, conditions), it gets what the completion that happened did.
+fn completed_earlier(
+    objects: &impl redb::ReadableTable<&'static [u8], &'static [u8]>,
+    tenant: &TenantId,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> Result<Completed, StorageError> {
+    let current = objects
+        .get(object_key(tenant, bucket, key).as_slice())
+        .map_err(StorageError::index)?
+        .map(|v| decode::<Record>(v.value()))
+        .transpose()?;
+    match current {
+        Some(record) if record.upload.as_deref() == Some(upload_id) => Ok(Completed {
+            meta: record.meta,
+            replaced: None,
+            unused_blobs: Vec::new(),
+        }),
+        _ => Err(StorageError::NoSuchUpload),
+    }
+}
+
 pub(super) struct Completed {
     pub(super) meta: ObjectMeta,
     pub(super) replaced: Option<Record>,
@@ -951,6 +976,20 @@ impl Index {
         condition: &PutCondition,
     ) -> Result<Completed, StorageError> {
         let upload_full = upload_key(tenant, bucket, key, upload_id);
+        // A retried completion (the client timed out waiting for the first) is answered from
+        // a read transaction: nothing to commit.
+        {
+            let txn = self.read()?;
+            let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
+            if uploads
+                .get(upload_full.as_slice())
+                .map_err(StorageError::index)?
+                .is_none()
+            {
+                let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
+                return completed_earlier(&objects, tenant, bucket, key, upload_id);
+            }
+        }
         self.write(|txn| {
             let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
             let upload: UploadRecord = match uploads
@@ -958,24 +997,10 @@ impl Index {
                 .map_err(StorageError::index)?
             {
                 Some(v) => decode(v.value())?,
+                // Completed by a concurrent request since the check above.
                 None => {
-                    // Completed already, if the key still holds what that completion made.
                     let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
-                    let current = objects
-                        .get(object_key(tenant, bucket, key).as_slice())
-                        .map_err(StorageError::index)?
-                        .map(|v| decode::<Record>(v.value()))
-                        .transpose()?;
-                    return match current {
-                        Some(record) if record.upload.as_deref() == Some(upload_id) => {
-                            Ok(Completed {
-                                meta: record.meta,
-                                replaced: None,
-                                unused_blobs: Vec::new(),
-                            })
-                        }
-                        _ => Err(StorageError::NoSuchUpload),
-                    };
+                    return completed_earlier(&objects, tenant, bucket, key, upload_id);
                 }
             };
             let mut parts_table = txn.open_table(PARTS).map_err(StorageError::index)?;

@@ -514,8 +514,8 @@ mod tests {
             assert_eq!(streams, !small);
         }
 
-        // A small blob that fails verification (here: one byte too many) is not preloaded by
-        // either path; the streaming read then reports it.
+        // A small blob of the wrong length (here: one byte too many) is not preloaded by either
+        // path; the streaming read then reads data and table block by block as for a large one.
         let key = ObjectKey::parse("k4096").unwrap();
         let record = inner.index.get_object(&tenant, &bucket, &key).unwrap();
         let path = record
