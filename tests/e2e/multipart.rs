@@ -318,28 +318,22 @@ async fn abort_listing_markers_and_part_copy() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), "NoSuchUpload");
-    let err = c
-        .upload_part()
-        .bucket(&b)
-        .key("a")
-        .upload_id(&ids[0])
-        .part_number(1)
-        .body(ByteStream::from_static(b"x"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "NoSuchUpload");
-    let err = c
-        .upload_part()
-        .bucket(&b)
-        .key("c")
-        .upload_id(&ids[3])
-        .part_number(10001)
-        .body(ByteStream::from_static(b"x"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err), "InvalidArgument");
+    // The error code of an UploadPart that must fail.
+    let refused_part = async |key: &str, id: &str, number: i32| {
+        let err = c
+            .upload_part()
+            .bucket(&b)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap_err();
+        code(&err)
+    };
+    assert_eq!(refused_part("a", &ids[0], 1).await, "NoSuchUpload");
+    assert_eq!(refused_part("c", &ids[3], 10001).await, "InvalidArgument");
 
     // UploadPartCopy: a 6 MiB source, copied as a ranged part plus a whole-object part.
     let source = data(6 * MIB, 9);

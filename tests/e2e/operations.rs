@@ -550,24 +550,27 @@ async fn cors_configuration_and_preflight() {
         .send()
         .await
         .unwrap();
-    let presigned = c
-        .get_object()
-        .bucket(&b)
-        .key("upload.bin")
-        .presigned(
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
-                60,
-            ))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let resp = http
-        .get(presigned.uri())
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+    // A presigned GET of `key`, sent from the app's origin.
+    let cross_origin_get = async |key: &str| {
+        let presigned = c
+            .get_object()
+            .bucket(&b)
+            .key(key)
+            .presigned(
+                aws_sdk_s3::presigning::PresigningConfig::expires_in(
+                    std::time::Duration::from_secs(60),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        http.get(presigned.uri())
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap()
+    };
+    let resp = cross_origin_get("upload.bin").await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(
         resp.headers()["access-control-allow-origin"],
@@ -576,24 +579,7 @@ async fn cors_configuration_and_preflight() {
     assert_eq!(resp.headers()["access-control-expose-headers"], "ETag");
 
     // Errors of cross-origin requests carry the grant too, so the browser can read them.
-    let missing = c
-        .get_object()
-        .bucket(&b)
-        .key("missing")
-        .presigned(
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
-                60,
-            ))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let resp = http
-        .get(missing.uri())
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+    let resp = cross_origin_get("missing").await;
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(
         resp.headers()["access-control-allow-origin"],

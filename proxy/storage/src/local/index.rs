@@ -336,9 +336,7 @@ impl Index {
         tenant: &TenantId,
         bucket: &BucketName,
     ) -> Result<(), StorageError> {
-        let txn = self.read()?;
-        let table = txn.open_table(BUCKETS).map_err(StorageError::index)?;
-        bucket_exists(&table, tenant, bucket)
+        bucket_exists_in(&self.read()?, tenant, bucket)
     }
 
     /// Deletes an empty bucket, aborting its unfinished uploads in the same transaction;
@@ -421,11 +419,7 @@ impl Index {
     ) -> Result<(), StorageError> {
         let full = object_key(tenant, bucket, key);
         self.write(|txn| {
-            bucket_exists(
-                &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-                tenant,
-                bucket,
-            )?;
+            bucket_exists_in(txn, tenant, bucket)?;
             let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
             let mut record: Record =
                 match objects.get(full.as_slice()).map_err(StorageError::index)? {
@@ -455,11 +449,7 @@ impl Index {
         if let Some(value) = objects.get(full.as_slice()).map_err(StorageError::index)? {
             return decode(value.value());
         }
-        bucket_exists(
-            &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-            tenant,
-            bucket,
-        )?;
+        bucket_exists_in(&txn, tenant, bucket)?;
         Err(StorageError::NoSuchKey)
     }
 
@@ -471,11 +461,7 @@ impl Index {
     ) -> Result<Option<Record>, StorageError> {
         let full = object_key(tenant, bucket, key);
         self.write(|txn| {
-            bucket_exists(
-                &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-                tenant,
-                bucket,
-            )?;
+            bucket_exists_in(txn, tenant, bucket)?;
             let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
             let old: Option<Record> = objects
                 .remove(full.as_slice())
@@ -517,11 +503,7 @@ impl Index {
         req: &ListRequest,
     ) -> Result<ListPage, StorageError> {
         let txn = self.read()?;
-        bucket_exists(
-            &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-            tenant,
-            bucket,
-        )?;
+        bucket_exists_in(&txn, tenant, bucket)?;
         let objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
         let base = objects_prefix(tenant, bucket);
         let full_prefix = [base.as_slice(), req.prefix.as_bytes()].concat();
@@ -671,11 +653,7 @@ fn put_in(
     condition: &PutCondition,
 ) -> Result<Option<Record>, StorageError> {
     // Checked inside the transaction so a concurrent DeleteBucket cannot orphan the object.
-    bucket_exists(
-        &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-        tenant,
-        bucket,
-    )?;
+    bucket_exists_in(txn, tenant, bucket)?;
     let full = object_key(tenant, bucket, key);
     let mut objects = txn.open_table(OBJECTS).map_err(StorageError::index)?;
     if *condition != PutCondition::None {
@@ -765,6 +743,32 @@ fn rebuild_blob_references(txn: &redb::WriteTransaction) -> Result<(), StorageEr
             .map_err(StorageError::index)?;
     }
     Ok(())
+}
+
+/// A read or a write transaction: both can say whether a bucket exists.
+trait ReadsBuckets {
+    fn buckets(&self) -> Result<impl ReadableTable<&'static [u8], &'static [u8]>, StorageError>;
+}
+
+impl ReadsBuckets for redb::ReadTransaction {
+    fn buckets(&self) -> Result<impl ReadableTable<&'static [u8], &'static [u8]>, StorageError> {
+        self.open_table(BUCKETS).map_err(StorageError::index)
+    }
+}
+
+impl ReadsBuckets for redb::WriteTransaction {
+    fn buckets(&self) -> Result<impl ReadableTable<&'static [u8], &'static [u8]>, StorageError> {
+        self.open_table(BUCKETS).map_err(StorageError::index)
+    }
+}
+
+/// `NoSuchBucket` unless the bucket exists, as `txn` sees it.
+fn bucket_exists_in(
+    txn: &impl ReadsBuckets,
+    tenant: &TenantId,
+    bucket: &BucketName,
+) -> Result<(), StorageError> {
+    bucket_exists(&txn.buckets()?, tenant, bucket)
 }
 
 fn bucket_exists(
@@ -858,11 +862,7 @@ impl Index {
     ) -> Result<(), StorageError> {
         let full = upload_key(tenant, bucket, key, upload_id);
         self.write(|txn| {
-            bucket_exists(
-                &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-                tenant,
-                bucket,
-            )?;
+            bucket_exists_in(txn, tenant, bucket)?;
             let mut uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
             uploads
                 .insert(full.as_slice(), encode(record).as_slice())
@@ -884,11 +884,7 @@ impl Index {
         match uploads.get(full.as_slice()).map_err(StorageError::index)? {
             Some(v) => decode(v.value()),
             None => {
-                bucket_exists(
-                    &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-                    tenant,
-                    bucket,
-                )?;
+                bucket_exists_in(&txn, tenant, bucket)?;
                 Err(StorageError::NoSuchUpload)
             }
         }
@@ -1136,11 +1132,7 @@ impl Index {
         req: &crate::UploadListRequest,
     ) -> Result<crate::UploadListPage, StorageError> {
         let txn = self.read()?;
-        bucket_exists(
-            &txn.open_table(BUCKETS).map_err(StorageError::index)?,
-            tenant,
-            bucket,
-        )?;
+        bucket_exists_in(&txn, tenant, bucket)?;
         let uploads = txn.open_table(UPLOADS).map_err(StorageError::index)?;
         let base = objects_prefix(tenant, bucket);
         let full_prefix = [base.as_slice(), req.prefix.as_bytes()].concat();

@@ -59,14 +59,7 @@ impl LocalBackend {
     ) -> Result<OpenObject, StorageError> {
         for _ in 0..3 {
             let record: Record = self.inner.index.get_object(tenant, bucket, key)?;
-            let segments: Vec<Segment> = record
-                .segments()
-                .map(|(id, size, checked)| Segment {
-                    path: self.inner.blobs.path_of(id),
-                    size,
-                    checked,
-                })
-                .collect();
+            let segments = self.inner.segments(&record);
             let (segments, opened) = match self.inner.open_first(&segments, Wait::No)? {
                 Opened::WouldBlock => {
                     self.blocking(move |inner| {
@@ -113,6 +106,18 @@ enum Opened {
 }
 
 impl super::Inner {
+    /// Where a record's bytes are, segment by segment.
+    fn segments(&self, record: &Record) -> Vec<Segment> {
+        record
+            .segments()
+            .map(|(id, size, checked)| Segment {
+                path: self.blobs.path_of(id),
+                size,
+                checked,
+            })
+            .collect()
+    }
+
     fn open_first(&self, segments: &[Segment], wait: Wait) -> Result<Opened, StorageError> {
         let Some(seg) = segments.first() else {
             return Ok(Opened::Ready {
@@ -483,14 +488,7 @@ mod tests {
         let outcome = |size: usize, wait: Wait| {
             let key = ObjectKey::parse(&format!("k{size}")).unwrap();
             let record = inner.index.get_object(&tenant, &bucket, &key).unwrap();
-            let segments: Vec<Segment> = record
-                .segments()
-                .map(|(id, size, checked)| Segment {
-                    path: inner.blobs.path_of(id),
-                    size,
-                    checked,
-                })
-                .collect();
+            let segments = inner.segments(&record);
             match inner.open_first(&segments, wait).unwrap() {
                 Opened::Ready { first, preloaded } => Some((first.is_some(), preloaded)),
                 Opened::Replaced => panic!("blob of k{size} missing"),
