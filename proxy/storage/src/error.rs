@@ -67,6 +67,15 @@ pub enum PutError<E> {
     Storage(StorageError),
 }
 
+impl PutError<StorageError> {
+    /// A copy reads its body from storage too: either way, a storage error.
+    pub fn into_storage(self) -> StorageError {
+        match self {
+            Self::Body(e) | Self::Storage(e) => e,
+        }
+    }
+}
+
 impl<E> From<StorageError> for PutError<E> {
     fn from(err: StorageError) -> Self {
         Self::Storage(err)

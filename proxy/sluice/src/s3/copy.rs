@@ -103,11 +103,7 @@ pub(super) async fn copy_object(
         .backend()
         .put_object(ctx.tenant, bucket, key, put, body)
         .await
-        .map_err(|e| match e {
-            sluice_storage::PutError::Body(e) | sluice_storage::PutError::Storage(e) => {
-                S3Error::from(e)
-            }
-        })?;
+        .map_err(|e| S3Error::from(e.into_storage()))?;
     let mut x = XmlWriter::new();
     x.root("CopyObjectResult");
     x.element("LastModified", &iso8601(&meta));

@@ -127,11 +127,7 @@ pub(super) async fn upload_part_copy(
             body,
         )
         .await
-        .map_err(|e| match e {
-            sluice_storage::PutError::Body(e) | sluice_storage::PutError::Storage(e) => {
-                S3Error::from(e)
-            }
-        })?;
+        .map_err(|e| S3Error::from(e.into_storage()))?;
     let mut x = XmlWriter::new();
     x.root("CopyPartResult");
     x.element("LastModified", &iso8601_ms(part.last_modified_ms));

@@ -38,12 +38,7 @@ impl LocalBackend {
     ) -> Result<String, StorageError> {
         // Time first, so ids sort in creation order; then randomness, so they cannot be guessed.
         let upload_id = format!("{:016x}{:016x}", now_ms() as u64, rand::random::<u64>());
-        let (t, b, k, id) = (
-            tenant.clone(),
-            bucket.clone(),
-            key.clone(),
-            upload_id.clone(),
-        );
+        let (t, b, k, id) = owned(tenant, bucket, key, &upload_id);
         let record = UploadRecord::new(headers, tags);
         self.blocking(move |inner| inner.index.create_upload(&t, &b, &k, &id, &record))
             .await?;
@@ -82,12 +77,7 @@ impl LocalBackend {
             checked: true,
             info: info.clone(),
         };
-        let (t, b, k, id) = (
-            tenant.clone(),
-            bucket.clone(),
-            key.clone(),
-            upload_id.to_owned(),
-        );
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
         self.blocking(move |inner| {
             let blob = inner
                 .blobs
@@ -112,12 +102,7 @@ impl LocalBackend {
         upload_id: &str,
     ) -> Result<StoredHeaders, StorageError> {
         check_upload_id(upload_id)?;
-        let (t, b, k, id) = (
-            tenant.clone(),
-            bucket.clone(),
-            key.clone(),
-            upload_id.to_owned(),
-        );
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
         self.blocking(move |inner| inner.index.get_upload(&t, &b, &k, &id).map(|u| u.headers))
             .await
     }
@@ -132,12 +117,7 @@ impl LocalBackend {
         condition: PutCondition,
     ) -> Result<ObjectMeta, StorageError> {
         check_upload_id(upload_id)?;
-        let (t, b, k, id) = (
-            tenant.clone(),
-            bucket.clone(),
-            key.clone(),
-            upload_id.to_owned(),
-        );
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
         self.blocking(move |inner| {
             let done = inner
                 .index
@@ -159,12 +139,7 @@ impl LocalBackend {
         upload_id: &str,
     ) -> Result<(), StorageError> {
         check_upload_id(upload_id)?;
-        let (t, b, k, id) = (
-            tenant.clone(),
-            bucket.clone(),
-            key.clone(),
-            upload_id.to_owned(),
-        );
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
         self.blocking(move |inner| {
             for blob in inner.index.abort_upload(&t, &b, &k, &id)? {
                 inner.blobs.remove(&blob);
@@ -185,12 +160,7 @@ impl LocalBackend {
         max: usize,
     ) -> Result<(Vec<PartInfo>, bool), StorageError> {
         check_upload_id(upload_id)?;
-        let (t, b, k, id) = (
-            tenant.clone(),
-            bucket.clone(),
-            key.clone(),
-            upload_id.to_owned(),
-        );
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
         self.blocking(move |inner| inner.index.list_parts(&t, &b, &k, &id, after, max))
             .await
     }
@@ -237,4 +207,19 @@ fn check_upload_id(upload_id: &str) -> Result<(), StorageError> {
     } else {
         Err(StorageError::NoSuchUpload)
     }
+}
+
+/// An upload's address, owned, for a blocking task.
+fn owned(
+    tenant: &TenantId,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> (TenantId, BucketName, ObjectKey, String) {
+    (
+        tenant.clone(),
+        bucket.clone(),
+        key.clone(),
+        upload_id.to_owned(),
+    )
 }
