@@ -7,6 +7,7 @@
 mod auth;
 mod durability;
 mod front_door;
+mod hardening;
 mod multipart;
 mod objects;
 mod operations;

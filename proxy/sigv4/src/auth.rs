@@ -134,9 +134,15 @@ pub fn parse_auth(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Option<AuthRequest>, SigV4Error> {
+    for name in SINGLE_AUTH_HEADERS {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(SigV4Error::RepeatedHeader(name));
+        }
+    }
     let params = decoded_query_pairs(uri.query());
-    let has = |name: &str| params.iter().any(|(k, _)| k == name);
-    match (headers.get(header::AUTHORIZATION), has("X-Amz-Algorithm")) {
+    let has = |name: &str| params.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let presigned = PRESIGNED_AUTH_PARAMS[..4].iter().any(|name| has(name));
+    match (headers.get(header::AUTHORIZATION), presigned) {
         (Some(_), true) => Err(SigV4Error::BothAuthMethods),
         (Some(value), false) => {
             let value = value.to_str().map_err(|_| {
@@ -144,16 +150,36 @@ pub fn parse_auth(
             })?;
             parse_header_auth(value, headers).map(Some)
         }
-        (None, true) => parse_query_auth(&params, headers).map(Some),
-        (None, false) if has("AWSAccessKeyId") && has("Signature") => {
+        (None, _) if has("X-Amz-Algorithm") => parse_query_auth(&params, headers).map(Some),
+        (None, _) if has("AWSAccessKeyId") && has("Signature") => {
             Err(SigV4Error::UnsupportedAlgorithm)
         }
-        (None, false) if has("X-Amz-Credential") || has("X-Amz-Signature") => {
-            Err(SigV4Error::QueryParams("X-Amz-Algorithm is missing".into()))
-        }
+        (None, true) => Err(SigV4Error::QueryParams("X-Amz-Algorithm is missing".into())),
         (None, false) => Ok(None),
     }
 }
+
+/// Headers whose one value decides how a request is authenticated. Two copies are refused: a
+/// proxy in front of Sluice, or a log, might believe the other one.
+const SINGLE_AUTH_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-amz-date",
+    "date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+];
+
+/// The query parameters of a presigned URL; the first four mark a request as presigned.
+const PRESIGNED_AUTH_PARAMS: [&str; 8] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-Content-Sha256",
+    "X-Amz-Security-Token",
+];
 
 fn parse_header_auth(value: &str, headers: &HeaderMap) -> Result<AuthRequest, SigV4Error> {
     let malformed = |reason: &str| SigV4Error::MalformedAuthorization(reason.to_owned());
@@ -215,13 +241,24 @@ fn parse_query_auth(
     headers: &HeaderMap,
 ) -> Result<AuthRequest, SigV4Error> {
     let bad = |reason: &str| SigV4Error::QueryParams(reason.to_owned());
-    let get = |name: &str| -> Result<&str, SigV4Error> {
-        let mut values = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
-        match (values.next(), values.next()) {
-            (Some(value), None) => Ok(value.as_str()),
-            (None, _) => Err(bad(&format!("{name} is missing"))),
-            (Some(_), Some(_)) => Err(bad(&format!("{name} appears twice"))),
+    // Each auth parameter at most once, in any spelling of its name: `x-amz-signature` beside
+    // `X-Amz-Signature` is a second signature that something else might read.
+    for name in PRESIGNED_AUTH_PARAMS {
+        let mut spellings = params.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        match (spellings.next(), spellings.next()) {
+            (_, Some(_)) => return Err(bad(&format!("{name} appears twice"))),
+            (Some((k, _)), None) if k != name => {
+                return Err(bad(&format!("{k} must be spelled {name}")));
+            }
+            _ => {}
         }
+    }
+    let get = |name: &str| -> Result<&str, SigV4Error> {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| bad(&format!("{name} is missing")))
     };
 
     if get("X-Amz-Algorithm")? != ALGORITHM {
@@ -232,9 +269,10 @@ fn parse_query_auth(
         bad("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     })?;
     check_scope_date(&scope, &date).map_err(|e| bad(&e))?;
-    let expires_secs = get("X-Amz-Expires")?
-        .parse::<u64>()
-        .ok()
+    let expires = get("X-Amz-Expires")?;
+    let expires_secs = Some(expires)
+        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok())
         .filter(|secs| (1..=MAX_PRESIGNED_EXPIRES_SECS).contains(secs))
         .ok_or_else(|| bad("X-Amz-Expires must be a number of seconds from 1 to 604800"))?;
     let signed_headers = parse_signed_headers(get("X-Amz-SignedHeaders")?).map_err(|e| bad(&e))?;
@@ -598,6 +636,17 @@ mod tests {
         expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=604801"));
         expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=-1"));
         expect_query_error(&PRESIGNED.replace("&X-Amz-Expires=86400", ""));
+        // Exact digits: no sign, no spaces.
+        expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=+86400"));
+        expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=%2B86400"));
+        expect_query_error(&PRESIGNED.replace("X-Amz-Expires=86400", "X-Amz-Expires=%2086400"));
+        // Lowercase hex only.
+        let sig = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        expect_query_error(&PRESIGNED.replace(sig, &sig.to_ascii_uppercase()));
+        // An auth parameter twice, in any spelling.
+        expect_query_error(&format!("{PRESIGNED}&X-Amz-Signature={sig}"));
+        expect_query_error(&format!("{PRESIGNED}&x-amz-signature={sig}"));
+        expect_query_error(&PRESIGNED.replace("X-Amz-Signature=", "x-amz-signature="));
         expect_query_error(&PRESIGNED.replace("&X-Amz-Date=20130524T000000Z", ""));
         expect_query_error(&PRESIGNED.replace("20130524T000000Z", "20130524"));
         expect_query_error(
@@ -623,6 +672,37 @@ mod tests {
         assert!(matches!(
             parse(PRESIGNED, &s3_headers(AUTH)),
             Err(SigV4Error::BothAuthMethods)
+        ));
+        // A header-signed request carrying a presigned URL's signature (without its algorithm).
+        let sig = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        assert!(matches!(
+            parse(
+                &format!("/test.txt?X-Amz-Signature={sig}"),
+                &s3_headers(AUTH)
+            ),
+            Err(SigV4Error::BothAuthMethods)
+        ));
+    }
+
+    #[test]
+    fn auth_headers_appear_once() {
+        for name in SINGLE_AUTH_HEADERS {
+            let mut h = s3_headers(AUTH);
+            let value = h
+                .get(name)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("x"));
+            h.append(name, value.clone());
+            h.append(name, value);
+            assert!(
+                matches!(parse("/test.txt", &h), Err(SigV4Error::RepeatedHeader(n)) if n == name),
+                "{name}"
+            );
+        }
+        let upper = AUTH.replace("Signature=f0e8", "Signature=F0E8");
+        assert!(matches!(
+            parse("/test.txt", &s3_headers(&upper)),
+            Err(SigV4Error::MalformedAuthorization(_))
         ));
     }
 }

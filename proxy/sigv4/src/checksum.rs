@@ -44,6 +44,14 @@ impl ChecksumAlgorithm {
             .find(|alg| alg.header_name().eq_ignore_ascii_case(name))
     }
 
+    /// Whether `value` can be a checksum of this algorithm at all: canonical base64 of
+    /// [`Self::digest_len`] bytes. A value that cannot is a malformed request, not a mismatch.
+    pub fn is_valid_value(self, value: &str) -> bool {
+        BASE64
+            .decode(value)
+            .is_ok_and(|bytes| bytes.len() == self.digest_len() && BASE64.encode(&bytes) == value)
+    }
+
     /// `x-amz-checksum-crc32` etc.
     pub fn header_name(self) -> &'static str {
         match self {
@@ -276,6 +284,20 @@ mod tests {
             Some(ChecksumAlgorithm::Crc64Nvme)
         );
         assert_eq!(ChecksumAlgorithm::from_name("MD5"), None);
+        for alg in ChecksumAlgorithm::ALL {
+            let good = Checksummer::new(alg).finalize();
+            assert!(alg.is_valid_value(&good), "{alg}");
+            let unpadded = good.replace('=', "");
+            for bad in [
+                "",
+                "garbage!",
+                &good[1..],
+                &format!("{good}AAAA"),
+                &unpadded,
+            ] {
+                assert!(bad == good || !alg.is_valid_value(bad), "{alg}: {bad:?}");
+            }
+        }
         assert_eq!(
             ChecksumAlgorithm::from_header_name("x-amz-checksum-md5"),
             None

@@ -356,6 +356,11 @@ impl ChunkedDecoder {
             if self.trailers.len() == MAX_TRAILERS {
                 return Err(malformed("too many trailing headers"));
             }
+            if self.trailers.iter().any(|(seen, _)| *seen == name) {
+                return Err(SigV4Error::MalformedTrailer(format!(
+                    "{name} appears twice"
+                )));
+            }
             self.trailers.push((name, value.to_owned()));
             return Ok(());
         }

@@ -72,6 +72,10 @@ pub enum SigV4Error {
     /// The client-side signer was given something it cannot put in a header (Sluice's fault).
     #[error("cannot sign request: {0}")]
     Signing(String),
+    #[error("the {0} header appears more than once; send it once")]
+    RepeatedHeader(&'static str),
+    #[error("the trailing headers are not what was declared: {0}")]
+    MalformedTrailer(String),
 }
 
 impl SigV4Error {
@@ -86,12 +90,15 @@ impl SigV4Error {
             // S3 answers a missing/invalid date, an expired URL and an absent signed header with
             // AccessDenied (the message says which).
             Self::MissingDate | Self::Expired | Self::MissingSignedHeader(_) => "AccessDenied",
-            Self::InvalidContentSha256 | Self::BothAuthMethods => "InvalidArgument",
+            Self::InvalidContentSha256 | Self::BothAuthMethods | Self::RepeatedHeader(_) => {
+                "InvalidArgument"
+            }
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::SignatureDoesNotMatch { .. } | Self::ChunkSignatureMismatch => {
                 "SignatureDoesNotMatch"
             }
             Self::IncompleteBody => "IncompleteBody",
+            Self::MalformedTrailer(_) => "MalformedTrailerError",
             Self::ChecksumMismatch { .. } => "BadDigest",
             Self::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
             Self::Signing(_) => "InternalError",
@@ -177,6 +184,12 @@ mod tests {
                 400,
             ),
             (SigV4Error::BothAuthMethods, "InvalidArgument", 400),
+            (SigV4Error::RepeatedHeader("x"), "InvalidArgument", 400),
+            (
+                SigV4Error::MalformedTrailer("x".into()),
+                "MalformedTrailerError",
+                400,
+            ),
             (SigV4Error::Signing("x".into()), "InternalError", 500),
         ];
         for (err, code, status) in cases {

@@ -78,7 +78,13 @@ impl Signature {
     /// Parses the 64 hex digits used on the wire.
     pub fn from_hex(hex_text: &str) -> Option<Signature> {
         let mut bytes = [0u8; 32];
-        if hex_text.len() != 64 {
+        // Lowercase only, as every signer writes it: one spelling per signature, so a value
+        // that differs from what was signed is never taken for it.
+        if hex_text.len() != 64
+            || !hex_text
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return None;
         }
         hex::decode_to_slice(hex_text, &mut bytes).ok()?;
@@ -150,5 +156,6 @@ mod tests {
         assert!(Signature::from_hex(&hex_text[1..]).is_none());
         assert!(Signature::from_hex(&hex_text.replace('f', "g")).is_none());
         assert!(Signature::from_hex("").is_none());
+        assert!(Signature::from_hex(&hex_text.to_ascii_uppercase()).is_none());
     }
 }

@@ -4,6 +4,8 @@
 //! into an error instead of a clean end, and storage only commits after a clean end. So nothing
 //! unverified is ever stored, and no body is ever held in memory whole.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::HeaderMap;
@@ -15,6 +17,7 @@ use sluice_sigv4::{
 };
 use sluice_storage::{LateChecksum, ObjectBody};
 
+use crate::config::BodyPace;
 use crate::s3::S3Error;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,10 +44,46 @@ pub fn stream_body(body: ObjectBody) -> ResponseBody {
     .boxed_unsync()
 }
 
+/// Keeps a request body to its [`BodyPace`]: how long the next read may wait.
+#[derive(Debug)]
+struct Pacer {
+    pace: BodyPace,
+    /// Time spent waiting for the client so far.
+    waited: Duration,
+    received: u64,
+}
+
+impl Pacer {
+    fn new(pace: BodyPace) -> Self {
+        Self {
+            pace,
+            waited: Duration::ZERO,
+            received: 0,
+        }
+    }
+
+    /// How long the next read may wait; zero means the body is already too slow.
+    fn next_wait(&self) -> Duration {
+        let idle = self.pace.read_timeout;
+        if self.pace.min_bytes_per_sec == 0 {
+            return idle;
+        }
+        let earned =
+            Duration::from_secs_f64(self.received as f64 / self.pace.min_bytes_per_sec as f64);
+        (idle + earned).saturating_sub(self.waited).min(idle)
+    }
+
+    fn waited(&mut self, wait: Duration, bytes: usize) {
+        self.waited += wait;
+        self.received += bytes as u64;
+    }
+}
+
 /// The request body as the client meant it: decoded and verified while it streams.
 #[derive(Debug)]
 pub struct RequestBody {
     incoming: Incoming,
+    pacer: Pacer,
     payload: Payload,
     checksum: Option<ChecksumCheck>,
     /// Filled with the verified trailer checksum when the body ends cleanly.
@@ -78,6 +117,7 @@ impl RequestBody {
         incoming: Incoming,
         verified: &Verified,
         headers: &HeaderMap,
+        pace: BodyPace,
     ) -> Result<Self, S3Error> {
         let payload = match &verified.payload {
             PayloadMode::Signed(hash) => Payload::Plain {
@@ -117,6 +157,7 @@ impl RequestBody {
             .map(|_| LateChecksum::default());
         Ok(Self {
             incoming,
+            pacer: Pacer::new(pace),
             payload,
             checksum,
             late,
@@ -129,15 +170,15 @@ impl RequestBody {
         self.late.clone()
     }
 
-    /// The size of the decoded body, when the client declared it.
+    /// The size of the decoded body, as the client declared it: `x-amz-decoded-content-length`
+    /// for aws-chunked, else `Content-Length` (which hyper has checked). S3 requires one on
+    /// every upload: a PUT without either is `411 MissingContentLength`, not an empty object.
     pub fn declared_len(&self, headers: &HeaderMap) -> Option<u64> {
         match &self.payload {
             Payload::Chunked { decoded_len, .. } => *decoded_len,
-            // hyper knows the exact length from Content-Length, or that a request without one
-            // (and without Transfer-Encoding) has an empty body.
-            Payload::Plain { .. } => header_str(headers, "content-length")
-                .and_then(|v| v.parse().ok())
-                .or_else(|| http_body::Body::size_hint(&self.incoming).exact()),
+            Payload::Plain { .. } => {
+                header_str(headers, "content-length").and_then(|v| v.parse().ok())
+            }
         }
     }
 
@@ -195,7 +236,18 @@ impl RequestBody {
 
     async fn read_frame(&mut self) -> Result<Option<Bytes>, S3Error> {
         loop {
-            match self.incoming.frame().await {
+            let wait = self.pacer.next_wait();
+            let started = Instant::now();
+            let frame = tokio::time::timeout(wait, self.incoming.frame()).await;
+            let Ok(frame) = frame else {
+                return Err(request_timeout());
+            };
+            let data_len = match &frame {
+                Some(Ok(frame)) => frame.data_ref().map_or(0, Bytes::len),
+                _ => 0,
+            };
+            self.pacer.waited(started.elapsed(), data_len);
+            match frame {
                 None => return Ok(None),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -295,6 +347,22 @@ impl RequestBody {
     }
 
     fn finish_checksum(&mut self, trailers: &[(String, String)]) -> Result<(), S3Error> {
+        // Only the trailer `x-amz-trailer` declared may arrive: anything else would be signed
+        // (or not) without ever being checked.
+        let declared = self
+            .checksum
+            .as_ref()
+            .filter(|c| c.expected.is_none())
+            .map(|c| c.algorithm.header_name());
+        if let Some((name, _)) = trailers
+            .iter()
+            .find(|(name, _)| Some(name.as_str()) != declared)
+        {
+            return Err(SigV4Error::MalformedTrailer(format!(
+                "{name} was not declared in x-amz-trailer"
+            ))
+            .into());
+        }
         let Some(check) = self.checksum.take() else {
             return Ok(());
         };
@@ -311,8 +379,12 @@ impl RequestBody {
                     ))
                 })?,
         };
+        let expected = expected.trim();
+        if !check.algorithm.is_valid_value(expected) {
+            return Err(invalid_checksum_value(name));
+        }
         let actual = check.hasher.finalize();
-        if actual != expected.trim() {
+        if actual != expected {
             return Err(SigV4Error::ChecksumMismatch {
                 algorithm: check.algorithm,
             }
@@ -340,7 +412,9 @@ fn checksum_check(headers: &HeaderMap) -> Result<Option<ChecksumCheck>, S3Error>
             }
             let value = value
                 .to_str()
-                .map_err(|_| S3Error::invalid_request("Invalid checksum header value."))?;
+                .ok()
+                .filter(|v| algorithm.is_valid_value(v))
+                .ok_or_else(|| invalid_checksum_value(name.as_str()))?;
             found = Some(ChecksumCheck {
                 algorithm,
                 expected: Some(value.to_owned()),
@@ -363,9 +437,90 @@ fn checksum_check(headers: &HeaderMap) -> Result<Option<ChecksumCheck>, S3Error>
             hasher: Checksummer::new(algorithm),
         });
     }
+    // The SDK names the algorithm it used; it must be a real one, and the one whose checksum
+    // the request carries.
+    if let Some(value) = header_str(headers, "x-amz-sdk-checksum-algorithm") {
+        let named = ChecksumAlgorithm::from_name(value.trim())
+            .ok_or_else(|| invalid_checksum_value("x-amz-sdk-checksum-algorithm"))?;
+        if found.as_ref().map(|c| c.algorithm) != Some(named) {
+            return Err(S3Error::invalid_request(format!(
+                "x-amz-sdk-checksum-algorithm specified, but no corresponding {} or x-amz-trailer header was found.",
+                named.header_name()
+            )));
+        }
+    }
     Ok(found)
+}
+
+fn request_timeout() -> S3Error {
+    S3Error::new(
+        http::StatusCode::BAD_REQUEST,
+        "RequestTimeout",
+        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+    )
+}
+
+fn invalid_checksum_value(header: &str) -> S3Error {
+    S3Error::invalid_request(format!("Value for {header} header is invalid."))
 }
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn pacer(read_timeout_secs: u32, min_bytes_per_sec: u64) -> Pacer {
+        Pacer::new(BodyPace {
+            read_timeout: read_timeout_secs * SEC,
+            min_bytes_per_sec,
+        })
+    }
+
+    #[test]
+    fn a_stall_waits_the_read_timeout_at_most() {
+        let mut p = pacer(20, 0);
+        assert_eq!(p.next_wait(), 20 * SEC);
+        p.waited(19 * SEC, 1);
+        assert_eq!(
+            p.next_wait(),
+            20 * SEC,
+            "without a rate, each byte restarts the wait"
+        );
+        let mut p = pacer(20, 1024);
+        p.waited(SEC, 10 << 20);
+        assert_eq!(p.next_wait(), 20 * SEC, "credit never stretches one wait");
+    }
+
+    /// One byte every 5 s against 1 KiB/s: cut once the 20 s grace and the few ms those bytes
+    /// earned are spent.
+    #[test]
+    fn a_trickle_runs_out_of_time() {
+        let mut p = pacer(20, 1024);
+        let mut elapsed = Duration::ZERO;
+        while p.next_wait() >= 5 * SEC {
+            p.waited(5 * SEC, 1);
+            elapsed += 5 * SEC;
+        }
+        assert_eq!(elapsed, 20 * SEC);
+        assert!(
+            p.next_wait() < 10 * Duration::from_millis(1),
+            "{:?}",
+            p.next_wait()
+        );
+    }
+
+    /// A body that keeps up with the minimum rate is never cut, however long it takes.
+    #[test]
+    fn a_steady_slow_body_is_not_cut() {
+        let mut p = pacer(20, 1024);
+        for _ in 0..100_000 {
+            p.waited(SEC, 1024);
+            assert!(p.next_wait() >= 19 * SEC);
+        }
+    }
 }

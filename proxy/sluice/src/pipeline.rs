@@ -21,6 +21,7 @@ use crate::gateway::Gateway;
 use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
 use crate::s3::{Fault, S3Error, S3Op, Target, cors};
+use sluice_sigv4::SigV4Error;
 
 // Built once: a header name from a `&str` is parsed and validated on every insert.
 const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
@@ -68,6 +69,7 @@ pub async fn handle(
 
     let result = async {
         check_header_size(&parts.headers, gateway.limits().max_header_bytes)?;
+        check_protocol(&parts)?;
         resource = target(
             host.as_deref(),
             parts.uri.path(),
@@ -84,18 +86,31 @@ pub async fn handle(
                 .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
             return cors::preflight(gateway.routes_to(&bucket), &bucket, &parts.headers).await;
         }
-        let op = route(&parts.method, &resource, parts.uri.query(), &parts.headers)?;
-        line.op = op.name();
+        // Routed first (the op names the log line) but answered only after authentication: an
+        // anonymous caller learns nothing about what Sluice supports, and cannot make it log.
+        let op = route(&parts.method, &resource, parts.uri.query(), &parts.headers);
+        if let Ok(op) = &op {
+            line.op = op.name();
+        }
         let principal = authenticate(&mut parts, gateway.keys(), &gateway.s3().region, now_unix())?;
         line.tenant.clone_from(&principal.tenant);
+        let op = op?;
         check_payload_protection(&principal, request_has_body, conn.accept_unsigned_payload)?;
-        let ctx = authorise(&gateway, &principal, &op, &parts)?;
+        if !request_has_body {
+            check_empty_payload(&principal)?;
+        }
+        let ctx = authorise(&gateway, &principal, &op, &parts, &line.request_id)?;
         if parts.headers.contains_key(http::header::ORIGIN)
             && let (Some(bucket), Some(backend)) = (op.bucket(), ctx.backends.first())
         {
             cors_target = Some((bucket.clone(), (*backend).clone(), ctx.tenant.clone()));
         }
-        let body = RequestBody::new(incoming, &principal.verified, &parts.headers)?;
+        let body = RequestBody::new(
+            incoming,
+            &principal.verified,
+            &parts.headers,
+            gateway.limits().body,
+        )?;
         execute(op, ctx, body).await
     }
     .await;
@@ -103,12 +118,22 @@ pub async fn handle(
     let mut response = match result {
         Ok(response) => response,
         Err(err) => {
+            // Client faults are the access line's business; anything else is an error for the
+            // operator, with the request id that the client was also given.
             if err.fault() != Fault::Client {
                 tracing::error!(
                     request_id = line.request_id.as_str(),
                     code = err.code,
                     message = %err.message,
+                    detail = err.detail.as_deref().unwrap_or_default(),
                     "request failed"
+                );
+            } else {
+                tracing::debug!(
+                    request_id = line.request_id.as_str(),
+                    code = err.code,
+                    message = %err.message,
+                    "request refused"
                 );
             }
             let mut response = err.into_response(&line.request_id, &resource.resource(), head);
@@ -191,6 +216,7 @@ fn authorise<'a>(
     principal: &Principal,
     op: &S3Op,
     parts: &'a http::request::Parts,
+    request_id: &'a str,
 ) -> Result<OpContext<'a>, S3Error> {
     let tenant = gateway.tenant(&principal.tenant).ok_or_else(|| {
         S3Error::internal(format!("key {} names unknown tenant", principal.access_id))
@@ -211,6 +237,7 @@ fn authorise<'a>(
         tenant_config: tenant,
         headers: &parts.headers,
         query: parts.uri.query(),
+        request_id,
     })
 }
 
@@ -235,7 +262,61 @@ fn check_payload_protection(
     Ok(())
 }
 
+/// A request without a body may not claim one: a signed hash other than the empty body's, or
+/// an aws-chunked payload, is a signature over something that never arrived.
+fn check_empty_payload(principal: &Principal) -> Result<(), S3Error> {
+    use sluice_sigv4::PayloadMode;
+    match principal.verified.payload {
+        PayloadMode::Signed(hash) if hash != EMPTY_BODY_SHA256 => {
+            Err(S3Error::from(SigV4Error::ContentSha256Mismatch)
+                .with("ClientComputedContentSHA256", hex::encode(hash))
+                .with("S3ComputedContentSHA256", hex::encode(EMPTY_BODY_SHA256)))
+        }
+        mode if mode.is_chunked() => Err(S3Error::invalid_request(
+            "An aws-chunked x-amz-content-sha256 was sent with an empty body.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// SHA-256 of zero bytes.
+const EMPTY_BODY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
+/// HTTP rules hyper leaves to the application: HTTP/1.1 requires exactly one `Host`
+/// (RFC 9112 §3.2), and the only expectation there is is `100-continue` (RFC 9110 §10.1.1).
+fn check_protocol(parts: &http::request::Parts) -> Result<(), S3Error> {
+    let hosts = parts.headers.get_all(http::header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && parts.version == http::Version::HTTP_11) {
+        return Err(S3Error::invalid_request(
+            "An HTTP/1.1 request must carry exactly one Host header.",
+        ));
+    }
+    if let Some(expect) = parts.headers.get(http::header::EXPECT)
+        && !expect.as_bytes().eq_ignore_ascii_case(b"100-continue")
+    {
+        return Err(S3Error::new(
+            StatusCode::EXPECTATION_FAILED,
+            "ExpectationFailed",
+            "The only expectation supported is 100-continue.",
+        ));
+    }
+    Ok(())
+}
+
+/// Most header fields accepted in one request; SDKs send about twenty.
+pub const MAX_HEADERS: usize = 100;
+
 fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), S3Error> {
+    if headers.len() > MAX_HEADERS {
+        return Err(S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "RequestHeaderSectionTooLarge",
+            format!("Your request has more than {MAX_HEADERS} header fields."),
+        ));
+    }
     let size: usize = headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
@@ -316,6 +397,11 @@ mod tests {
             status,
             started: Instant::now(),
         }
+    }
+
+    #[test]
+    fn empty_body_hash_is_sha256_of_nothing() {
+        assert_eq!(hex::encode(EMPTY_BODY_SHA256), sluice_sigv4::EMPTY_SHA256);
     }
 
     /// Every request is logged once, however it ends: with the status answered, or with 499

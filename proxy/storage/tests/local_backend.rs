@@ -43,65 +43,130 @@ async fn read(backend: &LocalBackend, bucket: &BucketName, key: &str) -> Vec<u8>
     out
 }
 
-/// What a listing must return, computed the slow, obvious way.
-fn model(keys: &BTreeSet<String>, prefix: &str, delimiter: Option<&str>) -> Vec<String> {
-    let mut out = Vec::new();
+/// One entry of a listing: a key, or a common prefix (`true`).
+type Entry = (String, bool);
+
+/// What a listing must return, computed the slow, obvious way from S3's definition: every key
+/// under `prefix`, rolled up into its common prefix (up to the first `delimiter` after the
+/// prefix) when it has one, in byte order, then only the entries, keys and common prefixes
+/// alike, that sort after `start_after` (v2 `start-after`, v1 `marker`, or the resume point of a
+/// continuation). ListObjectsV2: "CommonPrefixes is filtered out from results if it is not
+/// lexicographically greater than the StartAfter value"; ListObjects says the same of the
+/// marker. So a start-after inside a rolled-up prefix (`a/b/` or `a/b/c` under `a/`) skips that
+/// whole prefix, and a start-after equal to a common prefix skips it too.
+fn model(
+    keys: &BTreeSet<String>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: Option<&str>,
+) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
     for key in keys.iter().filter(|k| k.starts_with(prefix)) {
         let entry = match delimiter.and_then(|d| {
             key[prefix.len()..]
                 .find(d)
                 .map(|i| &key[..prefix.len() + i + d.len()])
         }) {
-            Some(common) => common.to_owned(),
-            None => key.clone(),
+            Some(common) => (common.to_owned(), true),
+            None => (key.clone(), false),
         };
         if out.last() != Some(&entry) {
             out.push(entry);
         }
     }
+    out.retain(|(name, _)| start_after.is_none_or(|after| name.as_str() > after));
     out
 }
 
-/// Pages through a whole listing, returning keys and common prefixes in order.
-async fn list_all(
+/// How a client pages: v1 resumes from `NextMarker` (sent only with a delimiter; without one,
+/// from the last key), v2 from `NextContinuationToken` (the handler's token carries the page's
+/// resume point). Both start from the client's `marker` / `start-after`.
+#[derive(Debug, Clone, Copy)]
+enum Paging {
+    V1Marker,
+    V2StartAfter,
+}
+
+/// Pages through a whole listing from `start_after`, checking every page against the model:
+/// its entries, whether it is truncated, and its resume point (the last entry it returned).
+/// Returns how many pages it took.
+#[allow(clippy::too_many_arguments)]
+async fn check_pages(
     backend: &LocalBackend,
     bucket: &BucketName,
+    keys: &BTreeSet<String>,
     prefix: &str,
     delimiter: Option<&str>,
+    start_after: Option<&str>,
     page: usize,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut after = None;
+    paging: Paging,
+) -> usize {
+    let want = model(keys, prefix, delimiter, start_after);
+    let mut resume = start_after.map(str::to_owned);
+    let mut done = 0usize;
+    let mut pages = 0usize;
     loop {
+        let ctx = format!(
+            "prefix={prefix:?} delimiter={delimiter:?} start_after={start_after:?} page={page} \
+             {paging:?} page#={pages} resume={resume:?}"
+        );
         let req = ListRequest {
             prefix: prefix.into(),
             delimiter: delimiter.map(Into::into),
-            start_after: after.clone(),
+            start_after: resume.clone(),
             max_keys: page,
         };
         let result = backend.list_objects(&t(), bucket, req).await.unwrap();
-        assert!(result.objects.len() + result.common_prefixes.len() <= page);
-        let mut entries: Vec<String> = result
+        pages += 1;
+        let keys_got: Vec<String> = result
             .objects
             .iter()
             .map(|(k, _)| k.as_str().to_owned())
             .collect();
-        entries.extend(result.common_prefixes.iter().cloned());
-        entries.sort();
-        out.extend(entries);
-        match result.next_after {
-            Some(next) => after = Some(next),
-            None => return out,
-        }
+        assert!(keys_got.is_sorted(), "{ctx}: keys out of order");
+        assert!(
+            result.common_prefixes.is_sorted(),
+            "{ctx}: common prefixes out of order"
+        );
+        let mut got: Vec<Entry> = keys_got.iter().map(|k| (k.clone(), false)).collect();
+        got.extend(result.common_prefixes.iter().map(|p| (p.clone(), true)));
+        got.sort();
+        let expected = &want[done..(done + page).min(want.len())];
+        assert_eq!(got, expected, "{ctx}");
+        done += expected.len();
+        let truncated = done < want.len();
+        assert_eq!(result.next_after.is_some(), truncated, "{ctx}: IsTruncated");
+        let Some(next) = result.next_after else {
+            return pages;
+        };
+        // NextMarker / NextContinuationToken: the last key or common prefix of the page, so
+        // the next page neither repeats nor skips one.
+        assert_eq!(
+            Some(next.as_str()),
+            expected.last().map(|(n, _)| n.as_str()),
+            "{ctx}: resume point"
+        );
+        resume = Some(match paging {
+            Paging::V2StartAfter => next,
+            Paging::V1Marker if delimiter.is_some() => next,
+            Paging::V1Marker => keys_got.last().expect("a truncated page has keys").clone(),
+        });
     }
+}
+
+async fn bucket_with(backend: &LocalBackend, name: &str, keys: &BTreeSet<String>) -> BucketName {
+    let bucket = b(name);
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    for key in keys {
+        put(backend, &bucket, key, key.as_bytes()).await;
+    }
+    bucket
 }
 
 #[tokio::test]
 async fn listing_matches_the_model_for_every_page_size() {
     let dir = tempfile::tempdir().unwrap();
     let backend = LocalBackend::open(dir.path()).await.unwrap();
-    let bucket = b("list");
-    backend.create_bucket(&t(), &bucket).await.unwrap();
     let mut keys = BTreeSet::new();
     for a in [
         "a", "a/", "a/b", "a/b/c", "a/b/d", "a-b", "a/c", "b", "b/x/y", "b//z", "c/", "c/d", "é/x",
@@ -112,21 +177,205 @@ async fn listing_matches_the_model_for_every_page_size() {
     for i in 0..30 {
         keys.insert(format!("d/{i:03}"));
     }
-    for key in &keys {
-        put(&backend, &bucket, key, key.as_bytes()).await;
-    }
+    let bucket = bucket_with(&backend, "list", &keys).await;
     for prefix in ["", "a", "a/", "a/b", "b/", "d/", "d/01", "nothing"] {
         for delimiter in [None, Some("/"), Some("b"), Some("/b")] {
-            let want = model(&keys, prefix, delimiter);
             for page in [1, 2, 3, 7, 1000] {
-                let got = list_all(&backend, &bucket, prefix, delimiter, page).await;
-                assert_eq!(
-                    got, want,
-                    "prefix={prefix:?} delimiter={delimiter:?} page={page}"
-                );
+                check_pages(
+                    &backend,
+                    &bucket,
+                    &keys,
+                    prefix,
+                    delimiter,
+                    None,
+                    page,
+                    Paging::V2StartAfter,
+                )
+                .await;
             }
         }
     }
+}
+
+/// The cases that pin S3's start-after semantics under a delimiter, spelled out.
+#[tokio::test]
+async fn start_after_inside_or_at_a_common_prefix_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let keys: BTreeSet<String> = ["a/b/c", "a/c", "b"].map(String::from).into();
+    let bucket = bucket_with(&backend, "marker-cases", &keys).await;
+    let list = |after: &'static str| {
+        let backend = &backend;
+        let bucket = &bucket;
+        async move {
+            let req = ListRequest {
+                prefix: String::new(),
+                delimiter: Some("/".into()),
+                start_after: Some(after.into()),
+                max_keys: 1000,
+            };
+            let page = backend.list_objects(&t(), bucket, req).await.unwrap();
+            let keys: Vec<String> = page
+                .objects
+                .iter()
+                .map(|(k, _)| k.as_str().to_owned())
+                .collect();
+            (keys, page.common_prefixes)
+        }
+    };
+    let only_b = (vec!["b".to_owned()], Vec::<String>::new());
+    // `a/` sorts before each of these start-afters, so S3 filters it out.
+    for after in ["a/", "a/b/", "a/b", "a/b/c", "a/c", "a/zzz"] {
+        assert_eq!(list(after).await, only_b, "start_after={after:?}");
+    }
+    // `a/` sorts after these.
+    for after in ["a", "a.", "", "0"] {
+        assert_eq!(
+            list(after).await,
+            (vec!["b".to_owned()], vec!["a/".to_owned()]),
+            "start_after={after:?}"
+        );
+    }
+}
+
+/// A small deterministic generator (splitmix64), so the randomised test is reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// A short string over a small alphabet rich in delimiters, so that common prefixes,
+    /// nested ones and near-miss markers are frequent.
+    fn word(&mut self, max_len: usize) -> String {
+        const ALPHABET: [&str; 8] = ["a", "b", "c", "/", "/", "-", "0", "é"];
+        let len = 1 + self.below(max_len);
+        (0..len).map(|_| *self.pick(&ALPHABET)).collect()
+    }
+}
+
+/// A start-after drawn to hit the edges: an existing key, a common prefix of the listing, a
+/// key cut just after any delimiter in it (`a/b/` of `a/b/c`), the prefix itself, a string
+/// between keys, before or after every key, or anything at all.
+fn draw_start_after(
+    rng: &mut Rng,
+    keys: &[String],
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Option<String> {
+    let key = rng.pick(keys).clone();
+    let d = delimiter.unwrap_or("/");
+    match rng.below(11) {
+        0 => None,
+        1 | 2 => Some(key),
+        3 | 4 => {
+            // Cut after a delimiter: the first past the prefix is this listing's common
+            // prefix, a later one lies inside it.
+            let cuts: Vec<usize> = key.match_indices(d).map(|(i, _)| i + d.len()).collect();
+            match cuts.as_slice() {
+                [] => Some(format!("{prefix}{d}")),
+                cuts => Some(key[..*rng.pick(cuts)].to_owned()),
+            }
+        }
+        5 => {
+            // Just after a key, or just before it.
+            let mut s = key;
+            if rng.below(2) == 0 {
+                s.push(*rng.pick(&['\u{1}', '-', '0', '/', 'a', '\u{10FFFF}']));
+            } else {
+                s.pop();
+            }
+            Some(s)
+        }
+        6 => Some(format!("{key}{d}")),
+        7 => Some(prefix.to_owned()),
+        8 => Some(format!("{prefix}{}", rng.word(4))),
+        9 => Some(
+            rng.pick(&["", "\u{1}", "0", "zzz", "\u{10FFFF}"])
+                .to_string(),
+        ),
+        _ => Some(rng.word(6)),
+    }
+}
+
+/// The model check with random start-afters: random keys, prefixes, delimiters, start-afters
+/// (see `draw_start_after`) and page sizes, paged v1- and v2-style to the end, every page
+/// compared with S3's answer.
+#[tokio::test]
+async fn start_after_listing_matches_the_model() {
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let mut rng = Rng(0x5EED_0F51_71CE);
+    let mut keys: BTreeSet<String> = [
+        "a", "a/", "a/b", "a/b/", "a/b/c", "a/b/d", "a-b", "a/c", "a//", "b", "b/x/y", "b//z",
+        "c/", "c/d", "é/x", "zz",
+    ]
+    .map(String::from)
+    .into();
+    while keys.len() < 80 {
+        keys.insert(rng.word(7));
+    }
+    let bucket = bucket_with(&backend, "random", &keys).await;
+    let key_list: Vec<String> = keys.iter().cloned().collect();
+    let delimiters = [
+        None,
+        Some("/"),
+        Some("//"),
+        Some("b"),
+        Some("/b"),
+        Some("é"),
+    ];
+    let (mut cases, mut pages) = (0usize, 0usize);
+    for _ in 0..600 {
+        let prefix = match rng.below(4) {
+            0 => String::new(),
+            1 => rng.word(2),
+            _ => {
+                let key = rng.pick(&key_list);
+                let mut cut = rng.below(key.len() + 1);
+                while !key.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                key[..cut].to_owned()
+            }
+        };
+        let delimiter = *rng.pick(&delimiters);
+        let start_after = draw_start_after(&mut rng, &key_list, &prefix, delimiter);
+        let total = model(&keys, &prefix, delimiter, start_after.as_deref()).len();
+        let page = match rng.below(3) {
+            0 => 1,
+            1 => 1 + rng.below(4),
+            _ => 1 + rng.below(total + 1),
+        };
+        let paging = *rng.pick(&[Paging::V1Marker, Paging::V2StartAfter]);
+        pages += check_pages(
+            &backend,
+            &bucket,
+            &keys,
+            &prefix,
+            delimiter,
+            start_after.as_deref(),
+            page,
+            paging,
+        )
+        .await;
+        cases += 1;
+    }
+    eprintln!("{cases} listings, {pages} pages in {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -849,6 +1098,32 @@ async fn upload_listing_pages_past_common_prefixes_and_bucket_delete_aborts_uplo
         ["a/", "b", "c/"],
         "paging by one must move past each common prefix"
     );
+    // A key-marker inside a common prefix: S3 filters out a common prefix that is not
+    // lexicographically greater than the key-marker, with or without an upload-id-marker.
+    for (marker, id) in [
+        ("a/1", None),
+        ("a/1", Some("0")),
+        ("a/", None),
+        ("a/0", None),
+    ] {
+        let req = sluice_storage::UploadListRequest {
+            prefix: String::new(),
+            delimiter: Some("/".into()),
+            key_marker: Some(marker.into()),
+            upload_id_marker: id.map(Into::into),
+            max_uploads: 10,
+        };
+        let page = backend
+            .list_multipart_uploads(&t(), &bucket, req)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page.uploads.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(
+            (keys, page.common_prefixes),
+            (vec!["b"], vec!["c/".to_owned()]),
+            "key_marker={marker:?} upload_id_marker={id:?}"
+        );
+    }
 
     let put = PutObject {
         expected_size: Some(3),

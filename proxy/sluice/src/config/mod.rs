@@ -67,6 +67,21 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// How request bodies must arrive; see [`BodyPace`].
+    pub body: BodyPace,
+}
+
+/// How slowly a request body may arrive before Sluice answers `400 RequestTimeout` and closes
+/// the connection. Time counts only while Sluice waits for the client (never while it writes
+/// to storage). Two rules:
+/// - no body byte for `read_timeout`;
+/// - past a grace of `read_timeout`, fewer than `min_bytes_per_sec` on average (each byte
+///   received buys `1 / min_bytes_per_sec` s more), so a trickle cannot hold a connection and
+///   its upload for ever. `0` turns this rule off.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPace {
+    pub read_timeout: Duration,
+    pub min_bytes_per_sec: u64,
 }
 
 #[derive(Debug)]
@@ -254,6 +269,10 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         idle_timeout: l.idle_timeout.0,
         max_connections: l.max_connections,
         shutdown_grace: l.shutdown_grace.0,
+        body: BodyPace {
+            read_timeout: l.body_read_timeout.0,
+            min_bytes_per_sec: l.body_min_bytes_per_sec.0,
+        },
     };
     if !(8192..=1 << 20).contains(&limits.max_header_bytes) {
         check.err("limits.max_header_bytes", "must be between 8KiB and 1MiB");
@@ -264,6 +283,7 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
     for (name, d) in [
         ("header_read_timeout", limits.header_read_timeout),
         ("idle_timeout", limits.idle_timeout),
+        ("body_read_timeout", limits.body.read_timeout),
     ] {
         if d.is_zero() {
             check.err(format_args!("limits.{name}"), "must be greater than zero");

@@ -73,6 +73,8 @@ pub(super) struct RawLimits {
     pub idle_timeout: ConfigDuration,
     pub max_connections: usize,
     pub shutdown_grace: ConfigDuration,
+    pub body_read_timeout: ConfigDuration,
+    pub body_min_bytes_per_sec: ByteSize,
 }
 
 impl Default for RawLimits {
@@ -83,6 +85,9 @@ impl Default for RawLimits {
             idle_timeout: ConfigDuration(Duration::from_secs(60)),
             max_connections: 4096,
             shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+            // S3 answers RequestTimeout after about 20 s without a body byte.
+            body_read_timeout: ConfigDuration(Duration::from_secs(20)),
+            body_min_bytes_per_sec: ByteSize(1024),
         }
     }
 }

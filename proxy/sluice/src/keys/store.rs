@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -193,23 +194,7 @@ impl KeyStore {
             }
             Err(e) => return Err(KeyStoreError::Io(self.path.clone(), e)),
         };
-        let file: StoreFile = serde_yaml::from_str(&text)
-            .map_err(|e| KeyStoreError::Format(self.path.clone(), e.to_string()))?;
-        if file.version != STORE_VERSION {
-            return Err(KeyStoreError::Format(
-                self.path.clone(),
-                format!("unsupported version {}", file.version),
-            ));
-        }
-        for key in &file.keys {
-            validate_access_id(&key.access_id).map_err(|e| {
-                KeyStoreError::Format(
-                    self.path.clone(),
-                    format!("access id {}: {e}", key.access_id),
-                )
-            })?;
-        }
-        Ok(file)
+        parse_store(&text).map_err(|why| KeyStoreError::Format(self.path.clone(), why))
     }
 
     /// Read-modify-write under an exclusive lock; the new file replaces the old atomically.
@@ -225,6 +210,7 @@ impl KeyStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(self.sibling("lock"))
             .map_err(io)?;
         lock.lock().map_err(io)?;
@@ -232,7 +218,17 @@ impl KeyStore {
         let out = change(&mut file)?;
         let text = serde_yaml::to_string(&file).expect("key store serialises");
         let tmp = self.sibling("tmp");
-        let mut f = File::create(&tmp).map_err(io)?;
+        // Owner-only from the start: the file holds sealed secrets and key states.
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        // An existing temp file keeps its old mode through open; set it explicitly.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
@@ -247,6 +243,34 @@ impl KeyStore {
         name.push(format!(".{ext}"));
         self.path.with_file_name(name)
     }
+}
+
+/// Parses a key store file's text. The whole file is refused if any record is invalid or an
+/// access id appears twice: with two records for one id, whichever one a reader believed, the
+/// other (perhaps the `inactive` one) would be ignored, so no reading of it is safe.
+fn parse_store(text: &str) -> Result<StoreFile, String> {
+    let file: StoreFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    if file.version != STORE_VERSION {
+        return Err(format!("unsupported version {}", file.version));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for key in &file.keys {
+        validate_access_id(&key.access_id)
+            .map_err(|e| format!("access id {}: {e}", key.access_id))?;
+        if !seen.insert(key.access_id.as_str()) {
+            return Err(format!(
+                "access id {} appears more than once; the store is refused as a whole",
+                key.access_id
+            ));
+        }
+    }
+    Ok(file)
+}
+
+/// The records of a key store file's text, secrets still sealed, or why the file is refused.
+/// What the server and `sluice keys` read; exposed for the fuzz and property tests.
+pub fn parse_records(text: &str) -> Result<Vec<KeyRecord>, String> {
+    parse_store(text).map(|file| file.keys)
 }
 
 fn find<'a>(
@@ -349,5 +373,57 @@ mod tests {
             Err(KeyStoreError::TooManyKeys { .. })
         ));
         store.create(&m, "other", 0).unwrap();
+    }
+
+    /// A store naming one access id twice (here active, then inactive) has no safe reading: it
+    /// is refused as a whole, with the id in the error, by every reader.
+    #[test]
+    fn duplicate_access_id_refuses_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path().join("keys.yaml"));
+        let m = master();
+        let key = store.create(&m, "acme", 0).unwrap();
+        let id = key.record.access_id.clone();
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        let mut file: StoreFile = serde_yaml::from_str(&text).unwrap();
+        let mut twin = file.keys[0].clone();
+        twin.state = KeyState::Inactive;
+        file.keys.push(twin);
+        std::fs::write(store.path(), serde_yaml::to_string(&file).unwrap()).unwrap();
+
+        for err in [
+            store.load_secrets(&m).unwrap_err(),
+            store.list().unwrap_err(),
+            store.create(&m, "acme", 0).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(matches!(err, KeyStoreError::Format(..)), "{text}");
+            assert!(
+                text.contains(&id) && text.contains("more than once"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path().join("keys.yaml"));
+        // A stale temp file from a crash, world-readable, must not pass its mode on.
+        std::fs::write(dir.path().join("keys.yaml.tmp"), "").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("keys.yaml.tmp"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        store.create(&master(), "acme", 0).unwrap();
+        for name in ["keys.yaml", "keys.yaml.lock"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+        }
     }
 }

@@ -123,10 +123,10 @@ impl KeyTable {
     pub fn reload(&self) -> Result<(), KeyStoreError> {
         let mut entries = self.static_entries.clone();
         if let Some((store, master)) = &self.store {
-            // Taken before reading: a change made while we read shows up as a new stamp next poll.
-            let current = stamp(store.path());
+            // Taken before reading, so a change made while we read shows up as a new stamp next
+            // poll; and recorded even if the load fails, so a refused file is reported once.
+            *self.stamp.lock().expect("stamp lock") = stamp(store.path());
             let records = store.load_secrets(master)?;
-            *self.stamp.lock().expect("stamp lock") = current;
             let mut per_tenant: HashMap<String, usize> = HashMap::new();
             for e in entries.values() {
                 *per_tenant.entry(e.tenant.clone()).or_default() += 1;
@@ -144,16 +144,19 @@ impl KeyTable {
                     tracing::warn!(access_id = %record.access_id, tenant = %record.tenant, "key store names a tenant the config does not have; key ignored");
                     continue;
                 };
+                if self.static_entries.contains_key(&record.access_id) {
+                    // Two definitions of one key: believing either could revive a key the other
+                    // deactivated, so neither is used.
+                    tracing::error!(access_id = %record.access_id, "access id is both in the config and in the key store; refusing the key");
+                    entries.remove(&record.access_id);
+                    continue;
+                }
                 let count = per_tenant.entry(tenant.clone()).or_default();
                 if *count >= MAX_KEYS_PER_TENANT {
                     tracing::warn!(access_id = %record.access_id, "tenant already has the maximum number of keys; key ignored");
                     continue;
                 }
                 *count += 1;
-                if entries.contains_key(&record.access_id) {
-                    tracing::warn!(access_id = %record.access_id, "access id also declared in the config; store key ignored");
-                    continue;
-                }
                 let entry = KeyEntry {
                     tenant: tenant.clone(),
                     secret,
@@ -207,4 +210,87 @@ fn stamp(path: &std::path::Path) -> Option<FileStamp> {
         len: meta.len(),
         inode: meta.ino(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::keys::store::parse_records;
+
+    /// A config with one static key `static_id` and a key store `keys.yaml` under `master`.
+    fn config(dir: &Path, static_id: &str, master: &str) -> Config {
+        let text = format!(
+            r#"
+listeners:
+  - bind: 127.0.0.1:0
+    danger_plain_http: true
+key_store:
+  path: keys.yaml
+  master_key: "{master}"
+backends:
+  local: {{ type: local, path: data }}
+tenants:
+  - name: acme
+    keys:
+      - access_id: {static_id}
+        secret: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    routes:
+      - {{ bucket: "*", backend: local }}
+"#
+        );
+        crate::config::parse(&text, &dir.join("sluice.yaml"), dir).unwrap()
+    }
+
+    fn is_active(table: &KeyTable, id: &str) -> bool {
+        matches!(table.lookup(id), KeyLookup::Active(_))
+    }
+
+    /// A running server that finds a duplicate id in a changed store keeps its previous keys
+    /// (and so every key's state from before), rather than reading the file permissively; a new
+    /// server refuses to start on it, naming the id.
+    #[test]
+    fn duplicate_in_store_keeps_the_previous_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let master_text = MasterKey::generate_base64();
+        let master = MasterKey::from_base64(&master_text).unwrap();
+        let config = config(dir.path(), "STATICKEY0000001", &master_text);
+        let store = KeyStore::new(dir.path().join("keys.yaml"));
+        let a = store.create(&master, "acme", 1).unwrap().record.access_id;
+        let b = store.create(&master, "acme", 1).unwrap().record.access_id;
+        store.set_state("acme", &b, KeyState::Inactive).unwrap();
+        let table = KeyTable::from_config(&config).unwrap();
+        assert!(is_active(&table, &a) && !is_active(&table, &b));
+
+        // Hand-edited: `a` deactivated, and a second, active record for `b` appended.
+        let mut records = parse_records(&std::fs::read_to_string(store.path()).unwrap()).unwrap();
+        records[0].state = KeyState::Inactive;
+        let mut twin = records[1].clone();
+        twin.state = KeyState::Active;
+        records.push(twin);
+        let text = format!(
+            "version: 1\nkeys:\n{}",
+            serde_yaml::to_string(&records).unwrap()
+        );
+        std::fs::write(store.path(), text).unwrap();
+
+        table.reload_if_changed();
+        assert!(is_active(&table, &a), "previous keys are kept");
+        assert!(!is_active(&table, &b), "the inactive key is not revived");
+        let err = KeyTable::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains(&b), "{err}");
+    }
+
+    /// The same id in the config and in the store: neither definition is believed.
+    #[test]
+    fn id_in_config_and_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let master_text = MasterKey::generate_base64();
+        let master = MasterKey::from_base64(&master_text).unwrap();
+        let store = KeyStore::new(dir.path().join("keys.yaml"));
+        let id = store.create(&master, "acme", 1).unwrap().record.access_id;
+        let table = KeyTable::from_config(&config(dir.path(), &id, &master_text)).unwrap();
+        assert!(matches!(table.lookup(&id), KeyLookup::Unknown));
+    }
 }

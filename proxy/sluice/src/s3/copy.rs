@@ -74,6 +74,14 @@ pub(super) async fn copy_object(
     key: &ObjectKey,
 ) -> Result<Response<ResponseBody>, S3Error> {
     refuse_unsupported(ctx.headers, Checked::Put)?;
+    // S3 copies ranges only part by part (UploadPartCopy); a CopyObject that ignored the header
+    // would store the whole source where the client asked for a slice.
+    if ctx.headers.contains_key("x-amz-copy-source-range") {
+        return Err(S3Error::invalid_argument(
+            "x-amz-copy-source-range is valid only with UploadPartCopy",
+        )
+        .with("ArgumentName", "x-amz-copy-source-range"));
+    }
     let (source, _) = open_source(ctx).await?;
     let replace_meta = directive(ctx, "x-amz-metadata-directive")?;
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;

@@ -37,7 +37,7 @@ fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> S3Error {
 
 /// Parses and validates a `CORSConfiguration` document.
 pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
-    let root = parse_tree(body).map_err(|_| S3Error::malformed_xml())?;
+    let root = parse_tree(body)?;
     if root.name != "CORSConfiguration" {
         return Err(S3Error::malformed_xml());
     }
@@ -63,22 +63,37 @@ pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
                 "AllowedOrigin can not have more than one wildcard.",
             ));
         }
+        if origins
+            .iter()
+            .any(|o| o.is_empty() || o.bytes().any(|b| b.is_ascii_control()))
+        {
+            return Err(invalid("AllowedOrigin is not a valid origin."));
+        }
         let headers = texts(rule, "AllowedHeader");
         if headers.iter().any(|h| h.matches('*').count() > 1) {
             return Err(invalid(
                 "AllowedHeader can not have more than one wildcard.",
             ));
         }
-        let max_age = match rule.text_of("MaxAgeSeconds") {
+        // They are echoed into response headers: only valid header names (a CR or LF would
+        // split the response).
+        if headers.iter().any(|h| !is_header_name(h)) {
+            return Err(invalid("AllowedHeader is not a valid header name."));
+        }
+        let expose = texts(rule, "ExposeHeader");
+        if expose.iter().any(|h| !is_header_name(h)) {
+            return Err(invalid("ExposeHeader is not a valid header name."));
+        }
+        let max_age = match rule.text_of("MaxAgeSeconds")? {
             Some(v) => Some(v.trim().parse().map_err(|_| S3Error::malformed_xml())?),
             None => None,
         };
         rules.push(CorsRule {
-            id: rule.text_of("ID").map(str::to_owned),
+            id: rule.text_of("ID")?.map(str::to_owned),
             origins,
             methods,
             headers,
-            expose: texts(rule, "ExposeHeader"),
+            expose,
             max_age,
         });
     }
@@ -86,6 +101,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
         return Err(S3Error::malformed_xml());
     }
     Ok(rules)
+}
+
+/// An HTTP field name: an RFC 9110 token (which admits `*`, the wildcard).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn render(rules: &[CorsRule]) -> Vec<u8> {

@@ -30,6 +30,8 @@ pub struct S3Error {
     pub extra: Vec<(&'static str, String)>,
     /// Extra response headers (e.g. `Content-Range` on 416).
     pub headers: Vec<(&'static str, String)>,
+    /// What went wrong inside Sluice, for the log line (with the request id) only: never sent.
+    pub detail: Option<String>,
 }
 
 impl S3Error {
@@ -44,6 +46,7 @@ impl S3Error {
             message: message.into(),
             extra: Vec::new(),
             headers: Vec::new(),
+            detail: None,
         }
     }
 
@@ -53,7 +56,8 @@ impl S3Error {
     }
 
     pub fn fault(&self) -> Fault {
-        if self.status.is_server_error() {
+        // NotImplemented: the client asked for something Sluice does not offer; nothing failed.
+        if self.status.is_server_error() && self.status != StatusCode::NOT_IMPLEMENTED {
             Fault::Sluice
         } else {
             Fault::Client
@@ -96,13 +100,20 @@ impl S3Error {
         )
     }
 
+    /// A failure inside Sluice. `detail` is logged with the request id where the request ends
+    /// (`pipeline`), never sent to the client.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "We encountered an internal error. Please try again.",
         )
+        .with_detail(detail)
+    }
+
+    pub fn with_detail(mut self, detail: impl std::fmt::Display) -> Self {
+        self.detail = Some(detail.to_string());
+        self
     }
 
     /// The response for this error. HEAD responses carry no body, as in S3.
@@ -140,6 +151,12 @@ impl S3Error {
             )
             .body(full_body(xml.finish()))
             .expect("valid error response")
+    }
+}
+
+impl From<super::xml::MalformedXml> for S3Error {
+    fn from(_: super::xml::MalformedXml) -> Self {
+        Self::malformed_xml()
     }
 }
 
@@ -230,24 +247,21 @@ impl From<StorageError> for S3Error {
             },
             StorageError::Io(e) if matches!(e.raw_os_error(), Some(28 | 122)) => {
                 // ENOSPC / EDQUOT: nothing was stored; say so rather than a generic 500.
-                tracing::error!(error = %e, "storage is full");
                 Self::new(
                     S::INSUFFICIENT_STORAGE,
                     "InsufficientStorage",
                     "The gateway's storage is full; the request was not completed and nothing was stored.",
                 )
+                .with_detail(format_args!("storage is full: {e}"))
             }
-            StorageError::Corrupt(detail) => {
-                tracing::error!(
-                    detail,
-                    "stored data failed its integrity check; not serving it"
-                );
-                Self::new(
-                    S::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "The stored object failed its integrity check and cannot be served.",
-                )
-            }
+            StorageError::Corrupt(detail) => Self::new(
+                S::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "The stored object failed its integrity check and cannot be served.",
+            )
+            .with_detail(format_args!(
+                "stored data failed its integrity check; not serving it: {detail}"
+            )),
             err @ (StorageError::Io(_) | StorageError::Index(_)) => Self::internal(err),
         }
     }

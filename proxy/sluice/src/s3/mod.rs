@@ -1,16 +1,17 @@
 //! The S3 protocol layer: routing to a closed set of operations, executing them against a
 //! backend, XML bodies, and the one mapping from errors to S3 error responses.
 
-mod batch;
+pub mod batch;
 pub mod conditional;
 mod copy;
 pub mod cors;
 mod error;
 pub mod list;
-mod multipart;
+pub mod multipart;
 pub mod ops;
+pub mod range;
 pub mod router;
-mod tagging;
+pub mod tagging;
 mod versions;
 pub mod xml;
 

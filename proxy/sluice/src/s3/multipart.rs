@@ -5,8 +5,7 @@
 
 use http::{Response, StatusCode, header};
 use sluice_storage::{
-    BucketName, ByteRange, CompletePart, ObjectKey, PART_NUMBERS, PartId, PutObject,
-    UploadListRequest,
+    BucketName, CompletePart, ObjectKey, PART_NUMBERS, PartId, PutObject, UploadListRequest,
 };
 
 use super::S3Error;
@@ -107,7 +106,7 @@ pub(super) async fn upload_part_copy(
     let (source, _) = super::copy::open_source(ctx).await?;
     let size = source.open.meta.size;
     let range = match header_str(ctx.headers, "x-amz-copy-source-range") {
-        Some(value) => Some(copy_range(value, size)?),
+        Some(value) => Some(super::range::copy_source_range(value, size)?),
         None => None,
     };
     let len = range.map_or(size, |r| r.len());
@@ -136,36 +135,28 @@ pub(super) async fn upload_part_copy(
     Ok(xml_response(x.finish()))
 }
 
-/// `x-amz-copy-source-range: bytes=first-last`, both required and inside the source.
-fn copy_range(value: &str, size: u64) -> Result<ByteRange, S3Error> {
-    let bad = || {
-        S3Error::invalid_argument(
-            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-        )
-    };
-    let (first, last) = value
-        .trim()
-        .strip_prefix("bytes=")
-        .and_then(|r| r.split_once('-'))
-        .ok_or_else(bad)?;
-    let (first, last): (u64, u64) = (
-        first.parse().map_err(|_| bad())?,
-        last.parse().map_err(|_| bad())?,
-    );
-    if first > last {
-        return Err(bad());
+/// Parses a `CompleteMultipartUpload` document into its part list, in document order (the
+/// backend checks the order, ETags and sizes).
+pub fn parse_complete(xml: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
+    let root = parse_tree(xml)?;
+    if root.name != "CompleteMultipartUpload" {
+        return Err(S3Error::malformed_xml());
     }
-    if last >= size {
-        return Err(S3Error::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "InvalidRange",
-            "The requested range is not satisfiable",
-        ));
+    let mut parts = Vec::new();
+    for part in root.children_named("Part") {
+        let number = part
+            .text_of("PartNumber")?
+            .ok_or_else(S3Error::malformed_xml)?;
+        let etag = part.text_of("ETag")?.ok_or_else(S3Error::malformed_xml)?;
+        parts.push(CompletePart {
+            part_number: part_number(number.trim())?,
+            etag: etag.to_owned(),
+        });
     }
-    Ok(ByteRange {
-        start: first,
-        end_inclusive: last,
-    })
+    if parts.is_empty() {
+        return Err(S3Error::malformed_xml());
+    }
+    Ok(parts)
 }
 
 pub(super) async fn complete(
@@ -177,24 +168,7 @@ pub(super) async fn complete(
 ) -> Result<Response<ResponseBody>, S3Error> {
     let condition = put_condition(ctx.headers)?;
     let xml = body.collect_bounded(MAX_LIST_XML_BODY).await?;
-    let root = parse_tree(&xml).map_err(|_| S3Error::malformed_xml())?;
-    if root.name != "CompleteMultipartUpload" {
-        return Err(S3Error::malformed_xml());
-    }
-    let mut parts = Vec::new();
-    for part in root.children_named("Part") {
-        let number = part
-            .text_of("PartNumber")
-            .ok_or_else(S3Error::malformed_xml)?;
-        let etag = part.text_of("ETag").ok_or_else(S3Error::malformed_xml)?;
-        parts.push(CompletePart {
-            part_number: part_number(number.trim())?,
-            etag: etag.to_owned(),
-        });
-    }
-    if parts.is_empty() {
-        return Err(S3Error::malformed_xml());
-    }
+    let parts = parse_complete(&xml)?;
     let meta = ctx
         .backend()
         .complete_multipart_upload(ctx.tenant, bucket, key, upload_id, parts, condition)
@@ -338,26 +312,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_ranges() {
-        assert_eq!(
-            copy_range("bytes=0-9", 10).unwrap(),
-            ByteRange {
-                start: 0,
-                end_inclusive: 9
-            }
-        );
-        assert_eq!(
-            copy_range("bytes=0-10", 10).unwrap_err().code,
-            "InvalidRange"
-        );
-        assert_eq!(
-            copy_range("bytes=5-", 10).unwrap_err().code,
-            "InvalidArgument"
-        );
-        assert_eq!(
-            copy_range("bytes=5-4", 10).unwrap_err().code,
-            "InvalidArgument"
-        );
+    fn part_numbers_and_checksum_names() {
         assert_eq!(part_number("0").unwrap_err().code, "InvalidArgument");
         assert_eq!(part_number("10001").unwrap_err().code, "InvalidArgument");
         assert_eq!(

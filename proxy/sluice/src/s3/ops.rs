@@ -4,8 +4,8 @@
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use sluice_storage::{
-    BucketName, ByteRange, LocalBackend, ObjectKey, ObjectMeta, PutCondition, PutError, PutObject,
-    StorageError, StoredHeaders, TenantId,
+    BucketName, LocalBackend, ObjectKey, ObjectMeta, PutCondition, PutError, PutObject,
+    StoredHeaders, TenantId,
 };
 
 use super::conditional::{Checked, Precondition, evaluate, refuse_unsupported};
@@ -37,6 +37,8 @@ pub struct OpContext<'a> {
     pub tenant_config: &'a crate::config::TenantConfig,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
+    /// For log lines about this request.
+    pub request_id: &'a str,
 }
 
 impl OpContext<'_> {
@@ -345,12 +347,12 @@ async fn get_object(
                 "Cannot specify both Range header and partNumber query parameter.",
             ));
         }
-        (Some(n), None) => Some(part_range(
+        (Some(n), None) => Some(super::range::part_range(
             n,
             open.as_ref().map(|o| o.part_sizes()).unwrap_or_default(),
             meta.size,
         )?),
-        (None, Some(value)) => parse_range(value, meta.size).map_err(|e| {
+        (None, Some(value)) => super::range::parse_range(value, meta.size).map_err(|e| {
             let mut err = S3Error::from(e);
             err.headers
                 .push(("content-range", format!("bytes */{}", meta.size)));
@@ -406,78 +408,6 @@ async fn first_chunk_checked(
             futures_util::stream::once(async move { Ok(first) }).chain(body),
         )),
     }
-}
-
-/// The byte range of part `n` (1-based) of an object made of parts of `sizes`.
-fn part_range(n: &str, sizes: Vec<u64>, total: u64) -> Result<ByteRange, S3Error> {
-    let n: usize = n
-        .parse()
-        .ok()
-        .filter(|n| sluice_storage::PART_NUMBERS.contains(&(*n as u32)))
-        .ok_or_else(|| {
-            S3Error::invalid_argument(
-                "Part number must be an integer between 1 and 10000, inclusive",
-            )
-        })?;
-    if n > sizes.len() || total == 0 || sizes[n - 1] == 0 {
-        return Err(S3Error::from(StorageError::InvalidPartNumber));
-    }
-    let start: u64 = sizes[..n - 1].iter().sum();
-    Ok(ByteRange {
-        start,
-        end_inclusive: start + sizes[n - 1] - 1,
-    })
-}
-
-/// Parses a single `Range: bytes=…` against `size`. Syntactically invalid or multi-range values
-/// are ignored (the whole object is returned), as S3 does; a range that starts past the end is
-/// `InvalidRange` (416).
-pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageError> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Ok(None);
-    };
-    let range = match (first.trim(), last.trim()) {
-        ("", "") => return Ok(None),
-        ("", suffix) => {
-            let Ok(n) = suffix.parse::<u64>() else {
-                return Ok(None);
-            };
-            if n == 0 || size == 0 {
-                return Err(StorageError::InvalidRange);
-            }
-            ByteRange {
-                start: size.saturating_sub(n),
-                end_inclusive: size - 1,
-            }
-        }
-        (start, end) => {
-            let Ok(start) = start.parse::<u64>() else {
-                return Ok(None);
-            };
-            let end = if end.is_empty() {
-                u64::MAX
-            } else {
-                match end.parse::<u64>() {
-                    Ok(e) if e >= start => e,
-                    _ => return Ok(None),
-                }
-            };
-            if start >= size {
-                return Err(StorageError::InvalidRange);
-            }
-            ByteRange {
-                start,
-                end_inclusive: end.min(size - 1),
-            }
-        }
-    };
-    Ok(Some(range))
 }
 
 fn object_headers(
@@ -624,54 +554,6 @@ pub(super) fn xml_response(xml: Vec<u8>) -> Response<ResponseBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        let r = |s: &str| parse_range(s, 100);
-        assert_eq!(
-            r("bytes=0-9").unwrap(),
-            Some(ByteRange {
-                start: 0,
-                end_inclusive: 9
-            })
-        );
-        assert_eq!(
-            r("bytes=90-").unwrap(),
-            Some(ByteRange {
-                start: 90,
-                end_inclusive: 99
-            })
-        );
-        assert_eq!(
-            r("bytes=-10").unwrap(),
-            Some(ByteRange {
-                start: 90,
-                end_inclusive: 99
-            })
-        );
-        assert_eq!(
-            r("bytes=-1000").unwrap(),
-            Some(ByteRange {
-                start: 0,
-                end_inclusive: 99
-            })
-        );
-        assert_eq!(
-            r("bytes=50-1000").unwrap(),
-            Some(ByteRange {
-                start: 50,
-                end_inclusive: 99
-            })
-        );
-        assert!(matches!(r("bytes=100-"), Err(StorageError::InvalidRange)));
-        assert_eq!(r("bytes=5-1").unwrap(), None);
-        assert_eq!(r("bytes=0-1,5-6").unwrap(), None);
-        assert_eq!(r("items=0-1").unwrap(), None);
-        assert!(matches!(
-            parse_range("bytes=0-", 0),
-            Err(StorageError::InvalidRange)
-        ));
-    }
 
     #[test]
     fn aws_chunked_is_not_stored() {

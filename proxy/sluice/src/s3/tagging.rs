@@ -32,6 +32,10 @@ fn check(tags: &[(String, String)]) -> Result<BTreeMap<String, String>, S3Error>
         if k.is_empty() || k.chars().count() > 128 {
             return Err(invalid_tag("The TagKey you have provided is invalid"));
         }
+        // The `aws:` prefix is reserved for tags AWS itself sets.
+        if k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
+            return Err(invalid_tag("Your TagKey cannot be prefixed with aws:"));
+        }
         if v.chars().count() > 256 {
             return Err(invalid_tag("The TagValue you have provided is invalid"));
         }
@@ -52,6 +56,22 @@ pub(super) fn from_header(headers: &HeaderMap) -> Result<BTreeMap<String, String
     }
 }
 
+/// Parses and checks a `Tagging` document (PutObjectTagging).
+pub fn parse_tagging(xml: &[u8]) -> Result<BTreeMap<String, String>, S3Error> {
+    let root = parse_tree(xml)?;
+    if root.name != "Tagging" {
+        return Err(S3Error::malformed_xml());
+    }
+    let tag_set = root.child("TagSet")?.ok_or_else(S3Error::malformed_xml)?;
+    let mut tags = Vec::new();
+    for tag in tag_set.children_named("Tag") {
+        let k = tag.text_of("Key")?.ok_or_else(S3Error::malformed_xml)?;
+        let v = tag.text_of("Value")?.unwrap_or_default();
+        tags.push((k.to_owned(), v.to_owned()));
+    }
+    check(&tags)
+}
+
 pub(super) async fn put(
     ctx: &OpContext<'_>,
     bucket: &BucketName,
@@ -59,19 +79,8 @@ pub(super) async fn put(
     body: RequestBody,
 ) -> Result<Response<ResponseBody>, S3Error> {
     let xml = body.collect_bounded(MAX_XML_BODY).await?;
-    let root = parse_tree(&xml).map_err(|_| S3Error::malformed_xml())?;
-    let tag_set = root
-        .child("TagSet")
-        .filter(|_| root.name == "Tagging")
-        .ok_or_else(S3Error::malformed_xml)?;
-    let mut tags = Vec::new();
-    for tag in tag_set.children_named("Tag") {
-        let k = tag.text_of("Key").ok_or_else(S3Error::malformed_xml)?;
-        let v = tag.text_of("Value").unwrap_or_default();
-        tags.push((k.to_owned(), v.to_owned()));
-    }
     ctx.backend()
-        .set_tags(ctx.tenant, bucket, key, check(&tags)?)
+        .set_tags(ctx.tenant, bucket, key, parse_tagging(&xml)?)
         .await?;
     Ok(empty(StatusCode::OK).body(full_body(Vec::new())).unwrap())
 }

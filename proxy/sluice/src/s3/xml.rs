@@ -79,17 +79,23 @@ pub struct XmlNode {
 }
 
 impl XmlNode {
-    pub fn child(&self, name: &str) -> Option<&XmlNode> {
-        self.children.iter().find(|c| c.name == name)
+    /// The direct child `name`, which may appear at most once: a document with two (`<Object>`
+    /// with two `<Key>`s) is malformed, since acting on either one would ignore the other.
+    pub fn child(&self, name: &str) -> Result<Option<&XmlNode>, MalformedXml> {
+        let mut found = self.children.iter().filter(|c| c.name == name);
+        match (found.next(), found.next()) {
+            (_, Some(_)) => Err(MalformedXml),
+            (one, None) => Ok(one),
+        }
     }
 
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlNode> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
 
-    /// The text of a direct child, if present.
-    pub fn text_of(&self, name: &str) -> Option<&str> {
-        self.child(name).map(|c| c.text.as_str())
+    /// The text of the direct child `name` (at most one, as for [`Self::child`]).
+    pub fn text_of(&self, name: &str) -> Result<Option<&str>, MalformedXml> {
+        Ok(self.child(name)?.map(|c| c.text.as_str()))
     }
 }
 
@@ -178,7 +184,7 @@ pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, MalformedXml> 
     if root.name != "CreateBucketConfiguration" {
         return Err(MalformedXml);
     }
-    Ok(root.text_of("LocationConstraint").map(str::to_owned))
+    Ok(root.text_of("LocationConstraint")?.map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -213,12 +219,15 @@ mod tests {
         let doc = br#"<?xml version="1.0"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet><Object><Key>a&amp;b</Key></Object><Object><Key><![CDATA[c<d]]></Key></Object></Delete>"#;
         let root = parse_tree(doc).unwrap();
         assert_eq!(root.name, "Delete");
-        assert_eq!(root.text_of("Quiet"), Some("true"));
+        assert_eq!(root.text_of("Quiet"), Ok(Some("true")));
         let keys: Vec<_> = root
             .children_named("Object")
-            .filter_map(|o| o.text_of("Key"))
+            .filter_map(|o| o.text_of("Key").unwrap())
             .collect();
         assert_eq!(keys, ["a&b", "c<d"]);
+        let twice = parse_tree(b"<Object><Key>a</Key><Key>b</Key></Object>").unwrap();
+        assert_eq!(twice.text_of("Key"), Err(MalformedXml));
+        assert_eq!(twice.children_named("Key").count(), 2);
         let deep = "<a>".repeat(20) + &"</a>".repeat(20);
         assert!(parse_tree(deep.as_bytes()).is_err());
         let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS));

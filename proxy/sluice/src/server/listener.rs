@@ -108,13 +108,15 @@ pub async fn serve(
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's own limit is the backstop (it answers 431 without a body); the pipeline checks
-    // `max_header_bytes` exactly and answers with an S3 XML error below this.
+    // hyper's own limits are the backstop (it answers a bare 431): set well above the pipeline's
+    // (`max_header_bytes`, `MAX_HEADERS`), so that any request a client could plausibly send is
+    // answered with an S3 XML error by the pipeline instead.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size((limits.max_header_bytes * 2).max(64 * 1024))
+        .max_buf_size((limits.max_header_bytes * 8).max(256 * 1024))
+        .max_headers(pipeline::MAX_HEADERS * 10)
         .keep_alive(true);
     builder
         .http2()

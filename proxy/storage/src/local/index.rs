@@ -594,10 +594,8 @@ fn scan_page(
             }
             let rest = &full[base.len()..];
             let name = name_of(rest)?;
-            if let Some(d) = delimiter
-                && let Some(pos) = name[prefix.len()..].find(d)
-            {
-                let common = name[..prefix.len() + pos + d.len()].to_owned();
+            if let Some(common) = common_prefix_of(name, prefix, delimiter) {
+                let common = common.to_owned();
                 cursor = [base, common.as_bytes(), &[AFTER_ALL]].concat();
                 common_prefixes.push(common);
                 taken += 1;
@@ -622,18 +620,25 @@ fn split_upload_key(rest: &[u8]) -> Result<(&str, &str), StorageError> {
     Ok((utf8(&rest[..split])?, utf8(&rest[split + 1..])?))
 }
 
-/// Where to resume after `after`: just past it, or past everything under it when it is a common
-/// prefix of this listing.
+/// Where to resume after `after`: just past it, or, when it lies inside a common prefix of this
+/// listing (it is the prefix, `a/`, or sorts within it, `a/b/` or `a/b/c` under delimiter `/`),
+/// past every key under that common prefix. S3 filters out a common prefix that is not
+/// lexicographically greater than the start-after (v2) or marker (v1), and the one `after` lies
+/// in is not; every other entry after `after` is listed. One seek either way.
 fn resume_point(base: &[u8], after: &str, prefix: &str, delimiter: Option<&str>) -> Vec<u8> {
-    let is_common_prefix = delimiter.is_some_and(|d| {
-        after
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.ends_with(d) && rest.contains(d))
-    });
-    let mut point = [base, after.as_bytes()].concat();
-    // A key is "after" itself once any byte is appended; 0x00 is the smallest such key.
-    point.push(if is_common_prefix { AFTER_ALL } else { 0 });
-    point
+    match common_prefix_of(after, prefix, delimiter) {
+        Some(common) => [base, common.as_bytes(), &[AFTER_ALL]].concat(),
+        // A key is "after" itself once any byte is appended; 0x00 is the smallest such key.
+        None => [base, after.as_bytes(), &[0]].concat(),
+    }
+}
+
+/// The common prefix `name` falls in under `prefix` and `delimiter`: `name` up to the first
+/// delimiter after the prefix, if it has one.
+fn common_prefix_of<'a>(name: &'a str, prefix: &str, delimiter: Option<&str>) -> Option<&'a str> {
+    let d = delimiter?;
+    let pos = name.strip_prefix(prefix)?.find(d)?;
+    Some(&name[..prefix.len() + pos + d.len()])
 }
 
 /// The last key or common prefix in a page, whichever sorts later.
@@ -1139,27 +1144,25 @@ impl Index {
         let delimiter = req.delimiter.as_deref().filter(|d| !d.is_empty());
         let mut cursor = full_prefix.clone();
         if let Some(marker) = &req.key_marker {
-            let mut resume = [base.as_slice(), marker.as_bytes(), b"\0"].concat();
-            match &req.upload_id_marker {
+            let resume = match (
+                common_prefix_of(marker, &req.prefix, delimiter),
+                &req.upload_id_marker,
+            ) {
+                // The marker is a common prefix of this listing or lies inside one: S3 filters
+                // out a common prefix not greater than the key-marker, so skip all of it.
+                (Some(common), _) => [base.as_slice(), common.as_bytes(), &[AFTER_ALL]].concat(),
                 // Strictly after that upload of the marker key.
-                Some(id) => {
-                    resume.extend_from_slice(id.as_bytes());
-                    resume.push(0);
-                }
-                // After every upload of the marker key, or of every key under it when it is a
-                // common prefix of this listing.
-                None => {
-                    let is_common_prefix = delimiter.is_some_and(|d| {
-                        marker
-                            .strip_prefix(req.prefix.as_str())
-                            .is_some_and(|rest| rest.ends_with(d))
-                    });
-                    if is_common_prefix {
-                        resume.pop();
-                    }
-                    resume.push(AFTER_ALL);
-                }
-            }
+                (None, Some(id)) => [
+                    base.as_slice(),
+                    marker.as_bytes(),
+                    b"\0",
+                    id.as_bytes(),
+                    b"\0",
+                ]
+                .concat(),
+                // After every upload of the marker key.
+                (None, None) => [base.as_slice(), marker.as_bytes(), b"\0", &[AFTER_ALL]].concat(),
+            };
             if resume > cursor {
                 cursor = resume;
             }
