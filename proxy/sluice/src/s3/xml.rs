@@ -133,6 +133,9 @@ pub fn parse_tree(body: &[u8]) -> Result<XmlNode, MalformedXml> {
                 });
             }
             Event::Empty(e) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(MalformedXml);
+                }
                 let node = XmlNode {
                     name: name_of(e.local_name().as_ref())?,
                     ..Default::default()
@@ -230,6 +233,16 @@ mod tests {
         assert_eq!(twice.children_named("Key").count(), 2);
         let deep = "<a>".repeat(20) + &"</a>".repeat(20);
         assert!(parse_tree(deep.as_bytes()).is_err());
+        // The same depth limit whether the deepest element is empty or not.
+        let at =
+            |depth: usize, leaf: &str| "<a>".repeat(depth - 1) + leaf + &"</a>".repeat(depth - 1);
+        for leaf in ["<b/>", "<b></b>"] {
+            assert!(parse_tree(at(MAX_DEPTH, leaf).as_bytes()).is_ok(), "{leaf}");
+            assert!(
+                parse_tree(at(MAX_DEPTH + 1, leaf).as_bytes()).is_err(),
+                "{leaf}"
+            );
+        }
         let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS));
         assert!(parse_tree(wide.as_bytes()).is_err());
     }
