@@ -141,8 +141,9 @@ pub fn parse_auth(
     }
     let params = decoded_query_pairs(uri.query());
     let has = |name: &str| params.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    let presigned = PRESIGNED_AUTH_PARAMS[..4].iter().any(|name| has(name));
-    match (headers.get(header::AUTHORIZATION), presigned) {
+    let any_auth_param = PRESIGNED_AUTH_PARAMS.iter().any(|name| has(name));
+    let presign_signature = PRESIGNED_AUTH_PARAMS[..4].iter().any(|name| has(name));
+    match (headers.get(header::AUTHORIZATION), any_auth_param) {
         (Some(_), true) => Err(SigV4Error::BothAuthMethods),
         (Some(value), false) => {
             let value = value.to_str().map_err(|_| {
@@ -154,8 +155,10 @@ pub fn parse_auth(
         (None, _) if has("AWSAccessKeyId") && has("Signature") => {
             Err(SigV4Error::UnsupportedAlgorithm)
         }
-        (None, true) => Err(SigV4Error::QueryParams("X-Amz-Algorithm is missing".into())),
-        (None, false) => Ok(None),
+        (None, _) if presign_signature => {
+            Err(SigV4Error::QueryParams("X-Amz-Algorithm is missing".into()))
+        }
+        (None, _) => Ok(None),
     }
 }
 
@@ -169,7 +172,8 @@ const SINGLE_AUTH_HEADERS: [&str; 5] = [
     "x-amz-security-token",
 ];
 
-/// The query parameters of a presigned URL; the first four mark a request as presigned.
+/// The query parameters of a presigned URL; the first four mark a request as presigned. None
+/// may accompany an `Authorization` header.
 const PRESIGNED_AUTH_PARAMS: [&str; 8] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -251,6 +255,18 @@ fn parse_query_auth(
                 return Err(bad(&format!("{k} must be spelled {name}")));
             }
             _ => {}
+        }
+    }
+    // One source per value: a parameter and a header both saying it would be two values.
+    for (param, header_name) in [
+        ("X-Amz-Content-Sha256", "x-amz-content-sha256"),
+        ("X-Amz-Security-Token", "x-amz-security-token"),
+        ("X-Amz-Date", "x-amz-date"),
+    ] {
+        if headers.contains_key(header_name) && params.iter().any(|(k, _)| k == param) {
+            return Err(bad(&format!(
+                "{param} is given both as a parameter and as the {header_name} header"
+            )));
         }
     }
     let get = |name: &str| -> Result<&str, SigV4Error> {
@@ -647,6 +663,13 @@ mod tests {
         expect_query_error(&format!("{PRESIGNED}&X-Amz-Signature={sig}"));
         expect_query_error(&format!("{PRESIGNED}&x-amz-signature={sig}"));
         expect_query_error(&PRESIGNED.replace("X-Amz-Signature=", "x-amz-signature="));
+        // A value given both as a parameter and as a header.
+        let mut dated = host_only();
+        dated.insert("x-amz-date", HeaderValue::from_static("20130524T000000Z"));
+        assert!(matches!(
+            parse(PRESIGNED, &dated),
+            Err(SigV4Error::QueryParams(_))
+        ));
         expect_query_error(&PRESIGNED.replace("&X-Amz-Date=20130524T000000Z", ""));
         expect_query_error(&PRESIGNED.replace("20130524T000000Z", "20130524"));
         expect_query_error(
@@ -675,13 +698,15 @@ mod tests {
         ));
         // A header-signed request carrying a presigned URL's signature (without its algorithm).
         let sig = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
-        assert!(matches!(
-            parse(
-                &format!("/test.txt?X-Amz-Signature={sig}"),
-                &s3_headers(AUTH)
-            ),
-            Err(SigV4Error::BothAuthMethods)
-        ));
+        for param in PRESIGNED_AUTH_PARAMS {
+            assert!(
+                matches!(
+                    parse(&format!("/test.txt?{param}={sig}"), &s3_headers(AUTH)),
+                    Err(SigV4Error::BothAuthMethods)
+                ),
+                "{param}"
+            );
+        }
     }
 
     #[test]

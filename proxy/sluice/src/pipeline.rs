@@ -84,7 +84,13 @@ pub async fn handle(
                 .ok_or_else(S3Error::method_not_allowed)?;
             let bucket = sluice_storage::BucketName::parse(bucket)
                 .map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
-            return cors::preflight(gateway.routes_to(&bucket), &bucket, &parts.headers).await;
+            return cors::preflight(
+                gateway.routes_to(&bucket),
+                &bucket,
+                &parts.headers,
+                &line.request_id,
+            )
+            .await;
         }
         // Routed first (the op names the log line) but answered only after authentication: an
         // anonymous caller learns nothing about what Sluice supports, and cannot make it log.
@@ -98,6 +104,13 @@ pub async fn handle(
         check_payload_protection(&principal, request_has_body, conn.accept_unsigned_payload)?;
         if !request_has_body {
             check_empty_payload(&principal)?;
+            // HTTP/2 frames bodies itself and may omit content-length: a stream that ended
+            // with its headers declares an empty body. (HTTP/1 without one is a 411.)
+            if !http1 && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+                parts
+                    .headers
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
         }
         let ctx = authorise(&gateway, &principal, &op, &parts, &line.request_id)?;
         if parts.headers.contains_key(http::header::ORIGIN)
@@ -155,6 +168,7 @@ pub async fn handle(
             &parts.method,
             &parts.headers,
             response.headers_mut(),
+            &line.request_id,
         )
         .await;
     }
@@ -285,6 +299,25 @@ const EMPTY_BODY_SHA256: [u8; 32] = [
     0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
+/// Headers Sluice reads one value of: a second copy would be ignored here but might be read
+/// by something else on the path. (The headers that carry authentication are checked by
+/// `sluice_sigv4::parse_auth`, `x-amz-checksum-*` by the body adapter.)
+const SINGLE_VALUED_HEADERS: [&str; 13] = [
+    "content-length",
+    "content-md5",
+    "content-type",
+    "expect",
+    "range",
+    "x-amz-copy-source",
+    "x-amz-copy-source-range",
+    "x-amz-decoded-content-length",
+    "x-amz-metadata-directive",
+    "x-amz-sdk-checksum-algorithm",
+    "x-amz-tagging",
+    "x-amz-tagging-directive",
+    "x-amz-trailer",
+];
+
 /// HTTP rules hyper leaves to the application: HTTP/1.1 requires exactly one `Host`
 /// (RFC 9112 §3.2), and the only expectation there is is `100-continue` (RFC 9110 §10.1.1).
 fn check_protocol(parts: &http::request::Parts) -> Result<(), S3Error> {
@@ -293,6 +326,14 @@ fn check_protocol(parts: &http::request::Parts) -> Result<(), S3Error> {
         return Err(S3Error::invalid_request(
             "An HTTP/1.1 request must carry exactly one Host header.",
         ));
+    }
+    for name in SINGLE_VALUED_HEADERS {
+        if parts.headers.get_all(name).iter().nth(1).is_some() {
+            return Err(S3Error::invalid_argument(format!(
+                "The {name} header appears more than once."
+            ))
+            .with("ArgumentName", name));
+        }
     }
     if let Some(expect) = parts.headers.get(http::header::EXPECT)
         && !expect.as_bytes().eq_ignore_ascii_case(b"100-continue")
@@ -306,8 +347,10 @@ fn check_protocol(parts: &http::request::Parts) -> Result<(), S3Error> {
     Ok(())
 }
 
-/// Most header fields accepted in one request; SDKs send about twenty.
-pub const MAX_HEADERS: usize = 100;
+/// Most header fields accepted in one request (each value counts). SDKs send about twenty; room
+/// is left for many `x-amz-meta-*` fields within S3's 2 KiB of metadata, and for browsers,
+/// which send each cookie as a field of its own over HTTP/2.
+pub const MAX_HEADERS: usize = 200;
 
 fn check_header_size(headers: &http::HeaderMap, limit: usize) -> Result<(), S3Error> {
     if headers.len() > MAX_HEADERS {

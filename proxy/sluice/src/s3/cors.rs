@@ -204,6 +204,31 @@ async fn rules_of(
     }
 }
 
+/// The bucket's rules for answering a CORS check, where a failure to read them cannot become
+/// the response: it is logged (with the request id) and treated as no rules, so nothing is
+/// granted.
+async fn rules_for_check(
+    backend: &LocalBackend,
+    tenant: &TenantId,
+    bucket: &BucketName,
+    request_id: &str,
+) -> Option<Vec<CorsRule>> {
+    match rules_of(backend, tenant, bucket).await {
+        Ok(rules) => rules,
+        Err(err) => {
+            if err.fault() != super::Fault::Client {
+                tracing::error!(
+                    request_id,
+                    code = err.code,
+                    detail = err.detail.as_deref().unwrap_or_default(),
+                    "reading CORS rules failed; answering as if the bucket had none"
+                );
+            }
+            None
+        }
+    }
+}
+
 pub(super) async fn put(
     ctx: &OpContext<'_>,
     bucket: &BucketName,
@@ -249,6 +274,7 @@ pub async fn preflight(
     candidates: Vec<(&TenantId, &LocalBackend)>,
     bucket: &BucketName,
     headers: &HeaderMap,
+    request_id: &str,
 ) -> Result<Response<ResponseBody>, S3Error> {
     let forbidden = |why: &'static str| S3Error::new(StatusCode::FORBIDDEN, "AccessForbidden", why);
     let origin = header_str(headers, "origin").ok_or_else(|| {
@@ -273,7 +299,7 @@ pub async fn preflight(
         }
     }
     if let [(tenant, backend)] = owners.as_slice()
-        && let Ok(Some(rules)) = rules_of(backend, tenant, bucket).await
+        && let Some(rules) = rules_for_check(backend, tenant, bucket, request_id).await
         && let Some(rule) = rules.iter().find(|r| r.matches(origin, method, &requested))
     {
         let mut response = empty(StatusCode::OK).body(full_body(Vec::new())).unwrap();
@@ -302,11 +328,12 @@ pub async fn decorate(
     method: &Method,
     request: &HeaderMap,
     response: &mut HeaderMap,
+    request_id: &str,
 ) {
     let Some(origin) = header_str(request, "origin") else {
         return;
     };
-    let Ok(Some(rules)) = rules_of(backend, tenant, bucket).await else {
+    let Some(rules) = rules_for_check(backend, tenant, bucket, request_id).await else {
         return;
     };
     // The answer depends on the Origin whenever the bucket has rules: caches must know.

@@ -256,6 +256,15 @@ async fn put_object(
 /// The parts of a [`PutObject`] that come from the body and its framing headers: the declared
 /// size, Content-MD5, and the checksum (known now from a header, or later from a trailer).
 pub(super) fn body_put(body: &RequestBody, headers: &HeaderMap) -> Result<PutObject, S3Error> {
+    // S3 takes no HTTP/1.1 chunked uploads but aws-chunked ones (which declare their size).
+    if headers.contains_key(header::TRANSFER_ENCODING) && body.declared_len(headers).is_none() {
+        return Err(S3Error::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented",
+        )
+        .with("Header", "Transfer-Encoding"));
+    }
     let expected_size = body.declared_len(headers).ok_or_else(|| {
         S3Error::new(
             StatusCode::LENGTH_REQUIRED,

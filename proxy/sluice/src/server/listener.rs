@@ -115,8 +115,8 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size((limits.max_header_bytes * 8).max(256 * 1024))
-        .max_headers(pipeline::MAX_HEADERS * 10)
+        .max_buf_size((limits.max_header_bytes * 4).max(128 * 1024))
+        .max_headers(pipeline::MAX_HEADERS * 4)
         .keep_alive(true);
     builder
         .http2()
