@@ -116,7 +116,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size((limits.max_header_bytes * 4).max(128 * 1024))
-        .max_headers(pipeline::MAX_HEADERS * 4)
+        .max_headers(pipeline::MAX_HEADERS * 2)
         .keep_alive(true);
     builder
         .http2()
