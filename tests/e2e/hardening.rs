@@ -746,3 +746,99 @@ async fn trickling_body_is_cut_by_the_minimum_rate() {
     assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
     assert!(access_line(&s, &path).await.contains("status=400"));
 }
+
+/// The audit's case: a key store edited to hold one access id twice, the second record
+/// `inactive` (a revocation by hand). The running server refuses the file, names the id at
+/// ERROR, refuses that key whichever record was meant, and keeps every other key.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_store_with_a_duplicate_id_refuses_that_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Sluice::start();
+    let created = |s: &Sluice| {
+        let out = s.keys(&["create", "--tenant", "e2e"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        crate::auth::parse_created_key(&out.stdout)
+    };
+    let (kept_id, kept_secret) = created(&s);
+    let (revoked_id, revoked_secret) = created(&s);
+    let kept = crate::support::client_with(&s, &kept_id, &kept_secret);
+    let revoked = crate::support::client_with(&s, &revoked_id, &revoked_secret);
+    for c in [&kept, &revoked] {
+        assert!(eventually(|| async { c.list_buckets().send().await.is_ok() }).await);
+    }
+
+    let path = s.dir.path().join("keys.yaml");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(&format!("- access_id: {revoked_id}")).unwrap();
+    let end = text[start + 1..]
+        .find("\n- ")
+        .map_or(text.len(), |i| start + 1 + i + 1);
+    let twin = text[start..end].replace("state: active", "state: inactive");
+    std::fs::write(&path, format!("{}\n{twin}", text.trim_end())).unwrap();
+
+    let refused = || async {
+        matches!(revoked.list_buckets().send().await, Err(ref e) if code(e) == "InvalidAccessKeyId")
+    };
+    assert!(
+        eventually(refused).await,
+        "the key kept working:\n{}",
+        s.log()
+    );
+    assert!(
+        s.log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("key store") && l.contains(&revoked_id)),
+        "{}",
+        s.log()
+    );
+    kept.list_buckets().send().await.unwrap();
+}
+
+/// ListObjectsV2 with `start-after` inside a common prefix: S3 returns a common prefix only if
+/// it sorts after `start-after`, so `a/` is not listed again after `a/b/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_after_inside_a_common_prefix_skips_it() {
+    let s = Sluice::start();
+    let c = client(&s);
+    let b = make_bucket(&c, "startafter").await;
+    for key in ["a/b/c", "a/c", "b"] {
+        put(&c, &b, key, b"x").await;
+    }
+    for start_after in ["a/b/", "a/b", "a/", "a/b/c"] {
+        let out = c
+            .list_objects_v2()
+            .bucket(&b)
+            .delimiter("/")
+            .start_after(start_after)
+            .send()
+            .await
+            .unwrap();
+        let prefixes: Vec<_> = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .collect();
+        let keys: Vec<_> = out.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!((keys, prefixes), (vec!["b"], vec![]), "{start_after}");
+    }
+    let out = c
+        .list_objects_v2()
+        .bucket(&b)
+        .delimiter("/")
+        .start_after("a")
+        .send()
+        .await
+        .unwrap();
+    let prefixes: Vec<_> = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
+    assert_eq!(prefixes, ["a/"]);
+}

@@ -73,6 +73,8 @@ pub enum KeyStoreError {
     Io(PathBuf, std::io::Error),
     #[error("{0}: not a valid key store: {1}")]
     Format(PathBuf, String),
+    #[error("{0}: not a valid key store: access id {1} appears more than once")]
+    DuplicateId(PathBuf, String),
     #[error("no key with access id {0}")]
     NotFound(String),
     #[error(
@@ -194,7 +196,10 @@ impl KeyStore {
             }
             Err(e) => return Err(KeyStoreError::Io(self.path.clone(), e)),
         };
-        parse_store(&text).map_err(|why| KeyStoreError::Format(self.path.clone(), why))
+        parse_store(&text).map_err(|refused| match refused {
+            Refused::Invalid(why) => KeyStoreError::Format(self.path.clone(), why),
+            Refused::Duplicate(id) => KeyStoreError::DuplicateId(self.path.clone(), id),
+        })
     }
 
     /// Read-modify-write under an exclusive lock; the new file replaces the old atomically.
@@ -245,23 +250,41 @@ impl KeyStore {
     }
 }
 
+/// Why a key store file's text is refused.
+#[derive(Debug)]
+enum Refused {
+    Invalid(String),
+    /// This access id has two records.
+    Duplicate(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(why) => f.write_str(why),
+            Self::Duplicate(id) => write!(
+                f,
+                "access id {id} appears more than once; the store is refused as a whole"
+            ),
+        }
+    }
+}
+
 /// Parses a key store file's text. The whole file is refused if any record is invalid or an
 /// access id appears twice: with two records for one id, whichever one a reader believed, the
 /// other (perhaps the `inactive` one) would be ignored, so no reading of it is safe.
-fn parse_store(text: &str) -> Result<StoreFile, String> {
-    let file: StoreFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+fn parse_store(text: &str) -> Result<StoreFile, Refused> {
+    let invalid = |why: String| Refused::Invalid(why);
+    let file: StoreFile = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if file.version != STORE_VERSION {
-        return Err(format!("unsupported version {}", file.version));
+        return Err(invalid(format!("unsupported version {}", file.version)));
     }
     let mut seen = std::collections::HashSet::new();
     for key in &file.keys {
         validate_access_id(&key.access_id)
-            .map_err(|e| format!("access id {}: {e}", key.access_id))?;
+            .map_err(|e| invalid(format!("access id {}: {e}", key.access_id)))?;
         if !seen.insert(key.access_id.as_str()) {
-            return Err(format!(
-                "access id {} appears more than once; the store is refused as a whole",
-                key.access_id
-            ));
+            return Err(Refused::Duplicate(key.access_id.clone()));
         }
     }
     Ok(file)
@@ -270,7 +293,9 @@ fn parse_store(text: &str) -> Result<StoreFile, String> {
 /// The records of a key store file's text, secrets still sealed, or why the file is refused.
 /// What the server and `sluice keys` read; exposed for the fuzz and property tests.
 pub fn parse_records(text: &str) -> Result<Vec<KeyRecord>, String> {
-    parse_store(text).map(|file| file.keys)
+    parse_store(text)
+        .map(|file| file.keys)
+        .map_err(|refused| refused.to_string())
 }
 
 fn find<'a>(
@@ -397,7 +422,7 @@ mod tests {
             store.create(&m, "acme", 0).unwrap_err(),
         ] {
             let text = err.to_string();
-            assert!(matches!(err, KeyStoreError::Format(..)), "{text}");
+            assert!(matches!(err, KeyStoreError::DuplicateId(..)), "{text}");
             assert!(
                 text.contains(&id) && text.contains("more than once"),
                 "{text}"

@@ -126,7 +126,21 @@ impl KeyTable {
             // Taken before reading, so a change made while we read shows up as a new stamp next
             // poll; and recorded even if the load fails, so a refused file is reported once.
             *self.stamp.lock().expect("stamp lock") = stamp(store.path());
-            let records = store.load_secrets(master)?;
+            let records = match store.load_secrets(master) {
+                Ok(records) => records,
+                Err(err) => {
+                    // The rest of the previous table stays, but not the contested key: neither
+                    // of its records can be believed, so it is refused until the file is fixed.
+                    if let KeyStoreError::DuplicateId(_, id) = &err {
+                        let mut kept = HashMap::clone(&self.entries.load());
+                        if kept.remove(id).is_some() {
+                            self.entries.store(Arc::new(kept));
+                            self.signing_keys.invalidate_all();
+                        }
+                    }
+                    return Err(err);
+                }
+            };
             let mut per_tenant: HashMap<String, usize> = HashMap::new();
             for e in entries.values() {
                 *per_tenant.entry(e.tenant.clone()).or_default() += 1;
@@ -183,7 +197,7 @@ impl KeyTable {
         match self.reload() {
             Ok(()) => tracing::info!(path = %store.path().display(), "key store reloaded"),
             Err(err) => {
-                tracing::error!(error = %err, "key store reload failed; keeping the previous keys")
+                tracing::error!(error = %err, "key store reload failed; keeping the previous keys, except an access id it names twice")
             }
         }
     }
@@ -247,11 +261,12 @@ tenants:
         matches!(table.lookup(id), KeyLookup::Active(_))
     }
 
-    /// A running server that finds a duplicate id in a changed store keeps its previous keys
-    /// (and so every key's state from before), rather than reading the file permissively; a new
-    /// server refuses to start on it, naming the id.
+    /// A running server that finds a duplicate id in a changed store keeps its previous keys,
+    /// except the contested one, which is refused whichever record was meant; a new server
+    /// refuses to start on it, naming the id. (Here `a` gets a second, inactive record, as an
+    /// operator revoking it by hand might write, and the same edit reactivates `b`.)
     #[test]
-    fn duplicate_in_store_keeps_the_previous_table() {
+    fn duplicate_in_store_keeps_the_previous_table_but_not_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let master_text = MasterKey::generate_base64();
         let master = MasterKey::from_base64(&master_text).unwrap();
@@ -263,11 +278,10 @@ tenants:
         let table = KeyTable::from_config(&config).unwrap();
         assert!(is_active(&table, &a) && !is_active(&table, &b));
 
-        // Hand-edited: `a` deactivated, and a second, active record for `b` appended.
         let mut records = parse_records(&std::fs::read_to_string(store.path()).unwrap()).unwrap();
-        records[0].state = KeyState::Inactive;
-        let mut twin = records[1].clone();
-        twin.state = KeyState::Active;
+        let mut twin = records[0].clone();
+        twin.state = KeyState::Inactive;
+        records[1].state = KeyState::Active;
         records.push(twin);
         let text = format!(
             "version: 1\nkeys:\n{}",
@@ -276,10 +290,17 @@ tenants:
         std::fs::write(store.path(), text).unwrap();
 
         table.reload_if_changed();
-        assert!(is_active(&table, &a), "previous keys are kept");
-        assert!(!is_active(&table, &b), "the inactive key is not revived");
+        assert!(
+            matches!(table.lookup(&a), KeyLookup::Unknown),
+            "the contested key is refused"
+        );
+        assert!(
+            !is_active(&table, &b),
+            "the rest of the edit is not applied"
+        );
+        assert!(is_active(&table, "STATICKEY0000001"), "other keys are kept");
         let err = KeyTable::from_config(&config).unwrap_err().to_string();
-        assert!(err.contains(&b), "{err}");
+        assert!(err.contains(&a), "{err}");
     }
 
     /// The same id in the config and in the store: neither definition is believed.
