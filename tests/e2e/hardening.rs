@@ -483,6 +483,39 @@ async fn oversized_header_sections_get_s3_errors() {
     }
 }
 
+/// The same over HTTP/2, where hyper's limit is the HPACK header list size.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_header_sections_get_s3_errors_over_http2() {
+    let s = Sluice::start_with(Options {
+        tls: true,
+        ..Default::default()
+    });
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(s.cert_path()).unwrap()).unwrap();
+    let http2 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(cert)
+        .tls_built_in_root_certs(false)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/", s.addr.port());
+    for (count, len) in [(250, 4), (1, 20 * 1024)] {
+        let mut req = http2.get(&url);
+        for i in 0..count {
+            req = req.header(format!("x-filler-{i}"), "v".repeat(len));
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        assert_eq!(status, 400, "{count} x {len}: {body}");
+        assert!(
+            body.contains("<Code>RequestHeaderSectionTooLarge</Code>"),
+            "{body}"
+        );
+    }
+}
+
 /// HTTP rules: HTTP/1.1 needs exactly one Host; `Expect` means only `100-continue`.
 #[tokio::test(flavor = "multi_thread")]
 async fn host_and_expect_rules() {

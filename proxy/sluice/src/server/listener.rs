@@ -121,7 +121,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_header_list_size((limits.max_header_bytes * 4) as u32)
         .max_concurrent_streams(32);
     builder
 }
