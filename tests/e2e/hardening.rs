@@ -368,32 +368,14 @@ async fn huge_range_offsets() {
     assert_eq!(&got[..], b"3456789");
 }
 
-/// A PUT with neither `Content-Length` nor aws-chunked framing: S3 answers 411, and nothing
-/// (certainly not an empty object) is stored.
+/// Uploads must declare their length. A PUT with neither `Content-Length` nor aws-chunked
+/// framing is 411, not an empty object; a plain HTTP/1.1 chunked upload (S3 takes aws-chunked,
+/// which declares its size) is 501 naming the header, as S3 answers. Nothing is stored.
 #[tokio::test(flavor = "multi_thread")]
-async fn put_without_content_length_is_411() {
+async fn uploads_without_a_declared_length_are_refused() {
     let s = Sluice::start();
     let c = client(&s);
     let b = make_bucket(&c, "nolen").await;
-    let path = format!("/{b}/k");
-    let headers = sign(&s, &Method::PUT, &path, HeaderMap::new(), empty_payload());
-    let r = raw(&s, &head(&Method::PUT, &path, &headers), b"").await;
-    assert_eq!(
-        (r.status, r.code()),
-        (411, "MissingContentLength"),
-        "{}",
-        r.text
-    );
-    assert_not_stored(&c, &b, "k").await;
-}
-
-/// A plain HTTP/1.1 chunked upload is not S3 (which takes aws-chunked with a declared size):
-/// 501 naming the header, as S3 answers, and nothing stored.
-#[tokio::test(flavor = "multi_thread")]
-async fn http1_chunked_put_is_not_implemented() {
-    let s = Sluice::start();
-    let c = client(&s);
-    let b = make_bucket(&c, "techunk").await;
     let path = format!("/{b}/k");
     let headers = sign(
         &s,
@@ -402,22 +384,25 @@ async fn http1_chunked_put_is_not_implemented() {
         HeaderMap::new(),
         PayloadMode::Unsigned,
     );
-    let r = raw(
-        &s,
-        &format!(
-            "{}Transfer-Encoding: chunked\r\n",
-            head(&Method::PUT, &path, &headers)
+    let head = head(&Method::PUT, &path, &headers);
+    for (extra, body, status, code) in [
+        ("", &b""[..], 411, "MissingContentLength"),
+        (
+            "Transfer-Encoding: chunked\r\n",
+            b"5\r\nhello\r\n0\r\n\r\n",
+            501,
+            "NotImplemented",
         ),
-        b"5\r\nhello\r\n0\r\n\r\n",
-    )
-    .await;
-    assert_eq!((r.status, r.code()), (501, "NotImplemented"), "{}", r.text);
-    assert!(
-        r.text.contains("<Header>Transfer-Encoding</Header>"),
-        "{}",
-        r.text
-    );
-    assert_not_stored(&c, &b, "k").await;
+    ] {
+        let r = raw(&s, &format!("{head}{extra}"), body).await;
+        assert_eq!((r.status, r.code()), (status, code), "{extra}: {}", r.text);
+        assert!(
+            status != 501 || r.text.contains("<Header>Transfer-Encoding</Header>"),
+            "{}",
+            r.text
+        );
+        assert_not_stored(&c, &b, "k").await;
+    }
 }
 
 /// Anonymous requests for unimplemented sub-resources are refused as anonymous (403) before
@@ -703,6 +688,32 @@ fn upload_head(s: &Sluice, path: &str, len: u64) -> String {
     head(&Method::PUT, path, &headers)
 }
 
+/// A server with `limits`, and a connection that has sent the head of a 1 MiB upload to `key`;
+/// the body is the test's business. Returns the server, a client, the bucket, the request path.
+async fn upload_started(
+    limits: &str,
+    key: &str,
+) -> (
+    Sluice,
+    aws_sdk_s3::Client,
+    String,
+    String,
+    tokio::net::TcpStream,
+) {
+    let s = Sluice::start_with(Options {
+        limits: limits.into(),
+        ..Default::default()
+    });
+    let c = client(&s);
+    let b = make_bucket(&c, "slowbody").await;
+    let path = format!("/{b}/{key}");
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(format!("{}\r\n", upload_head(&s, &path, 1 << 20)).as_bytes())
+        .await
+        .unwrap();
+    (s, c, b, path, conn)
+}
+
 /// The access log line for `path`, once written.
 async fn access_line(s: &Sluice, path: &str) -> String {
     let line = || {
@@ -723,17 +734,7 @@ async fn access_line(s: &Sluice, path: &str) -> String {
 /// connection closed, nothing stored, and the log says 400 (Sluice ended it, not the client).
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_body_is_cut_with_request_timeout() {
-    let s = Sluice::start_with(Options {
-        limits: "  body_read_timeout: 1s".into(),
-        ..Default::default()
-    });
-    let c = client(&s);
-    let b = make_bucket(&c, "stall").await;
-    let path = format!("/{b}/stalled");
-    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    conn.write_all(format!("{}\r\n", upload_head(&s, &path, 1 << 20)).as_bytes())
-        .await
-        .unwrap();
+    let (s, c, b, path, mut conn) = upload_started("  body_read_timeout: 1s", "stalled").await;
     conn.write_all(&[7u8; 65536]).await.unwrap();
     let started = Instant::now();
     let r = read_response(&mut conn).await;
@@ -747,17 +748,8 @@ async fn stalled_body_is_cut_with_request_timeout() {
 /// no single wait reaches `body_read_timeout`.
 #[tokio::test(flavor = "multi_thread")]
 async fn trickling_body_is_cut_by_the_minimum_rate() {
-    let s = Sluice::start_with(Options {
-        limits: "  body_read_timeout: 2s\n  body_min_bytes_per_sec: 1KiB".into(),
-        ..Default::default()
-    });
-    let c = client(&s);
-    let b = make_bucket(&c, "trickle").await;
-    let path = format!("/{b}/trickled");
-    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    conn.write_all(format!("{}\r\n", upload_head(&s, &path, 1 << 20)).as_bytes())
-        .await
-        .unwrap();
+    let limits = "  body_read_timeout: 2s\n  body_min_bytes_per_sec: 1KiB";
+    let (s, c, b, path, conn) = upload_started(limits, "trickled").await;
     let (mut reader, mut writer) = conn.into_split();
     // The client's behaviour under test: one byte every 250 ms (4 B/s), until the server answers.
     let trickle = tokio::spawn(async move {
@@ -778,6 +770,7 @@ async fn trickling_body_is_cut_by_the_minimum_rate() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
     assert!(access_line(&s, &path).await.contains("status=400"));
+    assert_not_stored(&c, &b, "trickled").await;
 }
 
 /// The audit's case: a key store edited to hold one access id twice, the second record
