@@ -105,7 +105,8 @@ async fn put_signed(
     .await
 }
 
-fn xml_code(body: &str) -> &str {
+/// The `<Code>` of an S3 error body.
+pub fn xml_code(body: &str) -> &str {
     body.split("<Code>")
         .nth(1)
         .and_then(|r| r.split("</Code>").next())

@@ -12,7 +12,7 @@ use crate::error::SigV4Error;
 use crate::secret::Signature;
 use crate::time::AmzDate;
 use crate::{
-    ALGORITHM, EMPTY_SHA256, MAX_PRESIGNED_EXPIRES_SECS, STREAMING_SIGNED,
+    ALGORITHM, EMPTY_SHA256_DIGEST, MAX_PRESIGNED_EXPIRES_SECS, STREAMING_SIGNED,
     STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD,
 };
 
@@ -134,13 +134,8 @@ pub fn parse_auth(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Option<AuthRequest>, SigV4Error> {
-    // `len` counts values and `keys_len` names: equal means no header is repeated at all.
-    if headers.len() != headers.keys_len() {
-        for name in SINGLE_AUTH_HEADERS {
-            if headers.get_all(name).iter().nth(1).is_some() {
-                return Err(SigV4Error::RepeatedHeader(name));
-            }
-        }
+    if let Some(name) = repeated_header(headers, &SINGLE_AUTH_HEADERS) {
+        return Err(SigV4Error::RepeatedHeader(name));
     }
     let params = decoded_query_pairs(uri.query());
     let has = |name: &str| params.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
@@ -163,6 +158,18 @@ pub fn parse_auth(
         }
         (None, _) => Ok(None),
     }
+}
+
+/// The first of `names` that `headers` holds more than once. Free when no header at all is
+/// repeated (`len` counts values, `keys_len` names), as in nearly every request.
+pub fn repeated_header<'a>(headers: &HeaderMap, names: &[&'a str]) -> Option<&'a str> {
+    if headers.len() == headers.keys_len() {
+        return None;
+    }
+    names
+        .iter()
+        .copied()
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())
 }
 
 /// Headers whose one value decides how a request is authenticated. Two copies are refused: a
@@ -229,7 +236,7 @@ fn parse_header_auth(value: &str, headers: &HeaderMap) -> Result<AuthRequest, Si
     let payload = match header_str(headers, "x-amz-content-sha256") {
         Some(value) => PayloadMode::parse(value)?,
         None if scope.service == "s3" => return Err(SigV4Error::MissingContentSha256),
-        None => PayloadMode::Signed(empty_sha256()),
+        None => PayloadMode::Signed(EMPTY_SHA256_DIGEST),
     };
 
     Ok(AuthRequest {
@@ -306,7 +313,7 @@ fn parse_query_auth(
         Some(value) => PayloadMode::parse(value)?,
         // A presigned URL is made before the body exists, so S3 treats it as unsigned.
         None if scope.service == "s3" => PayloadMode::Unsigned,
-        None => PayloadMode::Signed(empty_sha256()),
+        None => PayloadMode::Signed(EMPTY_SHA256_DIGEST),
     };
     if payload.is_chunked() {
         return Err(bad("a presigned URL cannot carry an aws-chunked payload"));
@@ -396,13 +403,6 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn empty_sha256() -> [u8; 32] {
-    let mut hash = [0u8; 32];
-    // A constant, valid hex string.
-    let _ = hex::decode_to_slice(EMPTY_SHA256, &mut hash);
-    hash
-}
-
 /// Query pairs percent-decoded (`+` stays `+`), for reading the `X-Amz-*` parameters.
 fn decoded_query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
@@ -420,6 +420,7 @@ fn decoded_query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EMPTY_SHA256;
     use http::HeaderValue;
 
     const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
@@ -710,6 +711,11 @@ mod tests {
                 "{param}"
             );
         }
+    }
+
+    #[test]
+    fn empty_body_hash_is_sha256_of_nothing() {
+        assert_eq!(hex::encode(EMPTY_SHA256_DIGEST), EMPTY_SHA256);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod sign;
 pub mod time;
 pub mod verify;
 
-pub use auth::{AuthKind, AuthRequest, CredentialScope, PayloadMode, parse_auth};
+pub use auth::{AuthKind, AuthRequest, CredentialScope, PayloadMode, parse_auth, repeated_header};
 pub use canonical::{
     CanonicalSettings, canonical_headers, canonical_query, canonical_request, canonical_uri,
     string_to_sign, uri_encode,
@@ -52,6 +52,11 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 900;
 
 /// Hex SHA-256 of the empty string: the payload hash of a bodiless request.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// [`EMPTY_SHA256`] as bytes.
+pub const EMPTY_SHA256_DIGEST: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
 
 /// `x-amz-content-sha256` value for a body that is not covered by the signature.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use sluice_sigv4::{EMPTY_SHA256_DIGEST, SigV4Error};
 
 use crate::auth::{Principal, authenticate};
 use crate::body::{RequestBody, ResponseBody};
@@ -21,7 +22,6 @@ use crate::gateway::Gateway;
 use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
 use crate::s3::{Fault, S3Error, S3Op, Target, cors};
-use sluice_sigv4::SigV4Error;
 
 // Built once: a header name from a `&str` is parsed and validated on every insert.
 const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
@@ -281,10 +281,10 @@ fn check_payload_protection(
 fn check_empty_payload(principal: &Principal) -> Result<(), S3Error> {
     use sluice_sigv4::PayloadMode;
     match principal.verified.payload {
-        PayloadMode::Signed(hash) if hash != EMPTY_BODY_SHA256 => {
+        PayloadMode::Signed(hash) if hash != EMPTY_SHA256_DIGEST => {
             Err(S3Error::from(SigV4Error::ContentSha256Mismatch)
                 .with("ClientComputedContentSHA256", hex::encode(hash))
-                .with("S3ComputedContentSHA256", hex::encode(EMPTY_BODY_SHA256)))
+                .with("S3ComputedContentSHA256", sluice_sigv4::EMPTY_SHA256))
         }
         mode if mode.is_chunked() => Err(S3Error::invalid_request(
             "An aws-chunked x-amz-content-sha256 was sent with an empty body.",
@@ -292,12 +292,6 @@ fn check_empty_payload(principal: &Principal) -> Result<(), S3Error> {
         _ => Ok(()),
     }
 }
-
-/// SHA-256 of zero bytes.
-const EMPTY_BODY_SHA256: [u8; 32] = [
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
-    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
-];
 
 /// Headers Sluice reads one value of: a second copy would be ignored here but might be read
 /// by something else on the path. (The headers that carry authentication are checked by
@@ -327,16 +321,11 @@ fn check_protocol(parts: &http::request::Parts) -> Result<(), S3Error> {
             "An HTTP/1.1 request must carry exactly one Host header.",
         ));
     }
-    // `len` counts values and `keys_len` names: equal means no header is repeated at all.
-    if parts.headers.len() != parts.headers.keys_len() {
-        for name in SINGLE_VALUED_HEADERS {
-            if parts.headers.get_all(name).iter().nth(1).is_some() {
-                return Err(S3Error::invalid_argument(format!(
-                    "The {name} header appears more than once."
-                ))
-                .with("ArgumentName", name));
-            }
-        }
+    if let Some(name) = sluice_sigv4::repeated_header(&parts.headers, &SINGLE_VALUED_HEADERS) {
+        return Err(S3Error::invalid_argument(format!(
+            "The {name} header appears more than once."
+        ))
+        .with("ArgumentName", name));
     }
     if let Some(expect) = parts.headers.get(http::header::EXPECT)
         && !expect.as_bytes().eq_ignore_ascii_case(b"100-continue")
@@ -443,11 +432,6 @@ mod tests {
             status,
             started: Instant::now(),
         }
-    }
-
-    #[test]
-    fn empty_body_hash_is_sha256_of_nothing() {
-        assert_eq!(hex::encode(EMPTY_BODY_SHA256), sluice_sigv4::EMPTY_SHA256);
     }
 
     /// Every request is logged once, however it ends: with the status answered, or with 499

@@ -256,22 +256,25 @@ async fn put_object(
 /// The parts of a [`PutObject`] that come from the body and its framing headers: the declared
 /// size, Content-MD5, and the checksum (known now from a header, or later from a trailer).
 pub(super) fn body_put(body: &RequestBody, headers: &HeaderMap) -> Result<PutObject, S3Error> {
-    // S3 takes no HTTP/1.1 chunked uploads but aws-chunked ones (which declare their size).
-    if headers.contains_key(header::TRANSFER_ENCODING) && body.declared_len(headers).is_none() {
-        return Err(S3Error::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "A header you provided implies functionality that is not implemented",
-        )
-        .with("Header", "Transfer-Encoding"));
-    }
-    let expected_size = body.declared_len(headers).ok_or_else(|| {
-        S3Error::new(
-            StatusCode::LENGTH_REQUIRED,
-            "MissingContentLength",
-            "You must provide the Content-Length HTTP header.",
-        )
-    })?;
+    let expected_size = match body.declared_len(headers) {
+        Some(size) => size,
+        // S3 takes no HTTP/1.1 chunked uploads, only aws-chunked ones (which declare a size).
+        None if headers.contains_key(header::TRANSFER_ENCODING) => {
+            return Err(S3Error::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+                "A header you provided implies functionality that is not implemented",
+            )
+            .with("Header", "Transfer-Encoding"));
+        }
+        None => {
+            return Err(S3Error::new(
+                StatusCode::LENGTH_REQUIRED,
+                "MissingContentLength",
+                "You must provide the Content-Length HTTP header.",
+            ));
+        }
+    };
     let content_md5 = header_str(headers, "content-md5")
         .map(|v| {
             base64::engine::general_purpose::STANDARD
