@@ -115,10 +115,7 @@ pub fn conditional_headers(data: &[u8]) {
         size: 1,
         etag,
         last_modified_ms,
-        headers: Default::default(),
-        checksum: None,
-        tags: Default::default(),
-        parts: None,
+        ..Default::default()
     };
     let mut headers = HeaderMap::new();
     let mut copy_headers = HeaderMap::new();

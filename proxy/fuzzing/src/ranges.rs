@@ -186,7 +186,7 @@ pub fn range_header(data: &[u8]) {
                 start,
                 end_inclusive,
             })) => RangeAnswer::Part(start, end_inclusive),
-            Err(StorageError::InvalidRange) => RangeAnswer::Unsatisfiable,
+            Err(StorageError::InvalidRange { .. }) => RangeAnswer::Unsatisfiable,
             Err(e) => panic!("parse_range({value:?}, {size}) gave {e:?}"),
         };
         assert_eq!(

@@ -193,6 +193,15 @@ impl RequestBody {
         })
     }
 
+    /// The decoded body for storage: a failed check travels as [`sluice_storage::BodyError`]
+    /// holding the `S3Error`, which is answered unchanged.
+    pub fn into_put_body(self) -> sluice_storage::PutBody {
+        Box::pin(
+            self.into_stream()
+                .map(|item| item.map_err(|e| sluice_storage::BodyError(Box::new(e)))),
+        )
+    }
+
     /// Reads a small body (an XML document) whole, verified, up to `limit` bytes.
     pub async fn collect_bounded(self, limit: usize) -> Result<Bytes, S3Error> {
         let mut out = BytesMut::new();

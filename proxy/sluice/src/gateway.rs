@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_storage::{BucketName, LocalBackend};
+use sluice_storage::{Backend, BucketName, LocalBackend};
 
 use crate::config::{BackendConfig, Config, Limits, S3Settings, TenantConfig};
 use crate::keys::KeyTable;
@@ -14,7 +14,7 @@ pub struct Gateway {
     s3: S3Settings,
     limits: Limits,
     keys: Arc<KeyTable>,
-    backends: HashMap<String, LocalBackend>,
+    backends: HashMap<String, Arc<dyn Backend>>,
     tenants: HashMap<String, TenantConfig>,
     /// Local backends and how long their unfinished multipart uploads may live.
     maintenance: Vec<(LocalBackend, std::time::Duration)>,
@@ -26,7 +26,7 @@ impl Gateway {
         let mut backends = HashMap::new();
         let mut maintenance = Vec::new();
         for (name, backend) in &config.backends {
-            let opened = match backend {
+            let opened: Arc<dyn Backend> = match backend {
                 BackendConfig::Local {
                     path,
                     abandoned_uploads_after,
@@ -35,7 +35,7 @@ impl Gateway {
                         format!("backends.{name}: cannot open {}: {e}", path.display())
                     })?;
                     maintenance.push((backend.clone(), *abandoned_uploads_after));
-                    backend
+                    Arc::new(backend)
                 }
             };
             backends.insert(name.clone(), opened);
@@ -100,7 +100,11 @@ impl Gateway {
     }
 
     /// The backend a tenant's routes name for `bucket`, if any.
-    pub fn backend_for(&self, tenant: &TenantConfig, bucket: &BucketName) -> Option<&LocalBackend> {
+    pub fn backend_for(
+        &self,
+        tenant: &TenantConfig,
+        bucket: &BucketName,
+    ) -> Option<&Arc<dyn Backend>> {
         tenant
             .backend_for(bucket)
             .and_then(|name| self.backends.get(name))
@@ -108,18 +112,15 @@ impl Gateway {
 
     /// For an unauthenticated CORS preflight: every tenant whose routes reach `bucket`, with
     /// the backend they route it to.
-    pub fn routes_to(
-        &self,
-        bucket: &BucketName,
-    ) -> Vec<(&sluice_storage::TenantId, &LocalBackend)> {
+    pub fn routes_to(&self, bucket: &BucketName) -> Vec<(&sluice_storage::TenantId, &dyn Backend)> {
         self.tenants
             .values()
-            .filter_map(|t| self.backend_for(t, bucket).map(|b| (&t.id, b)))
+            .filter_map(|t| self.backend_for(t, bucket).map(|b| (&t.id, b.as_ref())))
             .collect()
     }
 
     /// Every distinct backend a tenant routes to (for ListBuckets).
-    pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<&LocalBackend> {
+    pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<&Arc<dyn Backend>> {
         let mut names: Vec<&str> = tenant.routes.iter().map(|r| r.backend.as_str()).collect();
         names.sort_unstable();
         names.dedup();

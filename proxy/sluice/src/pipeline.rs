@@ -19,9 +19,10 @@ use sluice_sigv4::{EMPTY_SHA256_DIGEST, SigV4Error};
 use crate::auth::{Principal, authenticate};
 use crate::body::{RequestBody, ResponseBody};
 use crate::gateway::Gateway;
+use crate::s3::bucket::list_buckets;
 use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
-use crate::s3::{Fault, S3Error, S3Op, Target, cors};
+use crate::s3::{Fault, S3Error, Target, cors};
 
 // Built once: a header name from a `&str` is parsed and validated on every insert.
 const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
@@ -112,11 +113,15 @@ pub async fn handle(
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             }
         }
-        let ctx = authorise(&gateway, &principal, &op, &parts, &line.request_id)?;
-        if parts.headers.contains_key(http::header::ORIGIN)
-            && let (Some(bucket), Some(backend)) = (op.bucket(), ctx.backends.first())
-        {
-            cors_target = Some((bucket.clone(), (*backend).clone(), ctx.tenant.clone()));
+        let tenant = gateway.tenant(&principal.tenant).ok_or_else(|| {
+            S3Error::internal(format!("key {} names unknown tenant", principal.access_id))
+        })?;
+        let Some(bucket) = op.bucket() else {
+            return list_buckets(&gateway, tenant).await;
+        };
+        let ctx = authorise(&gateway, tenant, bucket, &parts, &line.request_id)?;
+        if parts.headers.contains_key(http::header::ORIGIN) {
+            cors_target = Some((bucket.clone(), ctx.backend.clone(), ctx.tenant.clone()));
         }
         let body = RequestBody::new(
             incoming,
@@ -162,7 +167,7 @@ pub async fn handle(
     };
     if let Some((bucket, backend, tenant_id)) = &cors_target {
         cors::decorate(
-            backend,
+            backend.as_ref(),
             tenant_id,
             bucket,
             &parts.method,
@@ -227,26 +232,20 @@ impl Drop for AccessLine {
 /// The tenant may only reach buckets its routes name; the route picks the backend.
 fn authorise<'a>(
     gateway: &'a Gateway,
-    principal: &Principal,
-    op: &S3Op,
+    tenant: &'a crate::config::TenantConfig,
+    bucket: &sluice_storage::BucketName,
     parts: &'a http::request::Parts,
     request_id: &'a str,
 ) -> Result<OpContext<'a>, S3Error> {
-    let tenant = gateway.tenant(&principal.tenant).ok_or_else(|| {
-        S3Error::internal(format!("key {} names unknown tenant", principal.access_id))
+    let backend = gateway.backend_for(tenant, bucket).ok_or_else(|| {
+        S3Error::access_denied(format!(
+            "No route for bucket {bucket} is configured for this tenant."
+        ))
     })?;
-    let backends = match op.bucket() {
-        None => gateway.tenant_backends(tenant),
-        Some(bucket) => vec![gateway.backend_for(tenant, bucket).ok_or_else(|| {
-            S3Error::access_denied(format!(
-                "No route for bucket {bucket} is configured for this tenant."
-            ))
-        })?],
-    };
     Ok(OpContext {
         tenant: &tenant.id,
         region: &gateway.s3().region,
-        backends,
+        backend: backend.clone(),
         gateway,
         tenant_config: tenant,
         headers: &parts.headers,

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_storage::{BucketName, ListRequest, LocalBackend, TenantId};
+use sluice_storage::{Backend, BucketName, ListRequest, LocalBackend, TenantId};
 
 fn key(i: usize) -> String {
     format!("dir{:04}/sub{}/file-{i:07}.txt", i % 1000, i % 7)
@@ -70,6 +70,7 @@ async fn main() {
         delimiter: delimiter.map(str::to_owned),
         start_after,
         max_keys: 1000,
+        ..Default::default()
     };
     let mut random = Vec::new();
     for i in 0..300 {
@@ -77,7 +78,7 @@ async fn main() {
         let t = Instant::now();
         let p = list(page(Some(start), "", None)).await.unwrap();
         random.push(t.elapsed());
-        assert!(p.objects.len() == 1000 || p.next_after.is_none());
+        assert!(p.objects.len() == 1000 || p.next_token.is_none());
     }
     report("page of 1000 at a random start-after", random);
 
@@ -101,13 +102,18 @@ async fn main() {
     report("delimiter '/' inside a prefix", inner);
 
     let t = Instant::now();
-    let (mut after, mut pages, mut seen) = (None, 0, 0);
+    let (mut token, mut pages, mut seen) = (None, 0, 0);
     loop {
-        let p = list(page(after, "", None)).await.unwrap();
+        let p = list(ListRequest {
+            continuation: token,
+            ..page(None, "", None)
+        })
+        .await
+        .unwrap();
         pages += 1;
         seen += p.objects.len();
-        match p.next_after {
-            Some(next) => after = Some(next),
+        match p.next_token {
+            Some(next) => token = Some(next),
             None => break,
         }
     }

@@ -1,19 +1,27 @@
 //! Where bytes live.
 //!
-//! Owns the validated names ([`BucketName`], [`ObjectKey`]), the object model shared by every
-//! backend ([`ObjectMeta`], [`ListRequest`], [`ListPage`]), the one [`StorageError`], and the
-//! built-in local backend ([`LocalBackend`]). Upstream S3 backends will live beside `local`.
+//! Owns the one interface every store speaks ([`Backend`], held as `Arc<dyn Backend>`), the
+//! validated names ([`BucketName`], [`ObjectKey`]), the object model every backend shares
+//! ([`ObjectMeta`], [`ReadRequest`], [`ListRequest`], [`ListPage`]), ranges and preconditions
+//! resolved behind the interface, the one [`StorageError`], and the built-in local backend
+//! ([`LocalBackend`]).
 
+mod backend;
+mod conditions;
 mod error;
 pub mod local;
 mod names;
 mod object;
+mod range;
 
-pub use error::{PutError, StorageError};
-pub use local::{LocalBackend, OpenObject, PART_NUMBERS, PartId};
+pub use backend::{Backend, CopyObject, CopySource, PART_NUMBERS, PartId, PutBody, storage_body};
+pub use conditions::Preconditions;
+pub use error::{BodyError, Fault, StorageError, UpstreamError};
+pub use local::LocalBackend;
 pub use names::{BucketName, MAX_KEY_BYTES, NameError, ObjectKey, TenantId};
 pub use object::{
-    BucketInfo, ByteRange, CompletePart, LateChecksum, ListPage, ListRequest, ObjectBody,
-    ObjectMeta, PartInfo, PutCondition, PutObject, StoredHeaders, UploadInfo, UploadListPage,
-    UploadListRequest,
+    BucketInfo, CompletePart, LateChecksum, ListPage, ListRequest, NewUpload, ObjectBody,
+    ObjectMeta, ObjectRead, PartInfo, PutCondition, PutObject, ReadRequest, StoredHeaders,
+    SystemMeta, UploadInfo, UploadListPage, UploadListRequest,
 };
+pub use range::{ByteRange, ReadRange};

@@ -8,7 +8,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::{ObjectKey, StorageError};
+use crate::{ByteRange, ObjectKey, Preconditions, ReadRange, StorageError};
+
+/// Sluice's own metadata about an object (for example, how its body is encrypted): stored with
+/// it, read back by the layer that wrote it, never shown to clients and kept apart from their
+/// `x-amz-meta-*`. Names are lowercase ASCII.
+pub type SystemMeta = BTreeMap<String, String>;
 
 /// The standard headers S3 keeps with an object and returns on GET/HEAD.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,10 +64,14 @@ pub struct PutObject {
     pub checksum: Option<(String, String)>,
     /// The client's `Content-MD5`; the body must hash to it or nothing is stored.
     pub content_md5: Option<[u8; 16]>,
+    /// The ETag to record instead of the MD5 of the bytes stored: a layer that transforms
+    /// bodies computes it on what the client sent (and checks `content_md5` itself).
+    pub etag: Option<String>,
+    pub system_meta: SystemMeta,
 }
 
 /// An object's record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     pub size: u64,
     /// Hex MD5 of the body for single-part objects (quoted on the wire).
@@ -78,6 +87,41 @@ pub struct ObjectMeta {
     /// Number of parts, for objects made by CompleteMultipartUpload.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub parts: Option<u32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub system_meta: SystemMeta,
+}
+
+/// A GET or HEAD: which bytes, under which conditions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub range: Option<ReadRange>,
+    pub conditions: Preconditions,
+}
+
+/// An object opened for reading: its record, the bytes the body holds, and the body.
+pub struct ObjectRead {
+    pub meta: ObjectMeta,
+    /// The range the body holds, resolved; `None` for the whole object.
+    pub range: Option<ByteRange>,
+    /// Empty for a HEAD.
+    pub body: ObjectBody,
+}
+
+impl std::fmt::Debug for ObjectRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectRead")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What CreateMultipartUpload keeps for the object the upload will make.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewUpload {
+    pub headers: StoredHeaders,
+    pub tags: BTreeMap<String, String>,
+    pub system_meta: SystemMeta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,32 +131,18 @@ pub struct BucketInfo {
 }
 
 /// An inclusive byte range already resolved against the object size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteRange {
-    pub start: u64,
-    pub end_inclusive: u64,
-}
-
-impl ByteRange {
-    pub fn len(&self) -> u64 {
-        self.end_inclusive - self.start + 1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-}
-
 /// A streamed object body. Errors mid-stream mean the reader must abort the response.
 pub type ObjectBody = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>;
 
-/// A ListObjects request, already validated. `start_after` is exclusive and is the later of the
-/// client's `start-after` and its continuation token.
+/// A ListObjects request, already validated. A continuation token, when given, says where to
+/// resume and wins over `start_after` (exclusive), which it always follows in a paginated listing.
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
     pub prefix: String,
     pub delimiter: Option<String>,
     pub start_after: Option<String>,
+    /// A [`ListPage::next_token`] this store issued, as the client handed it back.
+    pub continuation: Option<String>,
     pub max_keys: usize,
 }
 
@@ -120,8 +150,18 @@ pub struct ListRequest {
 pub struct ListPage {
     pub objects: Vec<(ObjectKey, ObjectMeta)>,
     pub common_prefixes: Vec<String>,
-    /// When set, there is more: resume strictly after this key or common prefix.
-    pub next_after: Option<String>,
+    /// When set, there is more: an opaque token for the next page. Only the store that issued
+    /// it can read it; clients and layers above pass it back unchanged.
+    pub next_token: Option<String>,
+}
+
+impl ListPage {
+    /// The last key or common prefix listed (ListObjects v1's `NextMarker`).
+    pub fn last_entry(&self) -> Option<&str> {
+        let key = self.objects.last().map(|(k, _)| k.as_str());
+        let prefix = self.common_prefixes.last().map(String::as_str);
+        key.max(prefix)
+    }
 }
 
 /// A multipart upload in progress.

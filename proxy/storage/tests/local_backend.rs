@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sluice_storage::{
-    BucketName, ListRequest, LocalBackend, ObjectKey, PutError, PutObject, StorageError, TenantId,
+    Backend, BodyError, BucketName, ListRequest, LocalBackend, NewUpload, ObjectBody, ObjectKey,
+    Preconditions, PutBody, PutObject, ReadRange, ReadRequest, StorageError, TenantId,
 };
 
 fn t() -> TenantId {
@@ -21,8 +22,25 @@ fn k(key: &str) -> ObjectKey {
     ObjectKey::parse(key).unwrap()
 }
 
+/// Boxes a stream of chunks into a request body.
+fn boxed(
+    body: impl futures_util::Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
+) -> PutBody {
+    Box::pin(body)
+}
+
+/// A body that yields `chunks` in order (an `Err` is the client's side failing a check).
+fn body_of(chunks: Vec<Result<Bytes, BodyError>>) -> PutBody {
+    boxed(futures_util::stream::iter(chunks))
+}
+
+/// What the server's body adapter reports when a chunk signature or checksum fails.
+fn body_error(message: &'static str) -> BodyError {
+    BodyError(message.into())
+}
+
 async fn put(backend: &LocalBackend, bucket: &BucketName, key: &str, data: &[u8]) {
-    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(data))]);
+    let body = part_body(data);
     let put = PutObject {
         expected_size: Some(data.len() as u64),
         ..Default::default()
@@ -33,14 +51,35 @@ async fn put(backend: &LocalBackend, bucket: &BucketName, key: &str, data: &[u8]
         .unwrap();
 }
 
-async fn read(backend: &LocalBackend, bucket: &BucketName, key: &str) -> Vec<u8> {
-    let open = backend.open_object(&t(), bucket, &k(key)).await.unwrap();
-    let mut body = open.into_body(None).await.unwrap();
+/// A GET of the whole object, without conditions.
+fn whole() -> ReadRequest {
+    ReadRequest::default()
+}
+
+/// A GET of `range`, without conditions.
+fn ranged(range: ReadRange) -> ReadRequest {
+    ReadRequest {
+        range: Some(range),
+        ..Default::default()
+    }
+}
+
+/// Everything a body holds, or the first error it ends with.
+async fn collect(mut body: ObjectBody) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        out.extend_from_slice(&chunk.unwrap());
+        out.extend_from_slice(&chunk?);
     }
-    out
+    Ok(out)
+}
+
+async fn read(backend: &LocalBackend, bucket: &BucketName, key: &str) -> Vec<u8> {
+    let open = backend
+        .get_object(&t(), bucket, &k(key), whole())
+        .await
+        .unwrap();
+    assert_eq!(open.range, None);
+    collect(open.body).await.unwrap()
 }
 
 /// One entry of a listing: a key, or a common prefix (`true`).
@@ -79,17 +118,18 @@ fn model(
 }
 
 /// How a client pages: v1 resumes from `NextMarker` (sent only with a delimiter; without one,
-/// from the last key), v2 from `NextContinuationToken` (the handler's token carries the page's
-/// resume point). Both start from the client's `marker` / `start-after`.
+/// from the last key) as its next `marker`, v2 hands `NextContinuationToken` (the store's
+/// opaque token) back as `continuation`, sending its `start-after` again beside it. Both start
+/// from the client's `marker` / `start-after`.
 #[derive(Debug, Clone, Copy)]
 enum Paging {
     V1Marker,
-    V2StartAfter,
+    V2Continuation,
 }
 
 /// Pages through a whole listing from `start_after`, checking every page against the model:
-/// its entries, whether it is truncated, and its resume point (the last entry it returned).
-/// Returns how many pages it took.
+/// its entries, whether it is truncated (a token is issued exactly then), and its resume point
+/// (`NextMarker`, the last entry it returned). Returns how many pages it took.
 #[allow(clippy::too_many_arguments)]
 async fn check_pages(
     backend: &LocalBackend,
@@ -103,17 +143,19 @@ async fn check_pages(
 ) -> usize {
     let want = model(keys, prefix, delimiter, start_after);
     let mut resume = start_after.map(str::to_owned);
+    let mut token: Option<String> = None;
     let mut done = 0usize;
     let mut pages = 0usize;
     loop {
         let ctx = format!(
             "prefix={prefix:?} delimiter={delimiter:?} start_after={start_after:?} page={page} \
-             {paging:?} page#={pages} resume={resume:?}"
+             {paging:?} page#={pages} resume={resume:?} token={token:?}"
         );
         let req = ListRequest {
             prefix: prefix.into(),
             delimiter: delimiter.map(Into::into),
             start_after: resume.clone(),
+            continuation: token.clone(),
             max_keys: page,
         };
         let result = backend.list_objects(&t(), bucket, req).await.unwrap();
@@ -135,22 +177,26 @@ async fn check_pages(
         assert_eq!(got, expected, "{ctx}");
         done += expected.len();
         let truncated = done < want.len();
-        assert_eq!(result.next_after.is_some(), truncated, "{ctx}: IsTruncated");
-        let Some(next) = result.next_after else {
-            return pages;
-        };
-        // NextMarker / NextContinuationToken: the last key or common prefix of the page, so
-        // the next page neither repeats nor skips one.
+        assert_eq!(result.next_token.is_some(), truncated, "{ctx}: IsTruncated");
+        // NextMarker: the last key or common prefix of the page, so the next page neither
+        // repeats nor skips one.
         assert_eq!(
-            Some(next.as_str()),
+            result.last_entry(),
             expected.last().map(|(n, _)| n.as_str()),
             "{ctx}: resume point"
         );
-        resume = Some(match paging {
-            Paging::V2StartAfter => next,
-            Paging::V1Marker if delimiter.is_some() => next,
-            Paging::V1Marker => keys_got.last().expect("a truncated page has keys").clone(),
-        });
+        let Some(next_token) = result.next_token.clone() else {
+            return pages;
+        };
+        let next_marker = result.last_entry().expect("a truncated page has entries");
+        match paging {
+            // The client sends its start-after again; the token wins over it.
+            Paging::V2Continuation => token = Some(next_token),
+            Paging::V1Marker if delimiter.is_some() => resume = Some(next_marker.to_owned()),
+            Paging::V1Marker => {
+                resume = Some(keys_got.last().expect("a truncated page has keys").clone())
+            }
+        }
     }
 }
 
@@ -189,7 +235,7 @@ async fn listing_matches_the_model_for_every_page_size() {
                     delimiter,
                     None,
                     page,
-                    Paging::V2StartAfter,
+                    Paging::V2Continuation,
                 )
                 .await;
             }
@@ -213,6 +259,7 @@ async fn start_after_inside_or_at_a_common_prefix_skips_it() {
                 delimiter: Some("/".into()),
                 start_after: Some(after.into()),
                 max_keys: 1000,
+                ..Default::default()
             };
             let page = backend.list_objects(&t(), bucket, req).await.unwrap();
             let keys: Vec<String> = page
@@ -361,7 +408,7 @@ async fn start_after_listing_matches_the_model() {
             1 => 1 + rng.below(4),
             _ => 1 + rng.below(total + 1),
         };
-        let paging = *rng.pick(&[Paging::V1Marker, Paging::V2StartAfter]);
+        let paging = *rng.pick(&[Paging::V1Marker, Paging::V2Continuation]);
         pages += check_pages(
             &backend,
             &bucket,
@@ -386,13 +433,13 @@ async fn overwrite_is_atomic_and_old_blob_is_removed() {
     backend.create_bucket(&t(), &bucket).await.unwrap();
     put(&backend, &bucket, "k", b"version one").await;
     // A reader that opened v1 keeps reading v1 even after v2 replaces it.
-    let open_v1 = backend.open_object(&t(), &bucket, &k("k")).await.unwrap();
+    let open_v1 = backend
+        .get_object(&t(), &bucket, &k("k"), whole())
+        .await
+        .unwrap();
     put(&backend, &bucket, "k", b"version two!").await;
-    let mut body = open_v1.into_body(None).await.unwrap();
-    let mut got = Vec::new();
-    while let Some(c) = body.next().await {
-        got.extend_from_slice(&c.unwrap());
-    }
+    assert_eq!(open_v1.meta.etag, md5_hex(b"version one"));
+    let got = collect(open_v1.body).await.unwrap();
     assert_eq!(got, b"version one");
     assert_eq!(read(&backend, &bucket, "k").await, b"version two!");
     let blobs: usize = walk(&dir.path().join("blobs"));
@@ -421,9 +468,9 @@ async fn failed_or_short_bodies_store_nothing_and_leak_nothing() {
     backend.create_bucket(&t(), &bucket).await.unwrap();
     put(&backend, &bucket, "k", b"old").await;
 
-    let body = futures_util::stream::iter([
+    let body = body_of(vec![
         Ok(Bytes::from_static(b"partial")),
-        Err("signature mismatch"),
+        Err(body_error("signature mismatch")),
     ]);
     let put_req = PutObject {
         expected_size: Some(100),
@@ -433,9 +480,13 @@ async fn failed_or_short_bodies_store_nothing_and_leak_nothing() {
         .put_object(&t(), &bucket, &k("k"), put_req, body)
         .await
         .unwrap_err();
-    assert!(matches!(err, PutError::Body("signature mismatch")));
+    match &err {
+        StorageError::Body(e) => assert!(e.to_string().contains("signature mismatch"), "{e}"),
+        other => panic!("expected the body's own error, got {other:?}"),
+    }
+    assert!(!err.is_internal(), "a failed body is the client's fault");
 
-    let body = futures_util::stream::iter([Ok::<_, ()>(Bytes::from_static(b"short"))]);
+    let body = part_body(b"short");
     let put_req = PutObject {
         expected_size: Some(100),
         ..Default::default()
@@ -444,12 +495,9 @@ async fn failed_or_short_bodies_store_nothing_and_leak_nothing() {
         .put_object(&t(), &bucket, &k("k"), put_req, body)
         .await
         .unwrap_err();
-    assert!(matches!(
-        err,
-        PutError::Storage(StorageError::IncompleteBody)
-    ));
+    assert!(matches!(err, StorageError::IncompleteBody), "{err:?}");
 
-    let body = futures_util::stream::iter([Ok::<_, ()>(Bytes::from_static(b"bad md5"))]);
+    let body = part_body(b"bad md5");
     let put_req = PutObject {
         expected_size: Some(7),
         content_md5: Some([0; 16]),
@@ -459,7 +507,7 @@ async fn failed_or_short_bodies_store_nothing_and_leak_nothing() {
         .put_object(&t(), &bucket, &k("k"), put_req, body)
         .await
         .unwrap_err();
-    assert!(matches!(err, PutError::Storage(StorageError::BadDigest)));
+    assert!(matches!(err, StorageError::BadDigest), "{err:?}");
 
     assert_eq!(read(&backend, &bucket, "k").await, b"old");
     assert_eq!(walk(&dir.path().join("tmp")), 0, "temporary files leaked");
@@ -522,8 +570,9 @@ async fn large_body_synced_while_arriving_reads_back_whole() {
     let bucket = b("large");
     backend.create_bucket(&t(), &bucket).await.unwrap();
     let chunk = |i: u32| Bytes::from(vec![(i % 251) as u8; 1 << 20]);
-    let body =
-        futures_util::stream::iter((0..70u32).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
+    let body = boxed(futures_util::stream::iter(
+        (0..70u32).map(move |i| Ok(chunk(i))),
+    ));
     let meta = backend
         .put_object(&t(), &bucket, &k("big"), PutObject::default(), body)
         .await
@@ -543,23 +592,20 @@ async fn large_body_synced_while_arriving_reads_back_whole() {
         content_md5: Some(wrong),
         ..Default::default()
     };
-    let body =
-        futures_util::stream::iter((0..70u32).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
+    let body = boxed(futures_util::stream::iter(
+        (0..70u32).map(move |i| Ok(chunk(i))),
+    ));
     let err = backend
         .put_object(&t(), &bucket, &k("other"), put, body)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, PutError::Storage(StorageError::BadDigest)),
-        "{err:?}"
-    );
+    assert!(matches!(err, StorageError::BadDigest), "{err:?}");
     assert_eq!(walk(&dir.path().join("tmp")), 0);
 }
 
-fn part_body(
-    data: &[u8],
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + use<> {
-    futures_util::stream::iter([Ok(Bytes::copy_from_slice(data))])
+/// A body of one chunk.
+fn part_body(data: &[u8]) -> PutBody {
+    body_of(vec![Ok(Bytes::copy_from_slice(data))])
 }
 
 fn md5_hex(data: &[u8]) -> String {
@@ -575,13 +621,7 @@ async fn multipart_upload_complete_and_read_back() {
     let bucket = b("mpu");
     backend.create_bucket(&t(), &bucket).await.unwrap();
     let id = backend
-        .create_multipart_upload(
-            &t(),
-            &bucket,
-            &k("big"),
-            Default::default(),
-            Default::default(),
-        )
+        .create_multipart_upload(&t(), &bucket, &k("big"), NewUpload::default())
         .await
         .unwrap();
     let five = 5 * 1024 * 1024;
@@ -681,18 +721,53 @@ async fn multipart_upload_complete_and_read_back() {
     let mut want = p1.clone();
     want.extend_from_slice(b"tail!");
     assert_eq!(read(&backend, &bucket, "big").await, want);
-    // A range across the part boundary.
-    let open = backend.open_object(&t(), &bucket, &k("big")).await.unwrap();
-    assert_eq!(open.part_sizes(), vec![five as u64, 5]);
-    let range = sluice_storage::ByteRange {
-        start: five as u64 - 3,
-        end_inclusive: five as u64 + 1,
+    // The object keeps its part layout: parts of five MiB and five bytes, read by number.
+    let part = |n: u32| {
+        let (backend, bucket) = (&backend, &bucket);
+        async move {
+            let open = backend
+                .get_object(&t(), bucket, &k("big"), ranged(ReadRange::Part(n)))
+                .await?;
+            let range = open.range.expect("a part read is a range");
+            Ok::<_, StorageError>(((range.start, range.len()), collect(open.body).await?))
+        }
     };
-    let mut body = open.into_body(Some(range)).await.unwrap();
-    let mut got = Vec::new();
-    while let Some(c) = body.next().await {
-        got.extend_from_slice(&c.unwrap());
+    assert_eq!(part(1).await.unwrap(), ((0, five as u64), p1.clone()));
+    assert_eq!(
+        part(2).await.unwrap(),
+        ((five as u64, 5), b"tail!".to_vec())
+    );
+    for n in [0, 3] {
+        let err = part(n).await.unwrap_err();
+        assert!(matches!(err, StorageError::InvalidPartNumber), "{err:?}");
     }
+    let head = backend
+        .head_object(&t(), &bucket, &k("big"), ranged(ReadRange::Part(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        head.range,
+        Some(sluice_storage::ByteRange {
+            start: five as u64,
+            end_inclusive: five as u64 + 4,
+        })
+    );
+    assert_eq!(head.meta.parts, Some(2));
+    assert!(
+        collect(head.body).await.unwrap().is_empty(),
+        "HEAD has no body"
+    );
+    // A range across the part boundary.
+    let range = ReadRange::From {
+        first: five as u64 - 3,
+        last: Some(five as u64 + 1),
+    };
+    let open = backend
+        .get_object(&t(), &bucket, &k("big"), ranged(range))
+        .await
+        .unwrap();
+    assert_eq!(open.range.map(|r| r.len()), Some(5));
+    let got = collect(open.body).await.unwrap();
     assert_eq!(got, &want[five - 3..five + 2]);
     assert_eq!(
         walk(&dir.path().join("blobs")),
@@ -739,13 +814,7 @@ async fn uploads_list_abort_and_expire() {
         ids.push((
             key,
             backend
-                .create_multipart_upload(
-                    &t(),
-                    &bucket,
-                    &k(key),
-                    Default::default(),
-                    Default::default(),
-                )
+                .create_multipart_upload(&t(), &bucket, &k(key), NewUpload::default())
                 .await
                 .unwrap(),
         ));
@@ -909,10 +978,10 @@ async fn conditional_puts_are_checked_at_commit() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(
-        err,
-        PutError::Storage(StorageError::PreconditionFailed)
-    ));
+    assert!(
+        matches!(err, StorageError::PreconditionFailed { .. }),
+        "{err:?}"
+    );
     let etag = md5_hex(b"1");
     let err = backend
         .put_object(
@@ -924,10 +993,10 @@ async fn conditional_puts_are_checked_at_commit() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(
-        err,
-        PutError::Storage(StorageError::PreconditionFailed)
-    ));
+    assert!(
+        matches!(err, StorageError::PreconditionFailed { .. }),
+        "{err:?}"
+    );
     backend
         .put_object(
             &t(),
@@ -949,7 +1018,7 @@ async fn conditional_puts_are_checked_at_commit() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, PutError::Storage(StorageError::NoSuchKey)));
+    assert!(matches!(err, StorageError::NoSuchKey), "{err:?}");
     assert_eq!(walk(&dir.path().join("tmp")), 0);
     assert_eq!(walk(&dir.path().join("blobs")), 1);
 }
@@ -991,18 +1060,21 @@ async fn read_range(
     start: u64,
     end: u64,
 ) -> Result<Vec<u8>, StorageError> {
-    let open = backend.open_object(&t(), bucket, &k(key)).await?;
-    let mut body = open
-        .into_body(Some(sluice_storage::ByteRange {
+    let range = ReadRange::Exact {
+        first: start,
+        last: end,
+    };
+    let open = backend
+        .get_object(&t(), bucket, &k(key), ranged(range))
+        .await?;
+    assert_eq!(
+        open.range,
+        Some(sluice_storage::ByteRange {
             start,
             end_inclusive: end,
-        }))
-        .await?;
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next().await {
-        out.extend_from_slice(&chunk?);
-    }
-    Ok(out)
+        })
+    );
+    collect(open.body).await
 }
 
 #[tokio::test]
@@ -1062,13 +1134,7 @@ async fn upload_listing_pages_past_common_prefixes_and_bucket_delete_aborts_uplo
     backend.create_bucket(&t(), &bucket).await.unwrap();
     for key in ["a/1", "a/2", "b", "c/x"] {
         backend
-            .create_multipart_upload(
-                &t(),
-                &bucket,
-                &k(key),
-                Default::default(),
-                Default::default(),
-            )
+            .create_multipart_upload(&t(), &bucket, &k(key), NewUpload::default())
             .await
             .unwrap();
     }
@@ -1130,13 +1196,7 @@ async fn upload_listing_pages_past_common_prefixes_and_bucket_delete_aborts_uplo
         ..Default::default()
     };
     let id = backend
-        .create_multipart_upload(
-            &t(),
-            &bucket,
-            &k("z"),
-            Default::default(),
-            Default::default(),
-        )
+        .create_multipart_upload(&t(), &bucket, &k("z"), NewUpload::default())
         .await
         .unwrap();
     backend
@@ -1192,4 +1252,163 @@ async fn shard_directories_may_be_symlinks() {
     std::fs::rename(&shard, &moved).unwrap();
     std::os::unix::fs::symlink(&moved, &shard).unwrap();
     assert_eq!(read(&backend, &bucket, "k").await, b"on another disk");
+}
+
+/// Read preconditions are checked by the store against the object it reads: a matching
+/// `If-None-Match` is 304 (with the object's record), an `If-Match` that does not match is 412,
+/// on GET and on HEAD alike.
+#[tokio::test]
+async fn conditional_reads_answer_not_modified_or_precondition_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let bucket = b("cond-read");
+    backend.create_bucket(&t(), &bucket).await.unwrap();
+    put(&backend, &bucket, "k", b"conditional").await;
+    let etag = md5_hex(b"conditional");
+    let when = |conditions: Preconditions| ReadRequest {
+        range: None,
+        conditions,
+    };
+
+    let if_none_match = Preconditions {
+        if_none_match: Some(format!("\"{etag}\"")),
+        ..Default::default()
+    };
+    let err = backend
+        .get_object(&t(), &bucket, &k("k"), when(if_none_match.clone()))
+        .await
+        .unwrap_err();
+    match &err {
+        StorageError::NotModified(meta) => {
+            assert_eq!(meta.etag, etag);
+            assert_eq!(meta.size, 11);
+        }
+        other => panic!("expected NotModified, got {other:?}"),
+    }
+    assert!(!err.is_internal());
+    let err = backend
+        .head_object(&t(), &bucket, &k("k"), when(if_none_match))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotModified(_)), "{err:?}");
+
+    let if_match_wrong = Preconditions {
+        if_match: Some("\"0123456789abcdef0123456789abcdef\"".into()),
+        ..Default::default()
+    };
+    for head in [false, true] {
+        let err = if head {
+            backend
+                .head_object(&t(), &bucket, &k("k"), when(if_match_wrong.clone()))
+                .await
+                .unwrap_err()
+        } else {
+            backend
+                .get_object(&t(), &bucket, &k("k"), when(if_match_wrong.clone()))
+                .await
+                .unwrap_err()
+        };
+        assert!(
+            matches!(err, StorageError::PreconditionFailed { .. }),
+            "head={head}: {err:?}"
+        );
+    }
+
+    // The conditions that hold let the read through: a matching If-Match, an If-None-Match
+    // for another version.
+    let open = backend
+        .get_object(
+            &t(),
+            &bucket,
+            &k("k"),
+            when(Preconditions {
+                if_match: Some(format!("\"{etag}\"")),
+                if_none_match: Some("\"0123456789abcdef0123456789abcdef\"".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(collect(open.body).await.unwrap(), b"conditional");
+    // A key that does not exist is 404 whatever the conditions.
+    let err = backend
+        .get_object(
+            &t(),
+            &bucket,
+            &k("missing"),
+            when(Preconditions {
+                if_none_match: Some("*".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchKey), "{err:?}");
+}
+
+/// Paging with the store's own tokens: handed back as `continuation`, they visit every key
+/// exactly once, in order; a token the store did not issue is refused.
+#[tokio::test]
+async fn continuation_tokens_page_through_every_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = LocalBackend::open(dir.path()).await.unwrap();
+    let keys: BTreeSet<String> = (0..23)
+        .map(|i| format!("dir{}/key-{i:02}", i % 3))
+        .chain(["top".to_owned(), "é".to_owned()])
+        .collect();
+    let bucket = bucket_with(&backend, "tokens", &keys).await;
+
+    for (delimiter, max_keys) in [
+        (None, 1),
+        (None, 4),
+        (None, 25),
+        (Some("/"), 1),
+        (Some("/"), 2),
+    ] {
+        let mut seen: Vec<String> = Vec::new();
+        let mut token = None;
+        let mut pages = 0;
+        loop {
+            let req = ListRequest {
+                delimiter: delimiter.map(Into::into),
+                continuation: token.take(),
+                max_keys,
+                ..Default::default()
+            };
+            let page = backend.list_objects(&t(), &bucket, req).await.unwrap();
+            pages += 1;
+            assert!(page.objects.len() + page.common_prefixes.len() <= max_keys);
+            seen.extend(page.objects.iter().map(|(k, _)| k.as_str().to_owned()));
+            seen.extend(page.common_prefixes.iter().cloned());
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+            assert!(pages <= keys.len(), "paging does not end");
+        }
+        let want: Vec<String> = match delimiter {
+            None => keys.iter().cloned().collect(),
+            Some(_) => ["dir0/", "dir1/", "dir2/", "top", "é"]
+                .map(String::from)
+                .into(),
+        };
+        seen.sort();
+        assert_eq!(seen, want, "delimiter={delimiter:?} max_keys={max_keys}");
+        assert_eq!(pages, want.len().div_ceil(max_keys).max(1));
+    }
+
+    // Garbage is not a token: not base64url, or not a key once decoded.
+    for garbage in ["%%% not a token %%%", "a+b/c==", "_w"] {
+        let req = ListRequest {
+            continuation: Some(garbage.into()),
+            max_keys: 10,
+            ..Default::default()
+        };
+        let err = backend.list_objects(&t(), &bucket, req).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidToken),
+            "{garbage:?}: {err:?}"
+        );
+        assert!(!err.is_internal());
+    }
 }

@@ -5,7 +5,9 @@ use http::Response;
 use sluice_storage::{BucketName, ObjectKey};
 
 use super::S3Error;
-use super::ops::{MAX_LIST_XML_BODY, OpContext, xml_response};
+use super::ops::OpContext;
+use super::request::MAX_LIST_XML_BODY;
+use super::response::xml_response;
 use super::xml::{MalformedXml, XmlWriter, parse_tree};
 use crate::body::{RequestBody, ResponseBody};
 

@@ -4,8 +4,8 @@
 //! being silently ignored (an ignored `x-amz-server-side-encryption-customer-key` would store
 //! plaintext that the client believes is encrypted).
 
-use http::{HeaderMap, StatusCode};
-use sluice_storage::ObjectMeta;
+use http::HeaderMap;
+use sluice_storage::{ObjectMeta, Preconditions, StorageError};
 
 use super::S3Error;
 use crate::body::header_str;
@@ -17,43 +17,49 @@ pub enum Precondition {
     NotModified,
 }
 
-pub fn evaluate(headers: &HeaderMap, meta: &ObjectMeta) -> Result<Precondition, S3Error> {
-    let failed = |condition: &str| {
-        S3Error::new(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold",
-        )
-        .with("Condition", condition)
-    };
-    let modified_secs = meta.last_modified_ms.div_euclid(1000);
-    let if_match = header_str(headers, "if-match");
-    if let Some(tags) = if_match {
-        if !etag_matches(tags, &meta.etag) {
-            return Err(failed("If-Match"));
-        }
-    } else if let Some(since) = header_str(headers, "if-unmodified-since").and_then(http_date_secs)
-        && modified_secs > since
-    {
-        return Err(failed("If-Unmodified-Since"));
-    }
-    if let Some(tags) = header_str(headers, "if-none-match") {
-        if etag_matches(tags, &meta.etag) {
-            return Ok(Precondition::NotModified);
-        }
-    } else if let Some(since) = header_str(headers, "if-modified-since").and_then(http_date_secs)
-        && modified_secs <= since
-    {
-        return Ok(Precondition::NotModified);
-    }
-    Ok(Precondition::Proceed)
+/// A GET or HEAD's `If-*` headers, for the store to check against the object it reads.
+pub fn preconditions(headers: &HeaderMap) -> Preconditions {
+    read_conditions(
+        headers,
+        [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+        ],
+    )
 }
 
-/// `*`, or a comma-separated list of (possibly weak) quoted entity tags.
-fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/").trim_matches('"') == etag)
+/// CopyObject and UploadPartCopy's `x-amz-copy-source-if-*` conditions on the source.
+pub fn copy_source_preconditions(headers: &HeaderMap) -> Preconditions {
+    read_conditions(
+        headers,
+        [
+            "x-amz-copy-source-if-match",
+            "x-amz-copy-source-if-none-match",
+            "x-amz-copy-source-if-modified-since",
+            "x-amz-copy-source-if-unmodified-since",
+        ],
+    )
+}
+
+fn read_conditions(headers: &HeaderMap, names: [&str; 4]) -> Preconditions {
+    let [if_match, if_none_match, modified, unmodified] = names;
+    Preconditions {
+        if_match: header_str(headers, if_match).map(str::to_owned),
+        if_none_match: header_str(headers, if_none_match).map(str::to_owned),
+        if_modified_since: header_str(headers, modified).and_then(http_date_secs),
+        if_unmodified_since: header_str(headers, unmodified).and_then(http_date_secs),
+    }
+}
+
+/// The GET/HEAD preconditions in `headers` evaluated against `meta` (as the store does).
+pub fn evaluate(headers: &HeaderMap, meta: &ObjectMeta) -> Result<Precondition, S3Error> {
+    match preconditions(headers).check(meta) {
+        Ok(()) => Ok(Precondition::Proceed),
+        Err(StorageError::NotModified(_)) => Ok(Precondition::NotModified),
+        Err(err) => Err(err.into()),
+    }
 }
 
 fn http_date_secs(value: &str) -> Option<i64> {
@@ -61,31 +67,10 @@ fn http_date_secs(value: &str) -> Option<i64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
-/// CopyObject and UploadPartCopy's `x-amz-copy-source-if-*` conditions on the source: any
-/// that fails is `PreconditionFailed` (a copy has no 304).
+/// The copy-source preconditions in `headers` evaluated against `meta`: any that fails is
+/// `PreconditionFailed` (a copy has no 304).
 pub fn evaluate_copy_source(headers: &HeaderMap, meta: &ObjectMeta) -> Result<(), S3Error> {
-    let mut mapped = HeaderMap::new();
-    for (from, to) in [
-        ("x-amz-copy-source-if-match", "if-match"),
-        ("x-amz-copy-source-if-none-match", "if-none-match"),
-        ("x-amz-copy-source-if-modified-since", "if-modified-since"),
-        (
-            "x-amz-copy-source-if-unmodified-since",
-            "if-unmodified-since",
-        ),
-    ] {
-        if let Some(v) = headers.get(from) {
-            mapped.insert(to, v.clone());
-        }
-    }
-    match evaluate(&mapped, meta)? {
-        Precondition::Proceed => Ok(()),
-        Precondition::NotModified => Err(S3Error::new(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold",
-        )),
-    }
+    Ok(copy_source_preconditions(headers).check_copy_source(meta)?)
 }
 
 /// Request headers for features not implemented yet, per operation. A value of `None` means
@@ -159,9 +144,7 @@ mod tests {
             etag: "abc".into(),
             last_modified_ms: 1_700_000_000_500,
             headers: Default::default(),
-            checksum: None,
-            tags: Default::default(),
-            parts: None,
+            ..Default::default()
         }
     }
 

@@ -1,24 +1,43 @@
 //! CopyObject and the copy source shared with UploadPartCopy: `x-amz-copy-source` parsing,
 //! authorisation of the source bucket through the tenant's routes, source preconditions, and
-//! the metadata and tagging directives. Copies stream from the source's open file handle into
-//! an ordinary PUT of the destination, so they are as atomic and as bounded in memory as a PUT.
+//! the metadata and tagging directives. The destination's store copies: by default it streams
+//! the source's bytes into an ordinary PUT (as atomic and as bounded in memory as a PUT); a
+//! store that can copy on its side does so.
+
+use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use sluice_storage::{BucketName, LocalBackend, ObjectKey, OpenObject, PutObject};
+use sluice_storage::{Backend, BucketName, CopyObject, CopySource, ObjectKey, Preconditions};
 
 use super::S3Error;
-use super::conditional::{Checked, evaluate_copy_source, refuse_unsupported};
+use super::conditional::{Checked, copy_source_preconditions, refuse_unsupported};
 use super::list::iso8601;
-use super::ops::{OpContext, empty, put_condition, stored_headers};
+use super::ops::OpContext;
+use super::request::{put_condition, stored_headers};
+use super::response::{empty, quoted};
 use super::xml::XmlWriter;
 use crate::body::{ResponseBody, full_body, header_str};
 
-/// The object named by `x-amz-copy-source`, opened for reading with its preconditions checked.
-pub(super) struct CopySource {
+/// The object named by `x-amz-copy-source`, in the backend the tenant's route names for its
+/// bucket, with its `x-amz-copy-source-if-*` conditions.
+#[derive(Debug)]
+pub(super) struct ResolvedSource {
+    pub backend: Arc<dyn Backend>,
     pub bucket: BucketName,
     pub key: ObjectKey,
-    pub open: OpenObject,
+    pub conditions: Preconditions,
+}
+
+impl ResolvedSource {
+    pub fn as_copy_source(&self) -> CopySource<'_> {
+        CopySource {
+            store: self.backend.as_ref(),
+            bucket: &self.bucket,
+            key: &self.key,
+            conditions: &self.conditions,
+        }
+    }
 }
 
 /// `bucket/key` or `/bucket/key`, URL-encoded, optionally `?versionId=null`.
@@ -49,12 +68,10 @@ fn parse_copy_source(value: &str) -> Result<(BucketName, ObjectKey), S3Error> {
     Ok((bucket, key))
 }
 
-pub(super) async fn open_source<'a>(
-    ctx: &'a OpContext<'_>,
-) -> Result<(CopySource, &'a LocalBackend), S3Error> {
+/// The copy source is reachable only through the tenant's own routes, like any request.
+pub(super) fn resolve_source(ctx: &OpContext<'_>) -> Result<ResolvedSource, S3Error> {
     let value = header_str(ctx.headers, "x-amz-copy-source").unwrap_or_default();
     let (bucket, key) = parse_copy_source(value)?;
-    // The source is reachable only through the tenant's own routes, like any request.
     let backend = ctx
         .gateway
         .backend_for(ctx.tenant_config, &bucket)
@@ -62,10 +79,14 @@ pub(super) async fn open_source<'a>(
             S3Error::access_denied(format!(
                 "No route for bucket {bucket} is configured for this tenant."
             ))
-        })?;
-    let open = backend.open_object(ctx.tenant, &bucket, &key).await?;
-    evaluate_copy_source(ctx.headers, &open.meta)?;
-    Ok((CopySource { bucket, key, open }, backend))
+        })?
+        .clone();
+    Ok(ResolvedSource {
+        backend,
+        bucket,
+        key,
+        conditions: copy_source_preconditions(ctx.headers),
+    })
 }
 
 pub(super) async fn copy_object(
@@ -82,7 +103,7 @@ pub(super) async fn copy_object(
         )
         .with("ArgumentName", "x-amz-copy-source-range"));
     }
-    let (source, _) = open_source(ctx).await?;
+    let source = resolve_source(ctx)?;
     let replace_meta = directive(ctx, "x-amz-metadata-directive")?;
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
     if source.bucket == *bucket && source.key == *key && !replace_meta && !replace_tags {
@@ -90,32 +111,23 @@ pub(super) async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let src = &source.open.meta;
-    let put = PutObject {
-        headers: if replace_meta {
-            stored_headers(ctx.headers)?
-        } else {
-            src.headers.clone()
-        },
-        tags: if replace_tags {
-            super::tagging::from_header(ctx.headers)?
-        } else {
-            src.tags.clone()
-        },
+    let copy = CopyObject {
+        headers: replace_meta
+            .then(|| stored_headers(ctx.headers))
+            .transpose()?,
+        tags: replace_tags
+            .then(|| super::tagging::from_header(ctx.headers))
+            .transpose()?,
         condition: put_condition(ctx.headers)?,
-        expected_size: Some(src.size),
-        ..Default::default()
     };
-    let body = source.open.into_body(None).await?;
     let meta = ctx
         .backend()
-        .put_object(ctx.tenant, bucket, key, put, body)
-        .await
-        .map_err(|e| S3Error::from(e.into_storage()))?;
+        .copy_object(ctx.tenant, bucket, key, source.as_copy_source(), copy)
+        .await?;
     let mut x = XmlWriter::new();
     x.root("CopyObjectResult");
     x.element("LastModified", &iso8601(&meta));
-    x.element("ETag", &format!("\"{}\"", meta.etag));
+    x.element("ETag", &quoted(&meta.etag));
     x.close("CopyObjectResult");
     Ok(empty(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/xml")

@@ -5,10 +5,12 @@
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use sluice_storage::{BucketName, LocalBackend, TenantId};
+use sluice_storage::{Backend, BucketName, TenantId};
 
 use super::S3Error;
-use super::ops::{MAX_XML_BODY, OpContext, empty, no_content, xml_response};
+use super::ops::OpContext;
+use super::request::MAX_XML_BODY;
+use super::response::{empty, no_content, xml_response};
 use super::xml::{XmlWriter, parse_tree};
 use crate::body::{RequestBody, ResponseBody, full_body, header_str};
 
@@ -192,7 +194,7 @@ impl CorsRule {
 }
 
 async fn rules_of(
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     tenant: &TenantId,
     bucket: &BucketName,
 ) -> Result<Option<Vec<CorsRule>>, S3Error> {
@@ -208,7 +210,7 @@ async fn rules_of(
 /// the response: it is logged (with the request id) and treated as no rules, so nothing is
 /// granted.
 async fn rules_for_check(
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     tenant: &TenantId,
     bucket: &BucketName,
     request_id: &str,
@@ -271,7 +273,7 @@ pub(super) async fn delete(
 /// every tenant whose routes reach it; the first rule that matches grants the request. A
 /// preflight only reveals CORS policy: the actual request is authenticated as usual.
 pub async fn preflight(
-    candidates: Vec<(&TenantId, &LocalBackend)>,
+    candidates: Vec<(&TenantId, &dyn Backend)>,
     bucket: &BucketName,
     headers: &HeaderMap,
     request_id: &str,
@@ -299,7 +301,7 @@ pub async fn preflight(
         }
     }
     if let [(tenant, backend)] = owners.as_slice()
-        && let Some(rules) = rules_for_check(backend, tenant, bucket, request_id).await
+        && let Some(rules) = rules_for_check(*backend, tenant, bucket, request_id).await
         && let Some(rule) = rules.iter().find(|r| r.matches(origin, method, &requested))
     {
         let mut response = empty(StatusCode::OK).body(full_body(Vec::new())).unwrap();
@@ -322,7 +324,7 @@ pub async fn preflight(
 
 /// Adds `Access-Control-*` headers to the response of an actual cross-origin request.
 pub async fn decorate(
-    backend: &LocalBackend,
+    backend: &dyn Backend,
     tenant: &TenantId,
     bucket: &BucketName,
     method: &Method,

@@ -8,18 +8,11 @@ use std::borrow::Cow;
 
 use http::{HeaderValue, Response, StatusCode};
 use sluice_sigv4::SigV4Error;
+pub use sluice_storage::Fault;
 use sluice_storage::StorageError;
 
 use super::xml::XmlWriter;
 use crate::body::{ResponseBody, full_body};
-
-/// Who is at fault: decides 4xx or 5xx, and what is logged at which level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    Client,
-    Sluice,
-    Upstream,
-}
 
 #[derive(Debug)]
 pub struct S3Error {
@@ -32,7 +25,23 @@ pub struct S3Error {
     pub headers: Vec<(&'static str, String)>,
     /// What went wrong inside Sluice, for the log line (with the request id) only: never sent.
     pub detail: Option<String>,
+    /// Where the error came from; by default from the status (5xx: Sluice, else the client).
+    pub fault: Fault,
 }
+
+impl std::fmt::Display for S3Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for S3Error {}
 
 impl S3Error {
     pub fn new(
@@ -40,6 +49,12 @@ impl S3Error {
         code: &'static str,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
+        // NotImplemented: the client asked for something Sluice does not offer; nothing failed.
+        let fault = if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+            Fault::Sluice
+        } else {
+            Fault::Client
+        };
         Self {
             code,
             status,
@@ -47,6 +62,7 @@ impl S3Error {
             extra: Vec::new(),
             headers: Vec::new(),
             detail: None,
+            fault,
         }
     }
 
@@ -56,12 +72,7 @@ impl S3Error {
     }
 
     pub fn fault(&self) -> Fault {
-        // NotImplemented: the client asked for something Sluice does not offer; nothing failed.
-        if self.status.is_server_error() && self.status != StatusCode::NOT_IMPLEMENTED {
-            Fault::Sluice
-        } else {
-            Fault::Client
-        }
+        self.fault
     }
 
     pub fn access_denied(message: impl Into<Cow<'static, str>>) -> Self {
@@ -127,7 +138,8 @@ impl S3Error {
         for (name, value) in &self.headers {
             builder = builder.header(*name, value);
         }
-        if head {
+        // A HEAD's answer and a 304 carry no body, as in S3.
+        if head || self.status == StatusCode::NOT_MODIFIED {
             return builder
                 .body(full_body(Vec::new()))
                 .expect("valid error response");
@@ -162,8 +174,72 @@ impl From<super::xml::MalformedXml> for S3Error {
 
 impl From<StorageError> for S3Error {
     fn from(err: StorageError) -> Self {
+        let fault = err.fault();
+        let is_body = matches!(err, StorageError::Body(_));
+        let mut out = Self::from_storage(err);
+        // A client body's error keeps the fault it was made with.
+        if !is_body {
+            out.fault = fault;
+        }
+        out
+    }
+}
+
+impl S3Error {
+    fn from_storage(err: StorageError) -> Self {
         use StatusCode as S;
         match err {
+            // The client's own body failed a check: its error, as the body adapter made it (or,
+            // for a copy, the source store's error).
+            StorageError::Body(body) => match body.0.downcast::<S3Error>() {
+                Ok(err) => *err,
+                Err(other) => match other.downcast::<StorageError>() {
+                    Ok(err) => Self::from(*err),
+                    Err(other) => Self::internal(other),
+                },
+            },
+            StorageError::NotModified(meta) => {
+                let mut out = Self::new(S::NOT_MODIFIED, "NotModified", "Not Modified");
+                out.headers.push(("etag", format!("\"{}\"", meta.etag)));
+                out.headers
+                    .push(("last-modified", super::response::http_date(&meta)));
+                out
+            }
+            StorageError::InvalidToken => {
+                Self::invalid_argument("The continuation token provided is incorrect")
+                    .with("ArgumentName", "continuation-token")
+            }
+            StorageError::Upstream(up) => {
+                let status = StatusCode::from_u16(up.status).unwrap_or(S::BAD_GATEWAY);
+                if up.refused_sluice() {
+                    // The upstream refused Sluice's own credentials: the client did nothing
+                    // wrong and must not see the upstream's signing details.
+                    return Self::new(
+                        S::BAD_GATEWAY,
+                        "BadGateway",
+                        "The storage behind this gateway refused the gateway's credentials.",
+                    )
+                    .with_detail(format_args!(
+                        "backend {} refused Sluice's credentials: {} {}",
+                        up.backend, up.code, up.message
+                    ));
+                }
+                let code = upstream_code(&up.code, status);
+                let mut out = Self::new(status, code, up.message.clone());
+                if status.is_server_error() {
+                    out = out.with_detail(format_args!(
+                        "backend {} answered {} {}: {}",
+                        up.backend, up.status, up.code, up.message
+                    ));
+                }
+                out
+            }
+            StorageError::Unreachable { backend, detail } => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The storage behind this gateway is unavailable. Please try again.",
+            )
+            .with_detail(format_args!("backend {backend} unreachable: {detail}")),
             StorageError::NoSuchBucket => Self::new(
                 S::NOT_FOUND,
                 "NoSuchBucket",
@@ -184,7 +260,7 @@ impl From<StorageError> for S3Error {
                 "BucketNotEmpty",
                 "The bucket you tried to delete is not empty",
             ),
-            StorageError::InvalidRange => Self::new(
+            StorageError::InvalidRange { .. } => Self::new(
                 S::RANGE_NOT_SATISFIABLE,
                 "InvalidRange",
                 "The requested range is not satisfiable",
@@ -199,11 +275,17 @@ impl From<StorageError> for S3Error {
                 "IncompleteBody",
                 "You did not provide the number of bytes specified by the Content-Length HTTP header.",
             ),
-            StorageError::PreconditionFailed => Self::new(
-                S::PRECONDITION_FAILED,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-            ),
+            StorageError::PreconditionFailed { condition } => {
+                let out = Self::new(
+                    S::PRECONDITION_FAILED,
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                );
+                match condition {
+                    Some(condition) => out.with("Condition", condition),
+                    None => out,
+                }
+            }
             StorageError::NoSuchUpload => Self::new(
                 S::NOT_FOUND,
                 "NoSuchUpload",
@@ -265,6 +347,73 @@ impl From<StorageError> for S3Error {
             err @ (StorageError::Io(_) | StorageError::Index(_)) => Self::internal(err),
         }
     }
+}
+
+/// An upstream's error code as one of S3's (codes are `&'static str` here); a code outside the
+/// published set becomes the generic one for its class (the message still says what it was).
+fn upstream_code(code: &str, status: StatusCode) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "AccessDenied",
+        "BadDigest",
+        "BucketAlreadyExists",
+        "BucketAlreadyOwnedByYou",
+        "BucketNotEmpty",
+        "EntityTooLarge",
+        "EntityTooSmall",
+        "IncompleteBody",
+        "InternalError",
+        "InvalidArgument",
+        "InvalidBucketName",
+        "InvalidDigest",
+        "InvalidObjectState",
+        "InvalidPart",
+        "InvalidPartOrder",
+        "InvalidRange",
+        "InvalidRequest",
+        "InvalidStorageClass",
+        "KeyTooLongError",
+        "MalformedXML",
+        "MetadataTooLarge",
+        "MethodNotAllowed",
+        "MissingContentLength",
+        "NoSuchBucket",
+        "NoSuchBucketPolicy",
+        "NoSuchCORSConfiguration",
+        "NoSuchKey",
+        "NoSuchLifecycleConfiguration",
+        "NoSuchTagSet",
+        "NoSuchUpload",
+        "NoSuchVersion",
+        "NotImplemented",
+        "NotModified",
+        "OperationAborted",
+        "PreconditionFailed",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "XAmzContentSHA256Mismatch",
+        "InvalidTag",
+        "ObjectLockConfigurationNotFoundError",
+        "ServerSideEncryptionConfigurationNotFoundError",
+        "NoSuchWebsiteConfiguration",
+        "OwnershipControlsNotFoundError",
+        "NoSuchPublicAccessBlockConfiguration",
+        "ReplicationConfigurationNotFoundError",
+        "IllegalLocationConstraintException",
+        "TooManyBuckets",
+        "InvalidLocationConstraint",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or(match status.as_u16() {
+            503 => "ServiceUnavailable",
+            500.. => "InternalError",
+            404 => "NoSuchKey",
+            403 => "AccessDenied",
+            _ => "InvalidRequest",
+        })
 }
 
 impl From<SigV4Error> for S3Error {

@@ -1,8 +1,6 @@
-//! ListObjects (v1 and v2): query parameters in, XML out. Continuation tokens are opaque to
-//! clients (base64 of the resume key) and are checked to decode.
+//! ListObjects (v1 and v2): query parameters in, XML out. Continuation tokens are the store's,
+//! opaque here as to clients: issued by the store with a page, handed back to it unchanged.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sluice_storage::{ListPage, ListRequest, ObjectMeta};
 
 use super::S3Error;
@@ -32,25 +30,12 @@ pub fn parse_params(query: Option<&str>, v2: bool) -> Result<ListParams, S3Error
     } else {
         None
     };
-    let token_key = continuation_token
-        .as_deref()
-        .map(|t| {
-            URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    S3Error::invalid_argument("The continuation token provided is incorrect")
-                })
-        })
-        .transpose()?;
-    // The token wins over start-after: it is always later in a paginated listing.
-    let resume = token_key.or_else(|| start_after.clone());
     Ok(ListParams {
         request: ListRequest {
             prefix: query_get(query, "prefix").unwrap_or_default(),
             delimiter: query_get(query, "delimiter").filter(|d| !d.is_empty()),
-            start_after: resume,
+            start_after: start_after.clone(),
+            continuation: continuation_token.clone(),
             max_keys,
         },
         url_encode,
@@ -96,17 +81,19 @@ pub fn render(
     }
     x.element(
         "IsTruncated",
-        if page.next_after.is_some() {
+        if page.next_token.is_some() {
             "true"
         } else {
             "false"
         },
     );
-    if let Some(next) = &page.next_after {
+    if let Some(token) = &page.next_token {
         if v2 {
-            x.element("NextContinuationToken", &URL_SAFE_NO_PAD.encode(next));
-        } else if req.delimiter.is_some() {
-            x.element("NextMarker", &enc(next));
+            x.element("NextContinuationToken", token);
+        } else if req.delimiter.is_some()
+            && let Some(last) = page.last_entry()
+        {
+            x.element("NextMarker", &enc(last));
         }
     }
     for (key, meta) in &page.objects {

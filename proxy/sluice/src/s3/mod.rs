@@ -2,14 +2,18 @@
 //! backend, XML bodies, and the one mapping from errors to S3 error responses.
 
 pub mod batch;
+pub mod bucket;
 pub mod conditional;
 mod copy;
 pub mod cors;
 mod error;
 pub mod list;
 pub mod multipart;
+mod object;
 pub mod ops;
 pub mod range;
+mod request;
+mod response;
 pub mod router;
 pub mod tagging;
 mod versions;

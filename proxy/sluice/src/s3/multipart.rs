@@ -5,19 +5,18 @@
 
 use http::{Response, StatusCode, header};
 use sluice_storage::{
-    BucketName, CompletePart, ObjectKey, PART_NUMBERS, PartId, PutObject, UploadListRequest,
+    BucketName, CompletePart, NewUpload, ObjectKey, PartId, ReadRange, UploadListRequest,
 };
 
 use super::S3Error;
 use super::conditional::{Checked, refuse_unsupported};
 use super::list::{encode_if, iso8601_ms, max_param, url_encoding};
-use super::ops::{
-    MAX_LIST_XML_BODY, OpContext, body_put, empty, owner, put_condition, put_error, stored_headers,
-    xml_response,
-};
+use super::ops::OpContext;
+use super::request::{MAX_LIST_XML_BODY, body_put, put_condition, stored_headers};
+use super::response::{empty, no_content, owner, quoted, xml_response};
 use super::router::query_get;
 use super::xml::{XmlWriter, parse_tree};
-use crate::body::{RequestBody, ResponseBody, full_body, header_str};
+use crate::body::{RequestBody, ResponseBody, full_body};
 
 const MAX_PARTS_LISTED: usize = 1000;
 const MAX_UPLOADS_LISTED: usize = 1000;
@@ -34,11 +33,14 @@ pub(super) async fn create(
             "Conditional headers on CreateMultipartUpload",
         ));
     }
-    let headers = stored_headers(ctx.headers)?;
-    let tags = super::tagging::from_header(ctx.headers)?;
+    let upload = NewUpload {
+        headers: stored_headers(ctx.headers)?,
+        tags: super::tagging::from_header(ctx.headers)?,
+        system_meta: Default::default(),
+    };
     let upload_id = ctx
         .backend()
-        .create_multipart_upload(ctx.tenant, bucket, key, headers, tags)
+        .create_multipart_upload(ctx.tenant, bucket, key, upload)
         .await?;
     let mut x = XmlWriter::new();
     x.root("InitiateMultipartUploadResult");
@@ -49,26 +51,14 @@ pub(super) async fn create(
     Ok(xml_response(x.finish()))
 }
 
-fn part_number(raw: &str) -> Result<u32, S3Error> {
-    raw.parse::<u32>()
-        .ok()
-        .filter(|n| PART_NUMBERS.contains(n))
-        .ok_or_else(|| {
-            S3Error::invalid_argument(
-                "Part number must be an integer between 1 and 10000, inclusive",
-            )
-        })
-}
-
 pub(super) async fn upload_part(
     ctx: &OpContext<'_>,
     bucket: &BucketName,
     key: &ObjectKey,
     upload_id: &str,
-    raw_part_number: &str,
+    number: u32,
     body: RequestBody,
 ) -> Result<Response<ResponseBody>, S3Error> {
-    let number = part_number(raw_part_number)?;
     let put = body_put(&body, ctx.headers)?;
     let checksum = put.checksum.clone();
     let late = put.late_checksum.clone();
@@ -80,11 +70,10 @@ pub(super) async fn upload_part(
             key,
             PartId { upload_id, number },
             put,
-            body.into_stream(),
+            body.into_put_body(),
         )
-        .await
-        .map_err(put_error)?;
-    let mut resp = empty(StatusCode::OK).header(header::ETAG, format!("\"{}\"", part.etag));
+        .await?;
+    let mut resp = empty(StatusCode::OK).header(header::ETAG, quoted(&part.etag));
     if let Some((name, value)) = checksum.or_else(|| late.and_then(|l| l.lock().ok()?.clone())) {
         resp = resp.header(name, value);
     }
@@ -96,41 +85,25 @@ pub(super) async fn upload_part_copy(
     bucket: &BucketName,
     key: &ObjectKey,
     upload_id: &str,
-    raw_part_number: &str,
+    number: u32,
+    source_range: Option<ReadRange>,
 ) -> Result<Response<ResponseBody>, S3Error> {
-    let number = part_number(raw_part_number)?;
-    // Fail on an unknown upload before reading the source.
-    ctx.backend()
-        .get_upload(ctx.tenant, bucket, key, upload_id)
-        .await?;
-    let (source, _) = super::copy::open_source(ctx).await?;
-    let size = source.open.meta.size;
-    let range = match header_str(ctx.headers, "x-amz-copy-source-range") {
-        Some(value) => Some(super::range::copy_source_range(value, size)?),
-        None => None,
-    };
-    let len = range.map_or(size, |r| r.len());
-    let body = source.open.into_body(range).await?;
-    let put = PutObject {
-        expected_size: Some(len),
-        ..Default::default()
-    };
+    let source = super::copy::resolve_source(ctx)?;
     let part = ctx
         .backend()
-        .upload_part(
+        .copy_part(
             ctx.tenant,
             bucket,
             key,
             PartId { upload_id, number },
-            put,
-            body,
+            source.as_copy_source(),
+            source_range,
         )
-        .await
-        .map_err(|e| S3Error::from(e.into_storage()))?;
+        .await?;
     let mut x = XmlWriter::new();
     x.root("CopyPartResult");
     x.element("LastModified", &iso8601_ms(part.last_modified_ms));
-    x.element("ETag", &format!("\"{}\"", part.etag));
+    x.element("ETag", &quoted(&part.etag));
     x.close("CopyPartResult");
     Ok(xml_response(x.finish()))
 }
@@ -149,7 +122,7 @@ pub fn parse_complete(xml: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
             .ok_or_else(S3Error::malformed_xml)?;
         let etag = part.text_of("ETag")?.ok_or_else(S3Error::malformed_xml)?;
         parts.push(CompletePart {
-            part_number: part_number(number.trim())?,
+            part_number: super::range::part_number(number.trim())?,
             etag: etag.to_owned(),
         });
     }
@@ -178,9 +151,21 @@ pub(super) async fn complete(
     x.element("Location", &format!("/{bucket}/{key}"));
     x.element("Bucket", bucket.as_str());
     x.element("Key", key.as_str());
-    x.element("ETag", &format!("\"{}\"", meta.etag));
+    x.element("ETag", &quoted(&meta.etag));
     x.close("CompleteMultipartUploadResult");
     Ok(xml_response(x.finish()))
+}
+
+pub(super) async fn abort(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> Result<Response<ResponseBody>, S3Error> {
+    ctx.backend()
+        .abort_multipart_upload(ctx.tenant, bucket, key, upload_id)
+        .await?;
+    Ok(no_content())
 }
 
 pub(super) async fn list_parts(
@@ -218,7 +203,7 @@ pub(super) async fn list_parts(
         x.open("Part");
         x.element("PartNumber", &part.part_number.to_string());
         x.element("LastModified", &iso8601_ms(part.last_modified_ms));
-        x.element("ETag", &format!("\"{}\"", part.etag));
+        x.element("ETag", &quoted(&part.etag));
         x.element("Size", &part.size.to_string());
         if let Some((name, value)) = &part.checksum {
             let element = checksum_element(name);
@@ -313,6 +298,7 @@ mod tests {
 
     #[test]
     fn part_numbers_and_checksum_names() {
+        let part_number = super::super::range::part_number;
         assert_eq!(part_number("0").unwrap_err().code, "InvalidArgument");
         assert_eq!(part_number("10001").unwrap_err().code, "InvalidArgument");
         assert_eq!(

@@ -9,8 +9,7 @@
 //! Spec: <https://www.rfc-editor.org/rfc/rfc9110#name-range-requests>,
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html#API_GetObject_RequestSyntax>.
 
-use http::StatusCode;
-use sluice_storage::{ByteRange, StorageError};
+use sluice_storage::{ByteRange, ReadRange, StorageError};
 
 use super::S3Error;
 
@@ -29,77 +28,60 @@ fn reversed(first: &str, last: &str) -> bool {
     (first.len(), first) > (last.len(), last)
 }
 
-/// Parses a single `Range: bytes=…` against `size`. Syntactically invalid or multi-range values
-/// are ignored (the whole object is returned), as S3 does; a range that starts at or past the end,
-/// or a suffix of zero bytes, is `InvalidRange` (416).
-pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageError> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
+/// Parses a `Range: bytes=…` value. Syntactically invalid or multi-range values are ignored
+/// (`None`: the whole object is returned), as S3 does.
+pub fn parse_range_header(value: &str) -> Option<ReadRange> {
+    let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
-        return Ok(None);
+        return None;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return Ok(None);
-    };
-    let range = match (first.trim(), last.trim()) {
-        ("", suffix) => {
-            let Some(n) = offset(suffix) else {
-                return Ok(None);
-            };
-            if n == 0 || size == 0 {
-                return Err(StorageError::InvalidRange);
-            }
-            ByteRange {
-                start: size.saturating_sub(n),
-                end_inclusive: size - 1,
-            }
+    let (first, last) = spec.trim().split_once('-')?;
+    match (first.trim(), last.trim()) {
+        ("", suffix) => Some(ReadRange::Suffix(offset(suffix)?)),
+        (first_text, "") => Some(ReadRange::From {
+            first: offset(first_text)?,
+            last: None,
+        }),
+        (first_text, last_text) => {
+            let first = offset(first_text)?;
+            let last = offset(last_text)?;
+            (!reversed(first_text, last_text)).then_some(ReadRange::From {
+                first,
+                last: Some(last),
+            })
         }
-        (start_text, end_text) => {
-            let Some(start) = offset(start_text) else {
-                return Ok(None);
-            };
-            let end = if end_text.is_empty() {
-                u64::MAX
-            } else {
-                match offset(end_text) {
-                    Some(e) if !reversed(start_text, end_text) => e,
-                    _ => return Ok(None),
-                }
-            };
-            if start >= size {
-                return Err(StorageError::InvalidRange);
-            }
-            ByteRange {
-                start,
-                end_inclusive: end.min(size - 1),
-            }
-        }
-    };
-    Ok(Some(range))
+    }
 }
 
-/// The byte range of part `n` (1-based) of an object made of parts of `sizes`.
-pub fn part_range(n: &str, sizes: Vec<u64>, total: u64) -> Result<ByteRange, S3Error> {
-    let n: usize = offset(n)
-        .filter(|n| u32::try_from(*n).is_ok_and(|n| sluice_storage::PART_NUMBERS.contains(&n)))
+/// Parses a single `Range: bytes=…` and resolves it against `size`: `None` for a value S3
+/// ignores, `InvalidRange` (416) for a range that starts at or past the end or a suffix of
+/// zero bytes.
+pub fn parse_range(value: &str, size: u64) -> Result<Option<ByteRange>, StorageError> {
+    parse_range_header(value)
+        .map(|range| range.resolve(size, &[size]))
+        .transpose()
+}
+
+/// A `partNumber` or UploadPart's part number: 1 to 10,000.
+pub fn part_number(text: &str) -> Result<u32, S3Error> {
+    offset(text)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| sluice_storage::PART_NUMBERS.contains(n))
         .ok_or_else(|| {
             S3Error::invalid_argument(
                 "Part number must be an integer between 1 and 10000, inclusive",
             )
-        })? as usize;
-    if n > sizes.len() || total == 0 || sizes[n - 1] == 0 {
-        return Err(S3Error::from(StorageError::InvalidPartNumber));
-    }
-    let start: u64 = sizes[..n - 1].iter().sum();
-    Ok(ByteRange {
-        start,
-        end_inclusive: start + sizes[n - 1] - 1,
-    })
+        })
 }
 
-/// `x-amz-copy-source-range: bytes=first-last`, both required and inside the source.
-pub fn copy_source_range(value: &str, size: u64) -> Result<ByteRange, S3Error> {
+/// The byte range of part `n` (1-based) of an object made of parts of `sizes`.
+pub fn part_range(n: &str, sizes: Vec<u64>, total: u64) -> Result<ByteRange, S3Error> {
+    let n = part_number(n)?;
+    Ok(ReadRange::Part(n).resolve(total, &sizes)?)
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`, both required.
+pub fn parse_copy_source_range(value: &str) -> Result<ReadRange, S3Error> {
     let bad = || {
         S3Error::invalid_argument(
             "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
@@ -110,21 +92,15 @@ pub fn copy_source_range(value: &str, size: u64) -> Result<ByteRange, S3Error> {
         .strip_prefix("bytes=")
         .and_then(|r| r.split_once('-'))
         .ok_or_else(bad)?;
-    let (first, last) = match (offset(first), offset(last)) {
-        (Some(f), Some(l)) if !reversed(first, last) => (f, l),
-        _ => return Err(bad()),
-    };
-    if last >= size {
-        return Err(S3Error::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "InvalidRange",
-            "The requested range is not satisfiable",
-        ));
+    match (offset(first), offset(last)) {
+        (Some(f), Some(l)) if !reversed(first, last) => Ok(ReadRange::Exact { first: f, last: l }),
+        _ => Err(bad()),
     }
-    Ok(ByteRange {
-        start: first,
-        end_inclusive: last,
-    })
+}
+
+/// `x-amz-copy-source-range` resolved against the source's `size`: inside it, or 416.
+pub fn copy_source_range(value: &str, size: u64) -> Result<ByteRange, S3Error> {
+    Ok(parse_copy_source_range(value)?.resolve(size, &[size])?)
 }
 
 #[cfg(test)]
@@ -146,14 +122,20 @@ mod tests {
         assert_eq!(r("bytes=-10").unwrap(), range(90, 99));
         assert_eq!(r("bytes=-1000").unwrap(), range(0, 99));
         assert_eq!(r("bytes=50-1000").unwrap(), range(50, 99));
-        assert!(matches!(r("bytes=100-"), Err(StorageError::InvalidRange)));
-        assert!(matches!(r("bytes=-0"), Err(StorageError::InvalidRange)));
+        assert!(matches!(
+            r("bytes=100-"),
+            Err(StorageError::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            r("bytes=-0"),
+            Err(StorageError::InvalidRange { .. })
+        ));
         assert_eq!(r("bytes=5-1").unwrap(), None);
         assert_eq!(r("bytes=0-1,5-6").unwrap(), None);
         assert_eq!(r("items=0-1").unwrap(), None);
         assert!(matches!(
             parse_range("bytes=0-", 0),
-            Err(StorageError::InvalidRange)
+            Err(StorageError::InvalidRange { .. })
         ));
     }
 
@@ -168,7 +150,7 @@ mod tests {
             "bytes=100-999999999999999999999",
         ] {
             assert!(
-                matches!(r(past_the_end), Err(StorageError::InvalidRange)),
+                matches!(r(past_the_end), Err(StorageError::InvalidRange { .. })),
                 "{past_the_end}"
             );
         }
@@ -180,7 +162,7 @@ mod tests {
         );
         assert!(matches!(
             r("bytes=18446744073709551616-18446744073709551617"),
-            Err(StorageError::InvalidRange)
+            Err(StorageError::InvalidRange { .. })
         ));
         assert_eq!(r("bytes=010-9").unwrap(), None);
         assert_eq!(r("bytes=09-10").unwrap(), range(9, 10));

@@ -6,7 +6,7 @@
 
 use http::Method;
 use percent_encoding::percent_decode_str;
-use sluice_storage::{BucketName, ObjectKey};
+use sluice_storage::{BucketName, ObjectKey, ReadRange};
 
 use super::S3Error;
 
@@ -34,21 +34,30 @@ pub enum BucketOp {
     DeleteCors,
 }
 
+/// An object operation, its parameters parsed once: part numbers are S3's (1 to 10,000) and
+/// ranges are typed, still to be resolved by the store against the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectOp {
     Put,
     Copy,
-    Get,
-    Head,
+    /// `range`: the `Range` header or `partNumber` parameter (never both).
+    Get {
+        range: Option<ReadRange>,
+    },
+    Head {
+        range: Option<ReadRange>,
+    },
     Delete,
     CreateMultipartUpload,
     UploadPart {
         upload_id: String,
-        part_number: String,
+        part_number: u32,
     },
     UploadPartCopy {
         upload_id: String,
-        part_number: String,
+        part_number: u32,
+        /// `x-amz-copy-source-range`; all of the source if absent.
+        source_range: Option<ReadRange>,
     },
     CompleteMultipartUpload {
         upload_id: String,
@@ -86,8 +95,8 @@ impl S3Op {
             Self::Object(_, _, op) => match op {
                 ObjectOp::Put => "PutObject",
                 ObjectOp::Copy => "CopyObject",
-                ObjectOp::Get => "GetObject",
-                ObjectOp::Head => "HeadObject",
+                ObjectOp::Get { .. } => "GetObject",
+                ObjectOp::Head { .. } => "HeadObject",
                 ObjectOp::Delete => "DeleteObject",
                 ObjectOp::CreateMultipartUpload => "CreateMultipartUpload",
                 ObjectOp::UploadPart { .. } => "UploadPart",
@@ -320,11 +329,16 @@ pub fn route(
     let key =
         ObjectKey::parse(key).map_err(|e| S3Error::from(sluice_storage::StorageError::from(e)))?;
     let upload_id = || query_get(query, "uploadId").unwrap_or_default();
-    let part_number = || query_get(query, "partNumber").unwrap_or_default();
+    let part_number =
+        || super::range::part_number(&query_get(query, "partNumber").unwrap_or_default());
     let copy = headers.contains_key("x-amz-copy-source");
     let op = match method.clone() {
-        Method::GET if subresources.is_empty() || only(&["partNumber"]) => ObjectOp::Get,
-        Method::HEAD if subresources.is_empty() || only(&["partNumber"]) => ObjectOp::Head,
+        Method::GET if subresources.is_empty() || only(&["partNumber"]) => ObjectOp::Get {
+            range: read_range(query, headers)?,
+        },
+        Method::HEAD if subresources.is_empty() || only(&["partNumber"]) => ObjectOp::Head {
+            range: read_range(query, headers)?,
+        },
         Method::GET if has("uploadId") && only(&["uploadId"]) => ObjectOp::ListParts {
             upload_id: upload_id(),
         },
@@ -337,12 +351,15 @@ pub fn route(
             if copy {
                 ObjectOp::UploadPartCopy {
                     upload_id: upload_id(),
-                    part_number: part_number(),
+                    part_number: part_number()?,
+                    source_range: crate::body::header_str(headers, "x-amz-copy-source-range")
+                        .map(super::range::parse_copy_source_range)
+                        .transpose()?,
                 }
             } else {
                 ObjectOp::UploadPart {
                     upload_id: upload_id(),
-                    part_number: part_number(),
+                    part_number: part_number()?,
                 }
             }
         }
@@ -364,6 +381,25 @@ pub fn route(
         _ => return Err(unsupported("object")),
     };
     Ok(S3Op::Object(bucket, key, op))
+}
+
+/// A GET or HEAD's `Range` header or `partNumber` parameter. A `Range` S3 cannot parse is
+/// ignored (the whole object is returned), as S3 does.
+fn read_range(
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+) -> Result<Option<ReadRange>, S3Error> {
+    match (
+        query_get(query, "partNumber"),
+        crate::body::header_str(headers, "range"),
+    ) {
+        (Some(_), Some(_)) => Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter.",
+        )),
+        (Some(n), None) => Ok(Some(ReadRange::Part(super::range::part_number(&n)?))),
+        (None, Some(value)) => Ok(super::range::parse_range_header(value)),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -412,6 +448,65 @@ mod tests {
         assert!(target(None, "/b/%FF", &[]).is_err());
     }
 
+    /// Part numbers and ranges are parsed once, into the operation.
+    #[test]
+    fn reads_carry_typed_ranges() {
+        let tg = t("localhost", "/bucket/key");
+        let mut h = http::HeaderMap::new();
+        h.insert("range", "bytes=5-9".parse().unwrap());
+        assert_eq!(
+            route(&Method::GET, &tg, None, &h).unwrap(),
+            S3Op::Object(
+                BucketName::parse("bucket").unwrap(),
+                ObjectKey::parse("key").unwrap(),
+                ObjectOp::Get {
+                    range: Some(ReadRange::From {
+                        first: 5,
+                        last: Some(9)
+                    })
+                }
+            )
+        );
+        assert_eq!(
+            route(&Method::GET, &tg, Some("partNumber=1"), &h)
+                .unwrap_err()
+                .code,
+            "InvalidRequest"
+        );
+        let none = http::HeaderMap::new();
+        assert!(matches!(
+            route(&Method::HEAD, &tg, Some("partNumber=3"), &none),
+            Ok(S3Op::Object(
+                _,
+                _,
+                ObjectOp::Head {
+                    range: Some(ReadRange::Part(3))
+                }
+            ))
+        ));
+        assert_eq!(
+            route(&Method::HEAD, &tg, Some("partNumber=x"), &none)
+                .unwrap_err()
+                .code,
+            "InvalidArgument"
+        );
+        let mut copy = http::HeaderMap::new();
+        copy.insert("x-amz-copy-source", "src/k".parse().unwrap());
+        copy.insert("x-amz-copy-source-range", "bytes=0-9".parse().unwrap());
+        assert!(matches!(
+            route(&Method::PUT, &tg, Some("partNumber=2&uploadId=u"), &copy),
+            Ok(S3Op::Object(
+                _,
+                _,
+                ObjectOp::UploadPartCopy {
+                    part_number: 2,
+                    source_range: Some(ReadRange::Exact { first: 0, last: 9 }),
+                    ..
+                }
+            ))
+        ));
+    }
+
     #[test]
     fn routes_and_subresources() {
         let tg = t("localhost", "/bucket/key");
@@ -419,11 +514,11 @@ mod tests {
         let route = |m: &Method, t: &Target, q: Option<&str>| super::route(m, t, q, &h);
         assert!(matches!(
             route(&Method::GET, &tg, Some("x-id=GetObject")),
-            Ok(S3Op::Object(_, _, ObjectOp::Get))
+            Ok(S3Op::Object(_, _, ObjectOp::Get { range: None }))
         ));
         assert!(matches!(
             route(&Method::GET, &tg, Some("response-content-type=a")),
-            Ok(S3Op::Object(_, _, ObjectOp::Get))
+            Ok(S3Op::Object(_, _, ObjectOp::Get { range: None }))
         ));
         assert!(matches!(
             route(&Method::GET, &tg, Some("tagging")),
@@ -431,7 +526,7 @@ mod tests {
         ));
         assert!(matches!(
             route(&Method::GET, &tg, Some("versionId=null")),
-            Ok(S3Op::Object(_, _, ObjectOp::Get))
+            Ok(S3Op::Object(_, _, ObjectOp::Get { range: None }))
         ));
         assert_eq!(
             route(&Method::GET, &tg, Some("versionId=3"))
@@ -451,8 +546,18 @@ mod tests {
         );
         assert!(matches!(
             route(&Method::PUT, &tg, Some("partNumber=2&uploadId=abc")),
-            Ok(S3Op::Object(_, _, ObjectOp::UploadPart { .. }))
+            Ok(S3Op::Object(
+                _,
+                _,
+                ObjectOp::UploadPart { part_number: 2, .. }
+            ))
         ));
+        assert_eq!(
+            route(&Method::PUT, &tg, Some("partNumber=0&uploadId=abc"))
+                .unwrap_err()
+                .code,
+            "InvalidArgument"
+        );
         assert!(matches!(
             route(&Method::POST, &tg, Some("uploads")),
             Ok(S3Op::Object(_, _, ObjectOp::CreateMultipartUpload))

@@ -8,7 +8,9 @@ use http::{HeaderMap, Response, StatusCode};
 use sluice_storage::{BucketName, ObjectKey};
 
 use super::S3Error;
-use super::ops::{MAX_XML_BODY, OpContext, empty, xml_response};
+use super::ops::OpContext;
+use super::request::MAX_XML_BODY;
+use super::response::{empty, no_content, xml_response};
 use super::router::query_pairs;
 use super::xml::{XmlWriter, parse_tree};
 use crate::body::{RequestBody, ResponseBody, full_body, header_str};
@@ -90,11 +92,11 @@ pub(super) async fn get(
     bucket: &BucketName,
     key: &ObjectKey,
 ) -> Result<Response<ResponseBody>, S3Error> {
-    let meta = ctx.backend().head_object(ctx.tenant, bucket, key).await?;
+    let tags = ctx.backend().get_tags(ctx.tenant, bucket, key).await?;
     let mut x = XmlWriter::new();
     x.root("Tagging");
     x.open("TagSet");
-    for (k, v) in &meta.tags {
+    for (k, v) in &tags {
         x.open("Tag");
         x.element("Key", k);
         x.element("Value", v);
@@ -103,6 +105,17 @@ pub(super) async fn get(
     x.close("TagSet");
     x.close("Tagging");
     Ok(xml_response(x.finish()))
+}
+
+pub(super) async fn delete(
+    ctx: &OpContext<'_>,
+    bucket: &BucketName,
+    key: &ObjectKey,
+) -> Result<Response<ResponseBody>, S3Error> {
+    ctx.backend()
+        .set_tags(ctx.tenant, bucket, key, Default::default())
+        .await?;
+    Ok(no_content())
 }
 
 #[cfg(test)]

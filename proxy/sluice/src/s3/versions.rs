@@ -8,7 +8,8 @@ use sluice_storage::{BucketName, ListRequest};
 
 use super::S3Error;
 use super::list::{MAX_KEYS, encode_if, iso8601, max_param, url_encoding};
-use super::ops::{OpContext, owner, xml_response};
+use super::ops::OpContext;
+use super::response::{owner, quoted, xml_response};
 use super::router::query_get;
 use super::xml::XmlWriter;
 use crate::body::ResponseBody;
@@ -36,6 +37,7 @@ pub(super) async fn list_object_versions(
         prefix: query_get(q, "prefix").unwrap_or_default(),
         delimiter: query_get(q, "delimiter").filter(|d| !d.is_empty()),
         start_after: key_marker.clone(),
+        continuation: None,
         max_keys,
     };
     let page = if max_keys == 0 {
@@ -57,7 +59,8 @@ pub(super) async fn list_object_versions(
         "VersionIdMarker",
         &query_get(q, "version-id-marker").unwrap_or_default(),
     );
-    if let Some(next) = &page.next_after {
+    let next = page.next_token.as_ref().and(page.last_entry());
+    if let Some(next) = next {
         x.element("NextKeyMarker", &enc(next));
         x.element("NextVersionIdMarker", "null");
     }
@@ -68,21 +71,14 @@ pub(super) async fn list_object_versions(
     if url {
         x.element("EncodingType", "url");
     }
-    x.element(
-        "IsTruncated",
-        if page.next_after.is_some() {
-            "true"
-        } else {
-            "false"
-        },
-    );
+    x.element("IsTruncated", if next.is_some() { "true" } else { "false" });
     for (key, meta) in &page.objects {
         x.open("Version");
         x.element("Key", &enc(key.as_str()));
         x.element("VersionId", "null");
         x.element("IsLatest", "true");
         x.element("LastModified", &iso8601(meta));
-        x.element("ETag", &format!("\"{}\"", meta.etag));
+        x.element("ETag", &quoted(&meta.etag));
         x.element("Size", &meta.size.to_string());
         owner(&mut x, ctx.tenant.as_str());
         x.element("StorageClass", "STANDARD");

@@ -246,4 +246,11 @@ impl BlobDir {
             tracing::warn!(blob = id, error = %err, "could not remove an unreferenced blob");
         }
     }
+
+    /// Removes blobs no record refers to any more (after the commit that released them).
+    pub(super) fn remove_all(&self, ids: &[String]) {
+        for id in ids {
+            self.remove(id);
+        }
+    }
 }

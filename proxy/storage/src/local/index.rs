@@ -131,18 +131,18 @@ pub(super) struct UploadRecord {
     pub(super) headers: crate::StoredHeaders,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(super) tags: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(super) system_meta: crate::SystemMeta,
 }
 
 impl UploadRecord {
-    pub(super) fn new(
-        headers: crate::StoredHeaders,
-        tags: std::collections::BTreeMap<String, String>,
-    ) -> Self {
+    pub(super) fn new(upload: crate::NewUpload) -> Self {
         Self {
             v: RECORD_VERSION,
             initiated_ms: super::now_ms(),
-            headers,
-            tags,
+            headers: upload.headers,
+            tags: upload.tags,
+            system_meta: upload.system_meta,
         }
     }
 }
@@ -540,7 +540,7 @@ impl Index {
         )?;
         if more {
             // The page is truncated after the last key or common prefix it returned.
-            page.next_after = last_returned(&page);
+            page.next_token = last_returned(&page);
         }
         Ok(page)
     }
@@ -679,7 +679,12 @@ fn put_in(
                 if matches!(condition, PutCondition::IfMatch(_)) && current.is_none() {
                     StorageError::NoSuchKey
                 } else {
-                    StorageError::PreconditionFailed
+                    StorageError::PreconditionFailed {
+                        condition: Some(match condition {
+                            PutCondition::IfMatch(_) => "If-Match",
+                            _ => "If-None-Match",
+                        }),
+                    }
                 },
             );
         }
@@ -1025,6 +1030,7 @@ impl Index {
                 checksum: None,
                 tags: upload.tags,
                 parts: Some(chosen.len() as u32),
+                system_meta: upload.system_meta,
             };
             let record = Record {
                 v: RECORD_VERSION,
@@ -1270,10 +1276,7 @@ impl Index {
             size: 0,
             etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
             last_modified_ms: super::now_ms(),
-            headers: Default::default(),
-            checksum: None,
-            tags: Default::default(),
-            parts: None,
+            ..Default::default()
         };
         let value = encode(&Record::single(
             "00000000000000000000000000000000".into(),

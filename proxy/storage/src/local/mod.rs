@@ -27,18 +27,26 @@ mod read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    BucketInfo, BucketName, ListPage, ListRequest, ObjectKey, ObjectMeta, PutError, PutObject,
-    StorageError, TenantId,
+    Backend, BucketInfo, BucketName, CompletePart, ListPage, ListRequest, NewUpload, ObjectKey,
+    ObjectMeta, ObjectRead, PartId, PartInfo, PutBody, PutCondition, PutObject, ReadRange,
+    ReadRequest, StorageError, TenantId, UploadListPage, UploadListRequest,
 };
 use blobs::{BlobDir, EarlySync, RemoveOnDrop, TempBlob};
-use index::{Index, Record};
-pub use multipart::{PART_NUMBERS, PartId};
-pub use read::OpenObject;
+use index::{Index, PartRecord, Record, UploadRecord};
+use multipart::{check_upload_id, owned};
+
+/// The version of a listing continuation token's format: what follows is the key or common
+/// prefix to resume after.
+const TOKEN_V1: &str = "1/";
 
 /// S3's limit for a single PUT (and for one part).
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -90,13 +98,77 @@ impl LocalBackend {
         &self.inner.root
     }
 
-    pub async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
+    /// Receives a body into `tmp/`: size bounded, MD5 computed, Content-MD5 checked.
+    async fn receive(&self, put: &PutObject, body: PutBody) -> Result<Received, StorageError> {
+        if put.expected_size.is_some_and(|size| size > MAX_PUT_SIZE) {
+            return Err(StorageError::EntityTooLarge);
+        }
+        let TempBlob {
+            mut file,
+            id,
+            guard,
+        } = self.inner.blobs.create_temp().await?;
+        let mut md5 = etag::BodyMd5::default();
+        let mut blocks = integrity::BlockSummer::new();
+        let mut early_sync = EarlySync::default();
+        let mut size: u64 = 0;
+        let mut body = body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StorageError::Body)?;
+            size += chunk.len() as u64;
+            if size > put.expected_size.unwrap_or(MAX_PUT_SIZE) {
+                // More bytes than declared breaks the framing; without a declared size, too big.
+                return Err(if put.expected_size.is_some() {
+                    StorageError::IncompleteBody
+                } else {
+                    StorageError::EntityTooLarge
+                });
+            }
+            md5.update(&chunk).await?;
+            blocks.update(&chunk);
+            file.write_all(&chunk).await?;
+            early_sync.wrote(chunk.len(), &mut file).await?;
+        }
+        if put.expected_size.is_some_and(|expected| expected != size) {
+            return Err(StorageError::IncompleteBody);
+        }
+        let md5 = md5.finish().await?;
+        if put.content_md5.is_some_and(|expected| expected != md5) {
+            return Err(StorageError::BadDigest);
+        }
+        file.write_all(&blocks.finish()).await?;
+        file.flush().await?;
+        early_sync.wait().await?;
+        let file = file.into_std().await;
+        Ok(Received {
+            file,
+            id,
+            guard,
+            size,
+            md5,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(join_error)?
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         let tenant = tenant.clone();
         self.blocking(move |inner| inner.index.list_buckets(&tenant))
             .await
     }
 
-    pub async fn create_bucket(
+    async fn create_bucket(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
@@ -106,7 +178,7 @@ impl LocalBackend {
             .await
     }
 
-    pub async fn head_bucket(
+    async fn head_bucket(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
@@ -116,23 +188,22 @@ impl LocalBackend {
             .await
     }
 
-    pub async fn delete_bucket(
+    async fn delete_bucket(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
     ) -> Result<(), StorageError> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
         self.blocking(move |inner| {
-            for blob in inner.index.delete_bucket(&tenant, &bucket)? {
-                inner.blobs.remove(&blob);
-            }
+            inner
+                .blobs
+                .remove_all(&inner.index.delete_bucket(&tenant, &bucket)?);
             Ok(())
         })
         .await
     }
 
-    /// A bucket setting stored beside the bucket (the S3 layer owns its format).
-    pub async fn bucket_config(
+    async fn bucket_config(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
@@ -143,7 +214,7 @@ impl LocalBackend {
             .await
     }
 
-    pub async fn set_bucket_config(
+    async fn set_bucket_config(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
@@ -155,31 +226,26 @@ impl LocalBackend {
             .await
     }
 
-    /// Streams `body` into a new version of `key` and makes it visible atomically once the body
-    /// ended cleanly, matched `expected_size`, and is durable. If the body stream yields an
-    /// error (a failed signature or checksum check), nothing is stored and the error is returned.
-    pub async fn put_object<E, S>(
+    async fn put_object(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
         put: PutObject,
-        body: S,
-    ) -> Result<ObjectMeta, PutError<E>>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send,
-    {
+        body: PutBody,
+    ) -> Result<ObjectMeta, StorageError> {
         self.head_bucket(tenant, bucket).await?;
         let received = self.receive(&put, body).await?;
         let checksum = put.checksum.clone().or_else(|| late_checksum(&put));
         let meta = ObjectMeta {
             size: received.size,
-            etag: hex::encode(received.md5),
+            etag: put.etag.unwrap_or_else(|| hex::encode(received.md5)),
             last_modified_ms: now_ms(),
             headers: put.headers,
             checksum,
             tags: put.tags,
             parts: None,
+            system_meta: put.system_meta,
         };
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
         let record = Record::single(received.id.clone(), meta.clone());
@@ -201,94 +267,65 @@ impl LocalBackend {
         Ok(meta)
     }
 
-    /// Receives a body into `tmp/`: size bounded, MD5 computed, Content-MD5 checked.
-    async fn receive<E, S>(&self, put: &PutObject, body: S) -> Result<Received, PutError<E>>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send,
-    {
-        if put.expected_size.is_some_and(|size| size > MAX_PUT_SIZE) {
-            return Err(StorageError::EntityTooLarge.into());
+    async fn head_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        read: ReadRequest,
+    ) -> Result<ObjectRead, StorageError> {
+        // A part's bytes need the part layout: that is the open file's.
+        if matches!(read.range, Some(ReadRange::Part(_))) {
+            let mut opened = self.read_object(tenant, bucket, key, read).await?;
+            opened.body = Box::pin(futures_util::stream::empty());
+            return Ok(opened);
         }
-        let TempBlob {
-            mut file,
-            id,
-            guard,
-        } = self.inner.blobs.create_temp().await?;
-        let mut md5 = etag::BodyMd5::default();
-        let mut blocks = integrity::BlockSummer::new();
-        let mut early_sync = EarlySync::default();
-        let mut size: u64 = 0;
-        let mut body = std::pin::pin!(body);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(PutError::Body)?;
-            size += chunk.len() as u64;
-            if size > put.expected_size.unwrap_or(MAX_PUT_SIZE) {
-                // More bytes than declared breaks the framing; without a declared size, too big.
-                let err = if put.expected_size.is_some() {
-                    StorageError::IncompleteBody
-                } else {
-                    StorageError::EntityTooLarge
-                };
-                return Err(err.into());
-            }
-            md5.update(&chunk).await?;
-            blocks.update(&chunk);
-            file.write_all(&chunk).await.map_err(StorageError::Io)?;
-            early_sync
-                .wrote(chunk.len(), &mut file)
-                .await
-                .map_err(StorageError::Io)?;
-        }
-        if put.expected_size.is_some_and(|expected| expected != size) {
-            return Err(StorageError::IncompleteBody.into());
-        }
-        let md5 = md5.finish().await?;
-        if put.content_md5.is_some_and(|expected| expected != md5) {
-            return Err(StorageError::BadDigest.into());
-        }
-        file.write_all(&blocks.finish())
-            .await
-            .map_err(StorageError::Io)?;
-        file.flush().await.map_err(StorageError::Io)?;
-        early_sync.wait().await.map_err(StorageError::Io)?;
-        let file = file.into_std().await;
-        Ok(Received {
-            file,
-            id,
-            guard,
-            size,
-            md5,
+        // A point lookup, on the runtime thread (see `Index::get_object`).
+        let meta = self.inner.index.get_object(tenant, bucket, key)?.meta;
+        read.conditions.check(&meta)?;
+        let range = read
+            .range
+            .map(|r| r.resolve(meta.size, &[meta.size]))
+            .transpose()?;
+        Ok(ObjectRead {
+            meta,
+            range,
+            body: Box::pin(futures_util::stream::empty()),
         })
     }
 
-    pub async fn head_object(
+    async fn get_object(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> Result<ObjectMeta, StorageError> {
-        // A point lookup, on the runtime thread (see `Index::get_object`).
-        self.inner
-            .index
-            .get_object(tenant, bucket, key)
-            .map(|r| r.meta)
+        read: ReadRequest,
+    ) -> Result<ObjectRead, StorageError> {
+        self.read_object(tenant, bucket, key, read).await
     }
 
-    /// Replaces an object's tags (PutObjectTagging / DeleteObjectTagging), keeping its bytes.
-    pub async fn set_tags(
+    async fn get_tags(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
-        tags: std::collections::BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, StorageError> {
+        Ok(self.inner.index.get_object(tenant, bucket, key)?.meta.tags)
+    }
+
+    async fn set_tags(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        tags: BTreeMap<String, String>,
     ) -> Result<(), StorageError> {
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
         self.blocking(move |inner| inner.index.set_tags(&tenant, &bucket, &key, tags))
             .await
     }
 
-    /// Deletes a key. Deleting a key that does not exist succeeds, as in S3.
-    pub async fn delete_object(
+    async fn delete_object(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
@@ -303,25 +340,170 @@ impl LocalBackend {
         .await
     }
 
-    pub async fn list_objects(
+    async fn list_objects(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
-        request: ListRequest,
+        mut request: ListRequest,
     ) -> Result<ListPage, StorageError> {
+        // A token is the key or common prefix to resume after, versioned and encoded: opaque
+        // to clients, and checked to decode.
+        if let Some(token) = request.continuation.take() {
+            let after = URL_SAFE_NO_PAD
+                .decode(&token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|t| t.strip_prefix(TOKEN_V1).map(str::to_owned))
+                .ok_or(StorageError::InvalidToken)?;
+            request.start_after = Some(after);
+        }
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.blocking(move |inner| inner.index.list_objects(&tenant, &bucket, &request))
+        let mut page = self
+            .blocking(move |inner| inner.index.list_objects(&tenant, &bucket, &request))
+            .await?;
+        page.next_token = page
+            .next_token
+            .map(|after| URL_SAFE_NO_PAD.encode(format!("{TOKEN_V1}{after}")));
+        Ok(page)
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload: NewUpload,
+    ) -> Result<String, StorageError> {
+        // Time first, so ids sort in creation order; then randomness, so they cannot be guessed.
+        let upload_id = format!("{:016x}{:016x}", now_ms() as u64, rand::random::<u64>());
+        let (t, b, k, id) = owned(tenant, bucket, key, &upload_id);
+        let record = UploadRecord::new(upload);
+        self.blocking(move |inner| inner.index.create_upload(&t, &b, &k, &id, &record))
+            .await?;
+        Ok(upload_id)
+    }
+
+    async fn head_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<(), StorageError> {
+        check_upload_id(upload_id)?;
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
+        self.blocking(move |inner| inner.index.get_upload(&t, &b, &k, &id).map(drop))
             .await
     }
 
-    async fn blocking<T: Send + 'static>(
+    async fn upload_part(
         &self,
-        work: impl FnOnce(&Inner) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        part: PartId<'_>,
+        put: PutObject,
+        body: PutBody,
+    ) -> Result<PartInfo, StorageError> {
+        let PartId {
+            upload_id,
+            number: part_number,
+        } = part;
+        check_upload_id(upload_id)?;
+        // Refuse before reading a byte of the body.
+        self.head_upload(tenant, bucket, key, upload_id).await?;
+        let received = self.receive(&put, body).await?;
+        let info = PartInfo {
+            part_number,
+            size: received.size,
+            etag: hex::encode(received.md5),
+            last_modified_ms: now_ms(),
+            checksum: put.checksum.clone().or_else(|| late_checksum(&put)),
+        };
+        let part = PartRecord {
+            blob: received.id.clone(),
+            checked: true,
+            info: info.clone(),
+        };
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
+        self.blocking(move |inner| {
+            let blob = inner
+                .blobs
+                .persist(received.file, &received.id, received.guard)?;
+            let replaced = inner.index.put_part(&t, &b, &k, &id, &part)?;
+            blob.disarm();
+            if let Some(old) = replaced {
+                inner.blobs.remove(&old.blob);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(info)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: Vec<CompletePart>,
+        condition: PutCondition,
+    ) -> Result<ObjectMeta, StorageError> {
+        check_upload_id(upload_id)?;
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
+        self.blocking(move |inner| {
+            let done = inner
+                .index
+                .complete_upload(&t, &b, &k, &id, &parts, &condition)?;
+            inner.remove_blobs(done.replaced.as_ref());
+            inner.blobs.remove_all(&done.unused_blobs);
+            Ok(done.meta)
+        })
+        .await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<(), StorageError> {
+        check_upload_id(upload_id)?;
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
+        self.blocking(move |inner| {
+            let released = inner.index.abort_upload(&t, &b, &k, &id)?;
+            inner.blobs.remove_all(&released);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<(Vec<PartInfo>, bool), StorageError> {
+        check_upload_id(upload_id)?;
+        let (t, b, k, id) = owned(tenant, bucket, key, upload_id);
+        self.blocking(move |inner| inner.index.list_parts(&t, &b, &k, &id, after, max))
             .await
-            .map_err(join_error)?
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        request: UploadListRequest,
+    ) -> Result<UploadListPage, StorageError> {
+        let (t, b) = (tenant.clone(), bucket.clone());
+        self.blocking(move |inner| inner.index.list_uploads(&t, &b, &request))
+            .await
     }
 }
 

@@ -14,7 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::integrity::{BLOCK, crc32c, table_len};
 use super::{LocalBackend, index::Record};
-use crate::{BucketName, ByteRange, ObjectBody, ObjectKey, ObjectMeta, StorageError, TenantId};
+use crate::{
+    BucketName, ByteRange, ObjectBody, ObjectKey, ObjectMeta, ObjectRead, ReadRequest,
+    StorageError, TenantId,
+};
 
 /// Read size for unchecked (older) blobs; checked blobs are read one block at a time. Either
 /// way memory per stream stays bounded (hyper applies backpressure per chunk; HTTP/2 may park
@@ -36,8 +39,8 @@ struct Segment {
 
 /// An object opened for reading.
 #[derive(Debug)]
-pub struct OpenObject {
-    pub meta: ObjectMeta,
+struct OpenObject {
+    meta: ObjectMeta,
     segments: Vec<Segment>,
     first: Option<tokio::fs::File>,
     /// A small object's whole, verified data, read while opening.
@@ -50,15 +53,34 @@ impl LocalBackend {
     /// memory (redb's cache, the kernel's dentry and page caches) it completes here, on the
     /// runtime thread, like a static file server's open and read; whatever would wait on the
     /// disk goes to the blocking pool instead. Retries when an overwrite replaced the blob
-    /// between the index read and the open.
-    pub async fn open_object(
+    /// between the index read and the open. Preconditions are checked before any file is opened.
+    pub(super) async fn read_object(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
+        read: ReadRequest,
+    ) -> Result<ObjectRead, StorageError> {
+        let open = self.open_object(tenant, bucket, key, &read).await?;
+        let meta = open.meta.clone();
+        let range = read
+            .range
+            .map(|r| r.resolve(meta.size, &open.part_sizes()))
+            .transpose()?;
+        let body = open.into_body(range).await?;
+        Ok(ObjectRead { meta, range, body })
+    }
+
+    async fn open_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        read: &ReadRequest,
     ) -> Result<OpenObject, StorageError> {
         for _ in 0..3 {
             let record: Record = self.inner.index.get_object(tenant, bucket, key)?;
+            read.conditions.check(&record.meta)?;
             let segments = self.inner.segments(&record);
             let (segments, opened) = match self.inner.open_first(&segments, Wait::No)? {
                 Opened::WouldBlock => {
@@ -219,12 +241,12 @@ fn verified(mut stored: Vec<u8>, size: u64) -> Option<Bytes> {
 
 impl OpenObject {
     /// Part sizes, in order (one entry for a single-part object).
-    pub fn part_sizes(&self) -> Vec<u64> {
+    fn part_sizes(&self) -> Vec<u64> {
         self.segments.iter().map(|s| s.size).collect()
     }
 
     /// The object's bytes, or the given range of them, as a stream of bounded chunks.
-    pub async fn into_body(self, range: Option<ByteRange>) -> Result<ObjectBody, StorageError> {
+    async fn into_body(self, range: Option<ByteRange>) -> Result<ObjectBody, StorageError> {
         let (start, len) = match range {
             Some(r) => (r.start, r.len()),
             None => (0, self.meta.size),
@@ -461,7 +483,7 @@ fn read_stream(state: ReadState) -> impl Stream<Item = Result<Bytes, StorageErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PutObject;
+    use crate::{Backend, PutObject};
 
     /// The cache-only open and read (`Wait::No`) and the blocking one give the same answer for
     /// every kind of blob; with the data just written, the cache-only path does complete.
@@ -478,9 +500,9 @@ mod tests {
         for size in sizes {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let key = ObjectKey::parse(&format!("k{size}")).unwrap();
-            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]);
+            let body = futures_util::stream::iter([Ok(Bytes::from(data))]);
             backend
-                .put_object(&tenant, &bucket, &key, PutObject::default(), body)
+                .put_object(&tenant, &bucket, &key, PutObject::default(), Box::pin(body))
                 .await
                 .unwrap();
         }
