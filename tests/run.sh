@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (system tools, the
-# Python clients in a venv), checks formatting and lints, builds, then runs the Rust tests
-# (unit, SigV4 vectors, end-to-end with aws-sdk-s3) and the Python end-to-end tests (boto3, aws CLI).
+# Python clients and moto in a venv, s3s-fs), checks formatting and lints, builds, then runs the
+# Rust tests (unit, SigV4 vectors, end-to-end with aws-sdk-s3) and the Python end-to-end tests
+# (boto3, aws CLI), against the local backend and against upstream S3 servers on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,6 +27,11 @@ log "python clients (venv)"
 venv="${SLUICE_VENV:-$root/.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+log "independent S3 servers for the upstream tests (s3s-fs; moto comes with the venv)"
+SLUICE_S3S_FS=$(bash tests/upstreams/install.sh)
+export SLUICE_S3S_FS
+export SLUICE_VENV="$venv"
 
 log "format and lints"
 cargo fmt --all -- --check

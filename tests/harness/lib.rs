@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod upstream;
+
 /// How long the server may take to print its readiness line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a SIGTERM may take to end the server.
@@ -28,6 +30,12 @@ pub struct Options {
     /// Put the data directory on a tmpfs of this size (e.g. "24m"), to fill the disk on purpose.
     /// Needs root (CI runs as root).
     pub tmpfs_data: Option<&'static str>,
+    /// Extra entries under `backends:` (each line indented by two spaces), e.g. upstreams from
+    /// [`upstream::Upstream::backend_yaml`].
+    pub backends: String,
+    /// The `e2e` tenant's routes (lines of `      - { bucket: ..., backend: ... }`), tried
+    /// before its catch-all route to the local backend.
+    pub routes: String,
 }
 
 #[derive(Debug)]
@@ -74,6 +82,8 @@ impl Default for Options {
             accept_unsigned: true,
             limits: String::new(),
             tmpfs_data: None,
+            backends: String::new(),
+            routes: String::new(),
         }
     }
 }
@@ -122,12 +132,14 @@ impl Sluice {
             format!("  master_key: \"{master}\""),
             "backends:".to_owned(),
             "  local: { type: local, path: data }".to_owned(),
+            options.backends.clone(),
             "tenants:".to_owned(),
             "  - name: e2e".to_owned(),
             "    keys:".to_owned(),
             format!("      - access_id: {ACCESS_ID}"),
             format!("        secret: \"{secret}\""),
             "    routes:".to_owned(),
+            options.routes.clone(),
             "      - { bucket: \"*\", backend: local }".to_owned(),
             "  - name: other".to_owned(),
             "    routes:".to_owned(),

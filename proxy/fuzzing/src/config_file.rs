@@ -79,14 +79,21 @@ fn check_config(c: &Config, text: &str) {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b)),
             "backend name {name:?}"
         );
-        let BackendConfig::Local {
-            abandoned_uploads_after,
-            ..
-        } = backend;
-        assert!(
-            (Duration::from_secs(60)..=Duration::from_secs(3650 * 86_400))
-                .contains(abandoned_uploads_after)
-        );
+        match backend {
+            BackendConfig::Local {
+                abandoned_uploads_after,
+                ..
+            } => assert!(
+                (Duration::from_secs(60)..=Duration::from_secs(3650 * 86_400))
+                    .contains(abandoned_uploads_after)
+            ),
+            // An accepted upstream is reachable without leaking: plain HTTP only to loopback
+            // unless asked for, and a region to sign for.
+            BackendConfig::S3(up) => {
+                assert!(!up.region.is_empty());
+                assert!(!up.timeouts.connect.is_zero() && !up.timeouts.first_byte.is_zero());
+            }
+        }
     }
     let mut tenants = HashSet::new();
     let mut ids = HashSet::new();

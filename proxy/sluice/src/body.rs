@@ -165,6 +165,16 @@ impl RequestBody {
         })
     }
 
+    /// The SHA-256 the client signed for the whole body, which the body must match by its end.
+    pub fn signed_sha256(&self) -> Option<[u8; 32]> {
+        match &self.payload {
+            Payload::Plain {
+                expected_sha256: Some((hash, _)),
+            } => Some(*hash),
+            _ => None,
+        }
+    }
+
     /// Where the verified trailer checksum will be, if one is expected.
     pub fn late_checksum(&self) -> Option<LateChecksum> {
         self.late.clone()

@@ -4,9 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_storage::{Backend, BucketName, LocalBackend};
+use sluice_storage::{Backend, BucketName, LocalBackend, Renamed};
+use sluice_upstream::UpstreamBackend;
 
-use crate::config::{BackendConfig, Config, Limits, S3Settings, TenantConfig};
+use crate::config::{
+    BackendConfig, BucketPattern, Config, Limits, Route, S3Settings, TenantConfig,
+};
 use crate::keys::KeyTable;
 
 #[derive(Debug)]
@@ -14,10 +17,17 @@ pub struct Gateway {
     s3: S3Settings,
     limits: Limits,
     keys: Arc<KeyTable>,
-    backends: HashMap<String, Arc<dyn Backend>>,
-    tenants: HashMap<String, TenantConfig>,
+    tenants: HashMap<String, Tenant>,
     /// Local backends and how long their unfinished multipart uploads may live.
     maintenance: Vec<(LocalBackend, std::time::Duration)>,
+}
+
+/// A tenant and the store each of its routes reaches (in the order of its routes): the
+/// backend itself, or a view of it that renames the bucket or prefixes keys.
+#[derive(Debug)]
+struct Tenant {
+    config: TenantConfig,
+    stores: Vec<Arc<dyn Backend>>,
 }
 
 impl Gateway {
@@ -25,35 +35,55 @@ impl Gateway {
         let keys = Arc::new(KeyTable::from_config(&config).map_err(|e| e.to_string())?);
         let mut backends = HashMap::new();
         let mut maintenance = Vec::new();
-        for (name, backend) in &config.backends {
+        for (name, backend) in config.backends {
             let opened: Arc<dyn Backend> = match backend {
                 BackendConfig::Local {
                     path,
                     abandoned_uploads_after,
                 } => {
-                    let backend = LocalBackend::open(path).await.map_err(|e| {
+                    let backend = LocalBackend::open(&path).await.map_err(|e| {
                         format!("backends.{name}: cannot open {}: {e}", path.display())
                     })?;
-                    maintenance.push((backend.clone(), *abandoned_uploads_after));
+                    maintenance.push((backend.clone(), abandoned_uploads_after));
                     Arc::new(backend)
                 }
+                BackendConfig::S3(upstream) => Arc::new(
+                    UpstreamBackend::new(*upstream).map_err(|e| format!("backends.{name}: {e}"))?,
+                ),
             };
-            backends.insert(name.clone(), opened);
+            backends.insert(name, opened);
         }
-        // Static key secrets live in the key table only; no second copy stays here.
         let tenants = config
             .tenants
             .into_iter()
             .map(|mut t| {
+                // Static key secrets live in the key table only; no second copy stays here.
                 t.keys.clear();
-                (t.id.as_str().to_owned(), t)
+                let stores = t
+                    .routes
+                    .iter()
+                    .map(|route| {
+                        let backend = Arc::clone(&backends[&route.backend]);
+                        if !route.renames() {
+                            return backend;
+                        }
+                        let rename = match (&route.bucket, &route.target_bucket) {
+                            (BucketPattern::Exact(client), Some(target)) => {
+                                Some((client.clone(), target.clone()))
+                            }
+                            _ => None,
+                        };
+                        Arc::new(Renamed::new(backend, rename, route.key_prefix.clone()))
+                            as Arc<dyn Backend>
+                    })
+                    .collect();
+                (t.id.as_str().to_owned(), Tenant { config: t, stores })
             })
             .collect();
         Ok(Self {
             s3: config.s3,
             limits: config.limits,
             keys,
-            backends,
             tenants,
             maintenance,
         })
@@ -96,18 +126,31 @@ impl Gateway {
     }
 
     pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
-        self.tenants.get(name)
+        self.tenants.get(name).map(|t| &t.config)
     }
 
-    /// The backend a tenant's routes name for `bucket`, if any.
+    /// The store a tenant's routes name for `bucket`, if any.
     pub fn backend_for(
         &self,
         tenant: &TenantConfig,
         bucket: &BucketName,
     ) -> Option<&Arc<dyn Backend>> {
-        tenant
-            .backend_for(bucket)
-            .and_then(|name| self.backends.get(name))
+        self.route_for(tenant, bucket).map(|(_, store)| store)
+    }
+
+    /// The tenant's first route matching `bucket`, and the store it reaches.
+    pub fn route_for(
+        &self,
+        tenant: &TenantConfig,
+        bucket: &BucketName,
+    ) -> Option<(&Route, &Arc<dyn Backend>)> {
+        let tenant = self.tenants.get(tenant.id.as_str())?;
+        let index = tenant
+            .config
+            .routes
+            .iter()
+            .position(|r| r.bucket.matches(bucket))?;
+        Some((&tenant.config.routes[index], tenant.stores.get(index)?))
     }
 
     /// For an unauthenticated CORS preflight: every tenant whose routes reach `bucket`, with
@@ -115,18 +158,26 @@ impl Gateway {
     pub fn routes_to(&self, bucket: &BucketName) -> Vec<(&sluice_storage::TenantId, &dyn Backend)> {
         self.tenants
             .values()
-            .filter_map(|t| self.backend_for(t, bucket).map(|b| (&t.id, b.as_ref())))
+            .filter_map(|t| {
+                self.backend_for(&t.config, bucket)
+                    .map(|b| (&t.config.id, b.as_ref()))
+            })
             .collect()
     }
 
-    /// Every distinct backend a tenant routes to (for ListBuckets).
+    /// Every distinct store a tenant's routes reach (for ListBuckets).
     pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<&Arc<dyn Backend>> {
-        let mut names: Vec<&str> = tenant.routes.iter().map(|r| r.backend.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-            .into_iter()
-            .filter_map(|n| self.backends.get(n))
-            .collect()
+        let mut stores: Vec<&Arc<dyn Backend>> = Vec::new();
+        for store in self
+            .tenants
+            .get(tenant.id.as_str())
+            .map(|t| t.stores.as_slice())
+            .unwrap_or_default()
+        {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, store)) {
+                stores.push(store);
+            }
+        }
+        stores
     }
 }

@@ -237,7 +237,7 @@ fn authorise<'a>(
     parts: &'a http::request::Parts,
     request_id: &'a str,
 ) -> Result<OpContext<'a>, S3Error> {
-    let backend = gateway.backend_for(tenant, bucket).ok_or_else(|| {
+    let (route, backend) = gateway.route_for(tenant, bucket).ok_or_else(|| {
         S3Error::access_denied(format!(
             "No route for bucket {bucket} is configured for this tenant."
         ))
@@ -246,6 +246,8 @@ fn authorise<'a>(
         tenant: &tenant.id,
         region: &gateway.s3().region,
         backend: backend.clone(),
+        method: &parts.method,
+        passthrough: route.passthrough,
         gateway,
         tenant_config: tenant,
         headers: &parts.headers,

@@ -23,6 +23,42 @@ use crate::{
 /// check: the store must then store nothing and return [`StorageError::Body`] with it.
 pub type PutBody = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
+/// An operation Sluice does not model (bucket policy, lifecycle, ACLs, ...), to be forwarded
+/// as the client sent it: only on routes that say `passthrough`.
+pub struct Forward {
+    pub method: http::Method,
+    /// The query parameters, decoded, in the client's order.
+    pub query: Vec<(String, String)>,
+    /// The end-to-end headers to send on (no authentication or framing headers).
+    pub headers: http::HeaderMap,
+    /// The body and its length, if the request has one.
+    pub body: Option<(PutBody, u64)>,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forward")
+            .field("method", &self.method)
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's answer to a [`Forward`], to be returned as it is.
+pub struct Forwarded {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: crate::ObjectBody,
+}
+
+impl std::fmt::Debug for Forwarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarded")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Which part of which upload.
 #[derive(Debug, Clone, Copy)]
 pub struct PartId<'a> {
@@ -54,6 +90,16 @@ pub struct CopyObject {
 
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The store that holds `bucket`/`key` under the names it has there: a renaming layer
+    /// answers with the store underneath and the mapped names; any other store with itself.
+    /// Copies resolve their source this way, so that a store can tell a source of its own (and
+    /// copy on its side) whatever route named it.
+    fn resolve(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> (&dyn Backend, BucketName, ObjectKey);
+
     /// The tenant's buckets in this store.
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError>;
 
@@ -119,9 +165,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         read: ReadRequest,
     ) -> Result<ObjectRead, StorageError>;
 
-    /// Copies `source` to `key`. The default streams the source's bytes into a PUT (its system
-    /// metadata stays behind: a layer that wrote some re-makes its own); a store that can copy
-    /// on its side (the same upstream) overrides it.
+    /// Copies `source` (already [`resolved`](Backend::resolve)) to `key`: [`stream_copy`]
+    /// streams the source's bytes into a PUT (its system metadata stays behind: a layer that
+    /// wrote some re-makes its own); a store that can copy on its side (a source of its own)
+    /// does so.
     async fn copy_object(
         &self,
         tenant: &TenantId,
@@ -129,19 +176,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         key: &ObjectKey,
         source: CopySource<'_>,
         copy: CopyObject,
-    ) -> Result<ObjectMeta, StorageError> {
-        let read = open_copy_source(tenant, &source, None).await?;
-        let src = read.meta;
-        let put = PutObject {
-            headers: copy.headers.unwrap_or(src.headers),
-            tags: copy.tags.unwrap_or(src.tags),
-            condition: copy.condition,
-            expected_size: Some(src.size),
-            ..Default::default()
-        };
-        self.put_object(tenant, bucket, key, put, storage_body(read.body))
-            .await
-    }
+    ) -> Result<ObjectMeta, StorageError>;
 
     async fn get_tags(
         &self,
@@ -202,8 +237,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         body: PutBody,
     ) -> Result<PartInfo, StorageError>;
 
-    /// UploadPartCopy: `range` of the source (all of it if `None`) becomes the part. The default
-    /// streams the bytes; a store that can copy on its side overrides it.
+    /// UploadPartCopy: `range` of the source (all of it if `None`) becomes the part, by
+    /// [`stream_copy_part`] or on the store's side.
     async fn copy_part(
         &self,
         tenant: &TenantId,
@@ -212,19 +247,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         part: PartId<'_>,
         source: CopySource<'_>,
         range: Option<ReadRange>,
-    ) -> Result<PartInfo, StorageError> {
-        // Refuse an unknown upload before reading the source.
-        self.head_upload(tenant, bucket, key, part.upload_id)
-            .await?;
-        let read = open_copy_source(tenant, &source, range).await?;
-        let len = read.range.map_or(read.meta.size, |r| r.len());
-        let put = PutObject {
-            expected_size: Some(len),
-            ..Default::default()
-        };
-        self.upload_part(tenant, bucket, key, part, put, storage_body(read.body))
-            .await
-    }
+    ) -> Result<PartInfo, StorageError>;
 
     /// Validates the part list (order, ETags, sizes) and makes the object, atomically.
     async fn complete_multipart_upload(
@@ -262,6 +285,65 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         bucket: &BucketName,
         request: UploadListRequest,
     ) -> Result<UploadListPage, StorageError>;
+
+    /// Forwards an operation Sluice does not model. Only an upstream store can; the others
+    /// answer `Unsupported`.
+    async fn forward(
+        &self,
+        _tenant: &TenantId,
+        _bucket: &BucketName,
+        _key: Option<&ObjectKey>,
+        _request: Forward,
+    ) -> Result<Forwarded, StorageError> {
+        Err(StorageError::Unsupported("This operation"))
+    }
+}
+
+/// CopyObject by streaming: the source's bytes into an ordinary PUT of `dest`, as atomic and as
+/// bounded in memory as a PUT. What a store does that cannot copy on its side, or whose source
+/// is elsewhere.
+pub async fn stream_copy(
+    dest: &dyn Backend,
+    tenant: &TenantId,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    source: CopySource<'_>,
+    copy: CopyObject,
+) -> Result<ObjectMeta, StorageError> {
+    let read = open_copy_source(tenant, &source, None).await?;
+    let src = read.meta;
+    let put = PutObject {
+        headers: copy.headers.unwrap_or(src.headers),
+        tags: copy.tags.unwrap_or(src.tags),
+        condition: copy.condition,
+        expected_size: Some(src.size),
+        ..Default::default()
+    };
+    dest.put_object(tenant, bucket, key, put, storage_body(read.body))
+        .await
+}
+
+/// UploadPartCopy by streaming; see [`stream_copy`].
+pub async fn stream_copy_part(
+    dest: &dyn Backend,
+    tenant: &TenantId,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    part: PartId<'_>,
+    source: CopySource<'_>,
+    range: Option<ReadRange>,
+) -> Result<PartInfo, StorageError> {
+    // Refuse an unknown upload before reading the source.
+    dest.head_upload(tenant, bucket, key, part.upload_id)
+        .await?;
+    let read = open_copy_source(tenant, &source, range).await?;
+    let len = read.range.map_or(read.meta.size, |r| r.len());
+    let put = PutObject {
+        expected_size: Some(len),
+        ..Default::default()
+    };
+    dest.upload_part(tenant, bucket, key, part, put, storage_body(read.body))
+        .await
 }
 
 /// Opens a copy source for reading, its conditions checked as a copy checks them: a copy has

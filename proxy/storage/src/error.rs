@@ -98,6 +98,14 @@ pub enum StorageError {
     EntityTooSmall,
     #[error("the requested part number is not satisfiable")]
     InvalidPartNumber,
+    /// The operation is refused on this route (for example, deleting a bucket that is a key
+    /// prefix of a shared one); the message says why.
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    /// This store cannot do what was asked (for example, object tags on a provider without
+    /// them): S3's `NotImplemented`, never a silent success.
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
     /// A listing continuation token this store did not issue.
     #[error("the continuation token provided is incorrect")]
     InvalidToken,
@@ -131,6 +139,8 @@ impl StorageError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Io(_) | Self::Index(_) | Self::Corrupt(_) => Fault::Sluice,
+            // 501: the upstream does not offer what the client asked for; nothing failed.
+            Self::Upstream(e) if e.status == 501 => Fault::Client,
             Self::Upstream(e) if e.status >= 500 || e.refused_sluice() => Fault::Upstream,
             Self::Unreachable { .. } => Fault::Unreachable,
             // A copy's body is another store's read: its failure is that store's.

@@ -13,8 +13,12 @@ pub mod local;
 mod names;
 mod object;
 mod range;
+mod renamed;
 
-pub use backend::{Backend, CopyObject, CopySource, PART_NUMBERS, PartId, PutBody, storage_body};
+pub use backend::{
+    Backend, CopyObject, CopySource, Forward, Forwarded, PART_NUMBERS, PartId, PutBody,
+    storage_body, stream_copy, stream_copy_part,
+};
 pub use conditions::Preconditions;
 pub use error::{BodyError, Fault, StorageError, UpstreamError};
 pub use local::LocalBackend;
@@ -25,3 +29,4 @@ pub use object::{
     SystemMeta, UploadInfo, UploadListPage, UploadListRequest,
 };
 pub use range::{ByteRange, ReadRange};
+pub use renamed::Renamed;

@@ -64,6 +64,10 @@ pub struct PutObject {
     pub checksum: Option<(String, String)>,
     /// The client's `Content-MD5`; the body must hash to it or nothing is stored.
     pub content_md5: Option<[u8; 16]>,
+    /// The body's SHA-256 when known before it arrives: the client signed it, and the body
+    /// adapter fails the stream at its end unless the bytes match. An upstream store signs
+    /// its own request with it. A layer that transforms bodies must clear it.
+    pub sha256: Option<[u8; 32]>,
     /// The ETag to record instead of the MD5 of the bytes stored: a layer that transforms
     /// bodies computes it on what the client sent (and checks `content_md5` itself).
     pub etag: Option<String>,

@@ -107,6 +107,45 @@ pub(super) enum RawBackend {
         #[serde(default = "default_abandoned_uploads_after")]
         abandoned_uploads_after: ConfigDuration,
     },
+    S3(RawUpstream),
+}
+
+/// `type: s3`: an upstream S3 store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    pub endpoint: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub addressing: Option<RawAddressing>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub session_token: Option<String>,
+    #[serde(default)]
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub danger_plain_http: bool,
+    #[serde(default)]
+    pub connect_timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    pub first_byte_timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    pub idle_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawAddressing {
+    Virtual,
+    Path,
+}
+
+fn default_profile() -> String {
+    "generic".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +180,12 @@ pub(super) enum KeyState {
 pub(super) struct RawRoute {
     pub bucket: String,
     pub backend: String,
+    #[serde(default)]
+    pub target_bucket: Option<String>,
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    #[serde(default)]
+    pub passthrough: bool,
 }
 
 /// S3 lifecycle rules commonly abort incomplete uploads after 7 days.

@@ -1,6 +1,10 @@
 //! Golden tests for configs: every file in `config/` validates, and each bad config reports the
 //! error at its place.
 
+use std::time::Duration;
+
+use sluice_storage::BucketName;
+
 use super::*;
 
 fn parse_str(text: &str) -> Result<Config, Vec<String>> {
@@ -138,7 +142,10 @@ fn local_backend_upload_expiry() {
     let BackendConfig::Local {
         abandoned_uploads_after,
         ..
-    } = &c.backends["local"];
+    } = &c.backends["local"]
+    else {
+        panic!("not a local backend");
+    };
     assert_eq!(*abandoned_uploads_after, Duration::from_secs(7 * 86_400));
     let text = GOOD.replace(
         "{ type: local, path: data }",
@@ -148,7 +155,10 @@ fn local_backend_upload_expiry() {
     let BackendConfig::Local {
         abandoned_uploads_after,
         ..
-    } = &c.backends["local"];
+    } = &c.backends["local"]
+    else {
+        panic!("not a local backend");
+    };
     assert_eq!(*abandoned_uploads_after, Duration::from_secs(36 * 3600));
     let bad = GOOD.replace(
         "{ type: local, path: data }",
@@ -170,4 +180,121 @@ fn upload_expiry_must_be_sane() {
             "{bad}"
         );
     }
+}
+
+const UPSTREAM: &str = r#"
+listeners:
+  - bind: 127.0.0.1:0
+    danger_plain_http: true
+backends:
+  local: { type: local, path: data }
+  eu:
+    type: s3
+    profile: aws
+    endpoint: https://s3.eu-west-1.amazonaws.com
+    region: eu-west-1
+    access_key_id: AKIAEXAMPLE
+    secret_access_key: env:SLUICE_TEST_NEVER_SET_SECRET
+tenants:
+  - name: acme
+    routes:
+      - { bucket: "logs-*", backend: eu }
+      - { bucket: "reports", backend: eu, target_bucket: acme-prod-reports, key_prefix: "acme/" }
+      - { bucket: "*", backend: local }
+"#;
+
+/// Upstream backends and renaming routes, with the key path in every error.
+#[test]
+fn upstream_backends_and_routes() {
+    let errors = parse_str(UPSTREAM).unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            "backends.eu.secret_access_key: environment variable SLUICE_TEST_NEVER_SET_SECRET is not set"
+        ]
+    );
+    let good = UPSTREAM.replace("env:SLUICE_TEST_NEVER_SET_SECRET", "inline-dev-secret");
+    let c = parse_str(&good).unwrap();
+    let BackendConfig::S3(eu) = &c.backends["eu"] else {
+        panic!("not an upstream");
+    };
+    assert_eq!(eu.region, "eu-west-1");
+    assert_eq!(eu.addressing, sluice_upstream::Addressing::Virtual);
+    let reports = c.tenants[0]
+        .route_for(&BucketName::parse("reports").unwrap())
+        .unwrap();
+    assert_eq!(
+        reports.target_bucket.as_ref().unwrap().as_str(),
+        "acme-prod-reports"
+    );
+    assert_eq!(reports.key_prefix, "acme/");
+    assert!(reports.renames());
+
+    for (from, to, error) in [
+        (
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://s3.example.com:9000",
+            "backends.eu.endpoint: plain http:// is allowed for loopback addresses only",
+        ),
+        (
+            "profile: aws",
+            "profile: azure",
+            "backends.eu.profile: unknown profile \"azure\"",
+        ),
+        (
+            "region: eu-west-1",
+            "region: \"eu west\"",
+            "backends.eu.region: must be a region name",
+        ),
+        (
+            "{ bucket: \"logs-*\", backend: eu }",
+            "{ bucket: \"logs-*\", backend: eu, target_bucket: other }",
+            "tenants[0].routes[0].target_bucket: only a route of one exact bucket",
+        ),
+        (
+            "key_prefix: \"acme/\" }",
+            "key_prefix: \"acme/\", passthrough: true }",
+            "tenants[0].routes[1].passthrough: only for routes that rename the bucket alone",
+        ),
+        (
+            "{ bucket: \"*\", backend: local }",
+            "{ bucket: \"*\", backend: local, passthrough: true }",
+            "tenants[0].routes[2].passthrough: only for upstream",
+        ),
+        (
+            "    region: eu-west-1\n",
+            "",
+            "backends.eu.region: is required",
+        ),
+    ] {
+        let text = good.replace(from, to);
+        let errors = parse_str(&text).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with(error)),
+            "{to}: {errors:?}"
+        );
+    }
+    // Loopback may be plain HTTP; elsewhere only when the backend says so.
+    let loopback = good.replace(
+        "https://s3.eu-west-1.amazonaws.com",
+        "http://127.0.0.1:9000",
+    );
+    let loopback = loopback.replace("profile: aws", "profile: minio");
+    assert!(parse_str(&loopback).is_ok());
+    let danger = good
+        .replace(
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://s3.example.com",
+        )
+        .replace("profile: aws", "profile: aws\n    danger_plain_http: true");
+    assert!(parse_str(&danger).is_ok(), "{:?}", parse_str(&danger).err());
+    // GCS and R2 sign for region "auto", whatever the config says.
+    let gcs = good
+        .replace("profile: aws", "profile: gcs")
+        .replace("    region: eu-west-1\n", "");
+    let c = parse_str(&gcs).unwrap();
+    let BackendConfig::S3(eu) = &c.backends["eu"] else {
+        panic!("not an upstream");
+    };
+    assert_eq!(eu.region, "auto");
 }

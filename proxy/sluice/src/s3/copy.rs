@@ -24,17 +24,23 @@ use crate::body::{ResponseBody, full_body, header_str};
 #[derive(Debug)]
 pub(super) struct ResolvedSource {
     pub backend: Arc<dyn Backend>,
+    /// As the client named it.
     pub bucket: BucketName,
     pub key: ObjectKey,
+    /// As the store that holds it names it (through any renaming route).
+    stored_bucket: BucketName,
+    stored_key: ObjectKey,
     pub conditions: Preconditions,
 }
 
 impl ResolvedSource {
+    /// The source as the destination's store sees it: the store that holds it, under its names
+    /// there, so a store can recognise a source of its own and copy on its side.
     pub fn as_copy_source(&self) -> CopySource<'_> {
         CopySource {
-            store: self.backend.as_ref(),
-            bucket: &self.bucket,
-            key: &self.key,
+            store: self.backend.resolve(&self.bucket, &self.key).0,
+            bucket: &self.stored_bucket,
+            key: &self.stored_key,
             conditions: &self.conditions,
         }
     }
@@ -81,10 +87,13 @@ pub(super) fn resolve_source(ctx: &OpContext<'_>) -> Result<ResolvedSource, S3Er
             ))
         })?
         .clone();
+    let (_, stored_bucket, stored_key) = backend.resolve(&bucket, &key);
     Ok(ResolvedSource {
         backend,
         bucket,
         key,
+        stored_bucket,
+        stored_key,
         conditions: copy_source_preconditions(ctx.headers),
     })
 }

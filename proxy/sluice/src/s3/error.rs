@@ -205,6 +205,12 @@ impl S3Error {
                     .push(("last-modified", super::response::http_date(&meta)));
                 out
             }
+            StorageError::NotAllowed(why) => Self::access_denied(why),
+            StorageError::Unsupported(what) => Self::new(
+                S::NOT_IMPLEMENTED,
+                "NotImplemented",
+                format!("{what} is not supported by the storage behind this bucket."),
+            ),
             StorageError::InvalidToken => {
                 Self::invalid_argument("The continuation token provided is incorrect")
                     .with("ArgumentName", "continuation-token")

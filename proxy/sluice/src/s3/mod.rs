@@ -11,6 +11,7 @@ pub mod list;
 pub mod multipart;
 mod object;
 pub mod ops;
+mod passthrough;
 pub mod range;
 mod request;
 mod response;

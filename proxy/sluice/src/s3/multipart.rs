@@ -122,7 +122,10 @@ pub fn parse_complete(xml: &[u8]) -> Result<Vec<CompletePart>, S3Error> {
             .ok_or_else(S3Error::malformed_xml)?;
         let etag = part.text_of("ETag")?.ok_or_else(S3Error::malformed_xml)?;
         parts.push(CompletePart {
-            part_number: super::range::part_number(number.trim())?,
+            // An xs:int, as S3's schema types it: an optional `+`, then digits.
+            part_number: super::range::part_number(
+                number.trim().strip_prefix('+').unwrap_or(number.trim()),
+            )?,
             etag: etag.to_owned(),
         });
     }

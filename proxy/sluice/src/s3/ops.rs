@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Method, Response};
 use sluice_storage::{Backend, TenantId};
 
 use super::router::{BucketOp, ObjectOp};
@@ -23,8 +23,11 @@ pub struct OpContext<'a> {
     /// The gateway and tenant whose routes pick a copy source's backend.
     pub gateway: &'a crate::gateway::Gateway,
     pub tenant_config: &'a crate::config::TenantConfig,
+    pub method: &'a Method,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
+    /// The route forwards operations Sluice does not model (`passthrough: true`).
+    pub passthrough: bool,
     /// For log lines about this request.
     pub request_id: &'a str,
 }
@@ -47,6 +50,9 @@ pub async fn execute(
             "ListBuckets has no bucket context and is answered by bucket::list_buckets",
         )),
         S3Op::Bucket(bucket, op) => bucket_op(&ctx, &bucket, op, body).await,
+        S3Op::Unmodelled { bucket, key, what } => {
+            super::passthrough::forward(&ctx, &bucket, key.as_ref(), &what, body).await
+        }
         S3Op::Object(bucket, key, op) => {
             let (bucket, key) = (&bucket, &key);
             let ctx = &ctx;

@@ -63,6 +63,7 @@ pub(super) fn body_put(body: &RequestBody, headers: &HeaderMap) -> Result<PutObj
         checksum,
         late_checksum: body.late_checksum(),
         content_md5,
+        sha256: body.signed_sha256(),
         ..Default::default()
     })
 }

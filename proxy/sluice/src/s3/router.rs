@@ -15,6 +15,13 @@ pub enum S3Op {
     ListBuckets,
     Bucket(BucketName, BucketOp),
     Object(BucketName, ObjectKey, ObjectOp),
+    /// An S3 operation Sluice does not model (`?policy`, `?lifecycle`, `?acl`, ...): forwarded
+    /// verbatim on routes that say `passthrough`, else `NotImplemented` (the text says which).
+    Unmodelled {
+        bucket: BucketName,
+        key: Option<ObjectKey>,
+        what: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +99,7 @@ impl S3Op {
                 BucketOp::PutCors => "PutBucketCors",
                 BucketOp::DeleteCors => "DeleteBucketCors",
             },
+            Self::Unmodelled { .. } => "Unmodelled",
             Self::Object(_, _, op) => match op {
                 ObjectOp::Put => "PutObject",
                 ObjectOp::Copy => "CopyObject",
@@ -114,7 +122,9 @@ impl S3Op {
     pub fn bucket(&self) -> Option<&BucketName> {
         match self {
             Self::ListBuckets => None,
-            Self::Bucket(b, _) | Self::Object(b, _, _) => Some(b),
+            Self::Bucket(b, _) | Self::Object(b, _, _) | Self::Unmodelled { bucket: b, .. } => {
+                Some(b)
+            }
         }
     }
 }
@@ -292,9 +302,13 @@ pub fn route(
     }
     let has = |name: &str| subresources.iter().any(|k| k == name);
     let only = |names: &[&str]| subresources.iter().all(|k| names.contains(&k.as_str()));
-    let unsupported = |level: &str| {
+    let unmodelled = |level: &str, bucket: BucketName, key: Option<ObjectKey>| {
         let list = subresources.join(", ?");
-        S3Error::not_implemented(&format!("The {level} sub-resource ?{list} with {method}"))
+        S3Op::Unmodelled {
+            bucket,
+            key,
+            what: format!("The {level} sub-resource ?{list} with {method}"),
+        }
     };
     let Some(bucket) = &target.bucket else {
         return match *method {
@@ -322,7 +336,7 @@ pub fn route(
             (Method::HEAD, []) => BucketOp::Head,
             (Method::DELETE, []) => BucketOp::Delete,
             (_, []) => return Err(S3Error::method_not_allowed()),
-            _ => return Err(unsupported("bucket")),
+            _ => return Ok(unmodelled("bucket", bucket, None)),
         };
         return Ok(S3Op::Bucket(bucket, op));
     };
@@ -378,7 +392,7 @@ pub fn route(
         }
         Method::DELETE if has("tagging") && only(&["tagging"]) => ObjectOp::DeleteTagging,
         _ if subresources.is_empty() => return Err(S3Error::method_not_allowed()),
-        _ => return Err(unsupported("object")),
+        _ => return Ok(unmodelled("object", bucket, Some(key))),
     };
     Ok(S3Op::Object(bucket, key, op))
 }
@@ -534,16 +548,14 @@ mod tests {
                 .code,
             "InvalidArgument"
         );
-        assert_eq!(
-            route(&Method::GET, &tg, Some("acl")).unwrap_err().code,
-            "NotImplemented"
-        );
-        assert_eq!(
-            route(&Method::PUT, &tg, Some("retention"))
-                .unwrap_err()
-                .code,
-            "NotImplemented"
-        );
+        assert!(matches!(
+            route(&Method::GET, &tg, Some("acl")),
+            Ok(S3Op::Unmodelled { key: Some(_), ref what, .. }) if what == "The object sub-resource ?acl with GET"
+        ));
+        assert!(matches!(
+            route(&Method::PUT, &tg, Some("retention")),
+            Ok(S3Op::Unmodelled { key: Some(_), .. })
+        ));
         assert!(matches!(
             route(&Method::PUT, &tg, Some("partNumber=2&uploadId=abc")),
             Ok(S3Op::Object(
@@ -587,10 +599,10 @@ mod tests {
             route(&Method::PUT, &b, Some("cors")),
             Ok(S3Op::Bucket(_, BucketOp::PutCors))
         ));
-        assert_eq!(
-            route(&Method::PUT, &b, Some("policy")).unwrap_err().code,
-            "NotImplemented"
-        );
+        assert!(matches!(
+            route(&Method::PUT, &b, Some("policy")),
+            Ok(S3Op::Unmodelled { key: None, .. })
+        ));
         assert_eq!(
             route(&Method::GET, &t("localhost", "/Bad_Bucket"), None)
                 .unwrap_err()

@@ -35,10 +35,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use crate::backend::{stream_copy, stream_copy_part};
 use crate::{
-    Backend, BucketInfo, BucketName, CompletePart, ListPage, ListRequest, NewUpload, ObjectKey,
-    ObjectMeta, ObjectRead, PartId, PartInfo, PutBody, PutCondition, PutObject, ReadRange,
-    ReadRequest, StorageError, TenantId, UploadListPage, UploadListRequest,
+    Backend, BucketInfo, BucketName, CompletePart, CopyObject, CopySource, ListPage, ListRequest,
+    NewUpload, ObjectKey, ObjectMeta, ObjectRead, PartId, PartInfo, PutBody, PutCondition,
+    PutObject, ReadRange, ReadRequest, StorageError, TenantId, UploadListPage, UploadListRequest,
 };
 use blobs::{BlobDir, EarlySync, RemoveOnDrop, TempBlob};
 use index::{Index, PartRecord, Record, UploadRecord};
@@ -162,6 +163,14 @@ impl LocalBackend {
 
 #[async_trait]
 impl Backend for LocalBackend {
+    fn resolve(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> (&dyn Backend, BucketName, ObjectKey) {
+        (self, bucket.clone(), key.clone())
+    }
+
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         let tenant = tenant.clone();
         self.blocking(move |inner| inner.index.list_buckets(&tenant))
@@ -304,6 +313,18 @@ impl Backend for LocalBackend {
         self.read_object(tenant, bucket, key, read).await
     }
 
+    async fn copy_object(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        source: CopySource<'_>,
+        copy: CopyObject,
+    ) -> Result<ObjectMeta, StorageError> {
+        // Bytes are copied even within this store: blobs are never shared between records.
+        stream_copy(self, tenant, bucket, key, source, copy).await
+    }
+
     async fn get_tags(
         &self,
         tenant: &TenantId,
@@ -439,6 +460,18 @@ impl Backend for LocalBackend {
         })
         .await?;
         Ok(info)
+    }
+
+    async fn copy_part(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        part: PartId<'_>,
+        source: CopySource<'_>,
+        range: Option<ReadRange>,
+    ) -> Result<PartInfo, StorageError> {
+        stream_copy_part(self, tenant, bucket, key, part, source, range).await
     }
 
     async fn complete_multipart_upload(
