@@ -80,6 +80,12 @@ def main(src, out_md, out_svg):
         (big_get, "sluice", "nginx-proxy", "MB_per_s", "(reference)"),
         (big_put, "sluice", "nginx-proxy", "MB_per_s", "(reference)"),
         (big_put, "sluice-tls", "nginx-proxy-tls", "MB_per_s", "(reference)"),
+        ("upstream-get-4KiB-c64", "sluice-tls", "nginx-proxy-tls", "req_per_s", "≥ 1.0"),
+        ("upstream-get-4KiB-c64", "sluice-tls", "direct-tls", "req_per_s", "(reference)"),
+        ("upstream-" + big_get, "sluice-tls", "direct-tls", "MB_per_s", "≥ 0.9"),
+        ("upstream-" + big_get, "sluice-tls", "nginx-proxy-tls", "MB_per_s", "(reference)"),
+        ("upstream-" + big_put, "sluice-tls", "direct-tls", "MB_per_s", "≥ 0.9"),
+        ("upstream-" + big_put, "sluice-tls", "nginx-proxy-tls", "MB_per_s", "(reference)"),
     ]
     for scenario, a, b, key, goal in goals:
         r = ratio(scenario, a, b, key)
@@ -95,8 +101,9 @@ def main(src, out_md, out_svg):
 
 def svg(rows):
     """Two bar charts side by side: req/s for small-object scenarios, MB/s for large ones."""
-    groups = [("req/s", [r for r in rows if r["rps"] and r["scenario"].startswith("get-4KiB")], "rps"),
-              ("MB/s", [r for r in rows if r["mbps"] and r["scenario"].split("-")[0] in ("get", "put") and "MiB" in r["scenario"]], "mbps")]
+    plain = lambda r: r["scenario"].removeprefix("upstream-")
+    groups = [("req/s", [r for r in rows if r["rps"] and plain(r).startswith("get-4KiB")], "rps"),
+              ("MB/s", [r for r in rows if r["mbps"] and plain(r).split("-")[0] in ("get", "put") and "MiB" in r["scenario"]], "mbps")]
     width, bar_h, gap, left = 900, 18, 6, 260
     height = 40 + sum(30 + len(g[1]) * (bar_h + gap) for g in groups)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',

@@ -3,6 +3,10 @@
 #   sluice / sluice-tls             Sluice on its local backend (SigV4 verified on every request)
 #   nginx-static / nginx-static-tls nginx serving the same bytes as static files (going direct)
 #   nginx-proxy / nginx-proxy-tls   nginx as a reverse proxy in front of that static server
+#   upstream-*                      an upstream S3 store (nginx serving files, so Sluice's cost shows)
+#                                   reached direct (direct-tls), through nginx's reverse proxy
+#                                   (nginx-proxy-tls) and through Sluice, which verifies and re-signs
+#                                   every request (sluice-tls)
 # Scenarios: 4 KiB GET with 64 connections; 1 GiB GET and PUT with 1 connection; Sluice's
 # memory with 1,000 idle keep-alive connections; and the local backend's own figures (4 KiB
 # PUT, multipart, ListObjectsV2 on 1,000,000 keys). Systems alternate within each round
@@ -59,6 +63,9 @@ cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data
 mkdir -p "$work/www/bench" "$work/nginx-tmp" "$work/results"
 head -c "$small" /dev/urandom > "$work/www/bench/obj-$small"
 head -c "$big" /dev/urandom > "$work/www/bench/obj-$big"
+# The upstream's bucket "up": the same files, served by the static nginx as an S3 store would.
+mkdir -p "$work/www/up"
+cp "$work/www/bench/obj-$small" "$work/www/bench/obj-$big" "$work/www/up/"
 "$sluice" dev-cert --out "$work/certs" >/dev/null
 
 read -r p_static p_static_tls p_proxy p_proxy_tls < <(python3 -c '
@@ -125,10 +132,18 @@ listeners:
     tls: { cert: certs/cert.pem, key: certs/key.pem }
 backends:
   local: { type: local, path: data }
+  nginx-up:                # an upstream "S3 store": nginx's static files (it ignores the signature)
+    type: s3
+    profile: generic
+    endpoint: http://127.0.0.1:$p_static
+    region: us-east-1
+    addressing: path
+    access_key_id: BENCHUPSTREAMKEY
+    secret_access_key: bench-upstream-secret
 tenants:
   - name: bench
     keys: [{ access_id: BENCHKEY00000001, secret: "$secret" }]
-    routes: [{ bucket: "*", backend: local }]
+    routes: [{ bucket: "up", backend: nginx-up }, { bucket: "*", backend: local }]
 YAML
 SLUICE_LOG=warn "$sluice" serve --config "$work/bench.yaml" > "$work/sluice.out" 2> "$work/sluice.err" &
 spid=$!
@@ -144,6 +159,7 @@ run() {
   local system=$1 scenario=$2 round=$3; shift 3
   local target=()
   case "$system" in
+    direct-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
     sluice) target=(--endpoint "$s_plain" --server-pid "$spid") ;;
     sluice-tls) target=(--endpoint "$s_tls" --ca "$work/certs/cert.pem" --server-pid "$spid") ;;
     nginx-static) target=(--raw --endpoint "http://127.0.0.1:$p_static") ;;
@@ -157,6 +173,7 @@ run() {
 }
 
 systems=(sluice nginx-proxy nginx-static sluice-tls nginx-proxy-tls nginx-static-tls)
+up_systems=(sluice-tls nginx-proxy-tls direct-tls)
 echo "== setup: the same objects in Sluice"
 run sluice setup 0 --op get --size "$small" --requests 1 >/dev/null
 run sluice setup 0 --op get --size "$big" --requests 1 >/dev/null
@@ -170,6 +187,16 @@ for r in $(seq 1 "$rounds"); do
   done
   for sys in "${systems[@]}"; do
     run "$sys" "put-$((big >> 20))MiB" "$r" --op put --size "$big" --requests 1
+  done
+  # Upstream: client over TLS, the store behind on loopback plain HTTP (nginx's static server).
+  for sys in "${up_systems[@]}"; do
+    run "$sys" upstream-get-4KiB-c64 "$r" --bucket up --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
+  done
+  for sys in "${up_systems[@]}"; do
+    run "$sys" "upstream-get-$((big >> 20))MiB" "$r" --bucket up --op get --size "$big" --requests 1 --no-setup
+  done
+  for sys in "${up_systems[@]}"; do
+    run "$sys" "upstream-put-$((big >> 20))MiB" "$r" --bucket up --op put --size "$big" --requests 1 --no-setup
   done
 done
 

@@ -12,3 +12,5 @@ mod multipart;
 mod objects;
 mod operations;
 mod support;
+mod upstream;
+mod upstream_failures;

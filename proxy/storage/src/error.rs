@@ -48,6 +48,7 @@ impl UpstreamError {
         matches!(
             self.code.as_str(),
             "InvalidAccessKeyId"
+                | "NotSignedUp"
                 | "SignatureDoesNotMatch"
                 | "AuthorizationHeaderMalformed"
                 | "ExpiredToken"

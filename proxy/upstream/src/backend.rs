@@ -35,6 +35,8 @@ pub struct UpstreamBackend {
     pub(crate) addressing: Addressing,
     pub(crate) quirks: Quirks,
     pub(crate) timeouts: Timeouts,
+    /// Bodies the client did not sign a hash of are sent as a new signed chunk chain.
+    pub(crate) sign_chunks: bool,
     pub(crate) credentials: CredentialCache,
     pub(crate) client: HttpClient,
 }
@@ -43,7 +45,15 @@ impl UpstreamBackend {
     /// Reads the credentials and builds the connection pool; connects lazily.
     pub fn new(config: UpstreamConfig) -> Result<Self, String> {
         let client = crate::client::build(&config)?;
+        let quirks = config.profile.quirks();
+        let sign_chunks = match config.payload_signing {
+            crate::PayloadSigning::Chunks => true,
+            crate::PayloadSigning::Auto => {
+                quirks.signed_chunks && !config.endpoint.https && !config.endpoint.is_loopback()
+            }
+        };
         Ok(Self {
+            sign_chunks,
             name: config.name.into(),
             quirks: config.profile.quirks(),
             endpoint: config.endpoint,
@@ -93,12 +103,14 @@ impl UpstreamBackend {
         xml::parse(&doc, root).map_err(|e| self.bad_answer(e))
     }
 
+    /// An answer Sluice cannot read: the detail goes to the log, the client hears only that.
     fn bad_answer(&self, detail: String) -> StorageError {
+        tracing::error!(backend = %self.name, detail = detail.as_str(), "unreadable answer from the upstream");
         StorageError::Upstream(Box::new(sluice_storage::UpstreamError {
             backend: self.name.to_string(),
             status: 502,
             code: String::new(),
-            message: format!("unexpected answer: {detail}"),
+            message: "The storage behind this gateway gave an answer Sluice could not read.".into(),
         }))
     }
 
@@ -220,7 +232,16 @@ impl UpstreamBackend {
     ) -> Result<ObjectRead, StorageError> {
         let mut call = Call::new(method.clone(), Subject::Object).object(bucket, key);
         Self::read_headers(&mut call.headers, read, &mut call.query)?;
-        let response = self.send(call).await?;
+        let response = match self.send(call).await {
+            Err(err) if method == Method::HEAD && is_bare_403(&err) => {
+                // A HEAD's 403 has no body to say why: ask with a one-byte GET that does.
+                let probe = Call::new(Method::GET, Subject::Object)
+                    .object(bucket, key)
+                    .header("range", "bytes=0-0")?;
+                return Err(self.send(probe).await.err().unwrap_or(err));
+            }
+            other => other?,
+        };
         let (meta, range) = self.meta_of(response.headers(), response.status())?;
         if response.status() == StatusCode::NOT_MODIFIED {
             return Err(StorageError::NotModified(Box::new(meta)));
@@ -391,7 +412,17 @@ impl Backend for UpstreamBackend {
         bucket: &BucketName,
     ) -> Result<(), StorageError> {
         let call = Call::new(Method::HEAD, Subject::Bucket).bucket(bucket);
-        self.send(call).await.map(drop)
+        match self.send(call).await {
+            Err(err) if is_bare_403(&err) => {
+                // A HEAD's 403 has no body to say why: ask with a GET that does.
+                let probe = Call::new(Method::GET, Subject::Bucket)
+                    .bucket(bucket)
+                    .query("list-type", "2")
+                    .query("max-keys", "0");
+                Err(self.send(probe).await.err().unwrap_or(err))
+            }
+            other => other.map(drop),
+        }
     }
 
     async fn delete_bucket(
@@ -442,6 +473,7 @@ impl Backend for UpstreamBackend {
             body,
             len,
             sha256: put.sha256,
+            content_md5: put.content_md5,
         });
         let response = self.send(call).await?;
         let etag = response
@@ -719,6 +751,7 @@ impl Backend for UpstreamBackend {
             body,
             len,
             sha256: put.sha256,
+            content_md5: put.content_md5,
         });
         let response = self.send(call).await?;
         let etag = response
@@ -902,6 +935,7 @@ impl Backend for UpstreamBackend {
                 body,
                 len,
                 sha256: None,
+                content_md5: None,
             });
         }
         let response = self.send(call).await?;
@@ -985,6 +1019,11 @@ impl Backend for UpstreamBackend {
             next,
         })
     }
+}
+
+/// A 403 whose code Sluice had to guess (a HEAD answer carries no error document).
+fn is_bare_403(err: &StorageError) -> bool {
+    matches!(err, StorageError::Upstream(e) if e.status == 403 && e.message.is_empty())
 }
 
 /// `Content-Range: bytes a-b/total` → the range and the total size.

@@ -45,13 +45,22 @@ impl BodyOutcome {
 }
 
 /// The client's body for an upstream request of `len` bytes, its last piece held back until the
-/// client's body ended cleanly with exactly `len` bytes.
-pub fn held_back(body: PutBody, len: u64, outcome: BodyOutcome) -> RequestBody {
+/// client's body ended cleanly with exactly `len` bytes (and, given `content_md5`, hashed to it:
+/// the front door checks signatures and checksums, the MD5 is checked here as the local store
+/// does, so no upstream's own check is relied on).
+pub fn held_back(
+    body: PutBody,
+    len: u64,
+    content_md5: Option<[u8; 16]>,
+    outcome: BodyOutcome,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+    use md5::Digest as _;
     struct State {
         body: PutBody,
         held: Option<Bytes>,
         seen: u64,
         len: u64,
+        md5: Option<(md5::Md5, [u8; 16])>,
         outcome: BodyOutcome,
         done: bool,
     }
@@ -60,10 +69,11 @@ pub fn held_back(body: PutBody, len: u64, outcome: BodyOutcome) -> RequestBody {
         held: None,
         seen: 0,
         len,
+        md5: content_md5.map(|expected| (md5::Md5::new(), expected)),
         outcome,
         done: false,
     };
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
+    futures_util::stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
         }
@@ -77,8 +87,11 @@ pub fn held_back(body: PutBody, len: u64, outcome: BodyOutcome) -> RequestBody {
                         let err = s.outcome.fail(StorageError::IncompleteBody);
                         return Some((Err(err), s));
                     }
+                    if let Some((hasher, _)) = &mut s.md5 {
+                        hasher.update(&chunk);
+                    }
                     if let Some(previous) = s.held.replace(chunk) {
-                        return Some((Ok(Frame::data(previous)), s));
+                        return Some((Ok(previous), s));
                     }
                 }
                 Some(Err(BodyError(err))) => {
@@ -92,13 +105,90 @@ pub fn held_back(body: PutBody, len: u64, outcome: BodyOutcome) -> RequestBody {
                         let err = s.outcome.fail(StorageError::IncompleteBody);
                         return Some((Err(err), s));
                     }
+                    if let Some((hasher, expected)) = s.md5.take()
+                        && <[u8; 16]>::from(hasher.finalize()) != expected
+                    {
+                        let err = s.outcome.fail(StorageError::BadDigest);
+                        return Some((Err(err), s));
+                    }
                     s.outcome.sent.notify_one();
-                    return s.held.take().map(|last| (Ok(Frame::data(last)), s));
+                    return s.held.take().map(|last| (Ok(last), s));
                 }
             }
         }
-    });
-    UnsyncBoxBody::new(http_body_util::StreamBody::new(stream))
+    })
+}
+
+/// A stream of body bytes as a request body.
+pub fn streamed<S>(stream: S) -> RequestBody
+where
+    S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+{
+    UnsyncBoxBody::new(http_body_util::StreamBody::new(
+        stream.map(|item| item.map(Frame::data)),
+    ))
+}
+
+/// Data per signed chunk when Sluice frames a body as a new signed chunk chain.
+pub const SIGNED_CHUNK: u64 = 64 * 1024;
+
+/// The length on the wire of `len` bytes framed as signed aws-chunked data in chunks of
+/// [`SIGNED_CHUNK`] bytes (each `hex;chunk-signature=<64 hex>\r\n data \r\n`, then the final
+/// empty chunk and a blank line).
+pub fn signed_chunked_len(len: u64) -> u64 {
+    let frame = |n: u64| format!("{n:x}").len() as u64 + 17 + 64 + 2 + n + 2;
+    let (full, rest) = (len / SIGNED_CHUNK, len % SIGNED_CHUNK);
+    full * frame(SIGNED_CHUNK) + if rest > 0 { frame(rest) } else { 0 } + frame(0)
+}
+
+/// Frames `stream` as a new signed chunk chain (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) in
+/// chunks of [`SIGNED_CHUNK`] bytes: at most one chunk is buffered. The final chunk is written
+/// only when `stream` ended cleanly.
+pub fn signed_chunks<S>(
+    stream: S,
+    encoder: sluice_sigv4::ChunkedEncoder,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+{
+    struct State<S> {
+        input: std::pin::Pin<Box<S>>,
+        buf: bytes::BytesMut,
+        encoder: sluice_sigv4::ChunkedEncoder,
+        done: bool,
+    }
+    let state = State {
+        input: Box::pin(stream),
+        buf: bytes::BytesMut::new(),
+        encoder,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        let chunk = SIGNED_CHUNK as usize;
+        loop {
+            if s.buf.len() >= chunk {
+                let data = s.buf.split_to(chunk);
+                return Some((Ok(Bytes::from(s.encoder.chunk(&data))), s));
+            }
+            if s.done {
+                return None;
+            }
+            match s.input.next().await {
+                Some(Ok(data)) => s.buf.extend_from_slice(&data),
+                Some(Err(err)) => {
+                    s.done = true;
+                    return Some((Err(err), s));
+                }
+                None => {
+                    s.done = true;
+                    let mut out = s.encoder.chunk(&s.buf);
+                    s.buf.clear();
+                    out.extend_from_slice(&s.encoder.finish(&[]));
+                    return Some((Ok(Bytes::from(out)), s));
+                }
+            }
+        }
+    })
 }
 
 use http_body_util::combinators::UnsyncBoxBody;
@@ -145,6 +235,9 @@ pub fn response_stream(body: Incoming, backend: Arc<str>, idle: Duration) -> Obj
 }
 
 fn broken(backend: &str, detail: &str) -> StorageError {
+    // Once a response has started this error can only cut the client off; it is logged here,
+    // where the backend is known.
+    tracing::error!(backend, detail, "an upstream answer broke off");
     StorageError::Unreachable {
         backend: backend.to_owned(),
         detail: detail.to_owned(),
@@ -187,9 +280,65 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// The framing Sluice writes is what the front door's decoder reads back, chunk signatures
+    /// verified, and its length is the one declared up front.
+    #[tokio::test]
+    async fn signed_chunks_decode_and_match_their_declared_length() {
+        use sluice_sigv4::{
+            AmzDate, ChunkSignatureChain, ChunkedDecoder, CredentialScope, SecretKey, Signature,
+            SigningKey,
+        };
+        let date = AmzDate::from_unix(1_700_000_000);
+        let scope = CredentialScope {
+            date: date.date_stamp(),
+            region: "us-east-1".into(),
+            service: "s3".into(),
+        };
+        let key = SigningKey::derive(
+            &SecretKey::new("secret".into()),
+            &date.date_stamp(),
+            "us-east-1",
+            "s3",
+        );
+        let seed = Signature::from_hex(&"ab".repeat(32)).unwrap();
+        for len in [
+            0u64,
+            1,
+            SIGNED_CHUNK - 1,
+            SIGNED_CHUNK,
+            3 * SIGNED_CHUNK + 5,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            // Uneven pieces, as a client's body arrives.
+            let pieces: Vec<Result<Bytes, BoxError>> = data
+                .chunks(10_000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let chain = ChunkSignatureChain::new(key.clone(), &date, &scope, seed.clone());
+            let encoder = sluice_sigv4::ChunkedEncoder::new(Some(chain), false);
+            let (wire, clean) =
+                collect(signed_chunks(futures_util::stream::iter(pieces), encoder)).await;
+            assert!(clean);
+            assert_eq!(wire.len() as u64, signed_chunked_len(len), "len {len}");
+            let verifier = ChunkSignatureChain::new(key.clone(), &date, &scope, seed.clone());
+            let mut decoder = ChunkedDecoder::new(Some(verifier), false, 1 << 20);
+            let mut input = bytes::BytesMut::from(&wire[..]);
+            let mut out = Vec::new();
+            while let Some(item) = decoder.feed(&mut input).unwrap() {
+                if let sluice_sigv4::Decoded::Data(d) = item {
+                    out.extend_from_slice(&d);
+                }
+            }
+            assert_eq!(out, data, "len {len}");
+        }
+    }
+
     use super::*;
 
-    async fn collect(body: RequestBody) -> (Vec<u8>, bool) {
+    async fn collect(
+        body: impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
+    ) -> (Vec<u8>, bool) {
+        let body = streamed(body);
         let mut body = body;
         let mut out = Vec::new();
         loop {
@@ -213,8 +362,13 @@ mod tests {
     #[tokio::test]
     async fn last_piece_waits_for_a_clean_end() {
         let ok = BodyOutcome::default();
-        let (bytes, clean) =
-            collect(held_back(body(vec![Ok("ab"), Ok("cd")]), 4, ok.clone())).await;
+        let (bytes, clean) = collect(held_back(
+            body(vec![Ok("ab"), Ok("cd")]),
+            4,
+            None,
+            ok.clone(),
+        ))
+        .await;
         assert_eq!((bytes.as_slice(), clean), (&b"abcd"[..], true));
         assert!(ok.take_error().is_none());
 
@@ -222,6 +376,7 @@ mod tests {
         let (bytes, clean) = collect(held_back(
             body(vec![Ok("ab"), Ok("cd"), Err("trailer checksum mismatch")]),
             4,
+            None,
             failed.clone(),
         ))
         .await;
@@ -229,11 +384,33 @@ mod tests {
         assert!(matches!(failed.take_error(), Some(StorageError::Body(_))));
 
         let short = BodyOutcome::default();
-        let (bytes, clean) = collect(held_back(body(vec![Ok("ab")]), 4, short.clone())).await;
+        let (bytes, clean) = collect(held_back(body(vec![Ok("ab")]), 4, None, short.clone())).await;
         assert_eq!((bytes.len(), clean), (0, false));
         assert!(matches!(
             short.take_error(),
             Some(StorageError::IncompleteBody)
         ));
+
+        // A Content-MD5 that does not match keeps the last piece back too.
+        use md5::Digest as _;
+        let right: [u8; 16] = md5::Md5::digest(b"abcd").into();
+        let (_, clean) = collect(held_back(
+            body(vec![Ok("ab"), Ok("cd")]),
+            4,
+            Some(right),
+            BodyOutcome::default(),
+        ))
+        .await;
+        assert!(clean);
+        let wrong = BodyOutcome::default();
+        let (bytes, clean) = collect(held_back(
+            body(vec![Ok("ab"), Ok("cd")]),
+            4,
+            Some([0; 16]),
+            wrong.clone(),
+        ))
+        .await;
+        assert_eq!((bytes.as_slice(), clean), (&b"ab"[..], false));
+        assert!(matches!(wrong.take_error(), Some(StorageError::BadDigest)));
     }
 }

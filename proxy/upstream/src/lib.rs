@@ -16,4 +16,4 @@ mod xml;
 pub use backend::UpstreamBackend;
 pub use credentials::{CredentialCache, CredentialSources, Credentials, SecretSource};
 pub use profile::{Profile, Quirks};
-pub use settings::{Addressing, Endpoint, Timeouts, UpstreamConfig};
+pub use settings::{Addressing, Endpoint, PayloadSigning, Timeouts, UpstreamConfig};

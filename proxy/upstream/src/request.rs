@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
-use sluice_sigv4::{AmzDate, CanonicalSettings, PayloadMode, SigningParams, uri_encode};
+use sluice_sigv4::{
+    AmzDate, CanonicalSettings, ChunkSignatureChain, PayloadMode, SigningParams, uri_encode,
+};
 use sluice_storage::{BucketName, ObjectKey, PutBody, StorageError, UpstreamError};
 
 use crate::backend::UpstreamBackend;
@@ -34,6 +36,7 @@ pub enum Payload {
         body: PutBody,
         len: u64,
         sha256: Option<[u8; 32]>,
+        content_md5: Option<[u8; 16]>,
     },
 }
 
@@ -151,21 +154,51 @@ impl UpstreamBackend {
                     bytes,
                 )
             }
-            Payload::Stream { body, len, sha256 } => {
-                set(&mut headers, "content-length", &len.to_string())?;
-                let mode = sha256.map_or(PayloadMode::Unsigned, PayloadMode::Signed);
-                (mode, Some((body, len)), Bytes::new())
+            Payload::Stream {
+                body,
+                len,
+                sha256,
+                content_md5,
+            } => {
+                let mode = match sha256 {
+                    // The client signed this hash and the body passes unchanged: reuse it.
+                    Some(hash) => PayloadMode::Signed(hash),
+                    None if self.sign_chunks => PayloadMode::StreamingSigned,
+                    None => PayloadMode::Unsigned,
+                };
+                if mode == PayloadMode::StreamingSigned {
+                    set(&mut headers, "content-encoding", "aws-chunked")?;
+                    set(
+                        &mut headers,
+                        "x-amz-decoded-content-length",
+                        &len.to_string(),
+                    )?;
+                    let wire = body::signed_chunked_len(len);
+                    set(&mut headers, "content-length", &wire.to_string())?;
+                } else {
+                    set(&mut headers, "content-length", &len.to_string())?;
+                }
+                (mode, Some((body, len, content_md5)), Bytes::new())
             }
         };
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut request_headers = headers.clone();
-            self.sign(&method, &uri, &mut request_headers, &mode)?;
+            let chain = self.sign(&method, &uri, &mut request_headers, &mode)?;
             let outcome = BodyOutcome::default();
             let streaming = stream.is_some();
             let request_body: RequestBody = match stream.take() {
-                Some((body, len)) => body::held_back(body, len, outcome.clone()),
+                Some((body, len, content_md5)) => {
+                    let held = body::held_back(body, len, content_md5, outcome.clone());
+                    match chain {
+                        Some(chain) => body::streamed(body::signed_chunks(
+                            held,
+                            sluice_sigv4::ChunkedEncoder::new(Some(chain), false),
+                        )),
+                        None => body::streamed(held),
+                    }
+                }
                 None if full.is_empty() => body::empty(),
                 None => body::full(full.clone()),
             };
@@ -235,13 +268,14 @@ impl UpstreamBackend {
         }
     }
 
+    /// Signs the request; for a signed chunk body, returns the chain its chunks continue.
     fn sign(
         &self,
         method: &Method,
         uri: &http::Uri,
         headers: &mut HeaderMap,
         mode: &PayloadMode,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<ChunkSignatureChain>, StorageError> {
         let credentials: std::sync::Arc<Credentials> = self.credentials.get();
         let date = AmzDate::from_unix(now_unix());
         let params = SigningParams {
@@ -253,9 +287,10 @@ impl UpstreamBackend {
             date: &date,
             settings: CanonicalSettings::S3,
         };
-        sluice_sigv4::sign_request(method, uri, headers, mode, &params)
-            .map(drop)
-            .map_err(|e| self.unreachable(format!("cannot sign the request: {e}")))
+        let seed = sluice_sigv4::sign_request(method, uri, headers, mode, &params)
+            .map_err(|e| self.unreachable(format!("cannot sign the request: {e}")))?;
+        Ok((*mode == PayloadMode::StreamingSigned)
+            .then(|| ChunkSignatureChain::new(params.signing_key(), &date, &params.scope(), seed)))
     }
 
     /// The request's URI: `scheme://[bucket.]host[:port]/[bucket/]key?query`.
@@ -349,6 +384,14 @@ impl UpstreamBackend {
                     backend = %self.name,
                     code = err.code.as_str(),
                     "the upstream refused Sluice's credentials for this backend"
+                );
+            } else if status == StatusCode::FORBIDDEN {
+                // A bucket policy, or a permission Sluice's key lacks there: the operator may
+                // need to know either way.
+                tracing::warn!(
+                    backend = %self.name,
+                    code = err.code.as_str(),
+                    "the upstream denied a request"
                 );
             }
             StorageError::Upstream(Box::new(err))

@@ -27,6 +27,19 @@ pub struct UpstreamConfig {
     /// A PEM file of CA certificates trusted in addition to the system's.
     pub ca: Option<PathBuf>,
     pub timeouts: Timeouts,
+    pub payload_signing: PayloadSigning,
+}
+
+/// How a client's body is signed on its way upstream when the client did not sign a hash of it
+/// (an aws-chunked or unsigned upload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadSigning {
+    /// `UNSIGNED-PAYLOAD` over TLS or loopback; a new signed chunk chain over plain HTTP
+    /// elsewhere, where the profile accepts one.
+    #[default]
+    Auto,
+    /// Always a new signed chunk chain (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`).
+    Chunks,
 }
 
 /// How long an upstream may take. Long transfers stay alive as long as bytes keep moving.

@@ -137,11 +137,12 @@ pub struct Tag {
     pub value: String,
 }
 
-/// Parses a document whose root element must be `root` (`Err` names what came instead).
+/// Parses a document expected to be `root`. Another root name is accepted (moto answers
+/// ListParts with `<ListPartsResponse>`), but never `<Error>` where a result was expected.
 pub fn parse<T: serde::de::DeserializeOwned>(xml: &[u8], root: &str) -> Result<T, String> {
     let text = std::str::from_utf8(xml).map_err(|_| "response is not UTF-8".to_owned())?;
     let found = root_name(text).unwrap_or_default();
-    if found != root {
+    if found.is_empty() || (found == "Error" && root != "Error") {
         return Err(format!("expected <{root}>, got <{found}>"));
     }
     quick_xml::de::from_str(text).map_err(|e| format!("malformed <{root}>: {e}"))

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_upstream::{
-    Addressing, CredentialSources, Endpoint, Profile, SecretSource, Timeouts, UpstreamConfig,
+    Addressing, CredentialSources, Endpoint, PayloadSigning, Profile, SecretSource, Timeouts,
+    UpstreamConfig,
 };
 use zeroize::Zeroizing;
 
@@ -214,6 +215,21 @@ fn upstream(
             check.err(format_args!("{place}.{field}"), "must be greater than zero");
         }
     }
+    let payload_signing = match raw.payload_signing {
+        raw::RawPayloadSigning::Auto => PayloadSigning::Auto,
+        raw::RawPayloadSigning::Chunks => {
+            if !quirks.signed_chunks {
+                check.err(
+                    format_args!("{place}.payload_signing"),
+                    format_args!(
+                        "profile {} does not accept signed aws-chunked bodies",
+                        profile.name()
+                    ),
+                );
+            }
+            PayloadSigning::Chunks
+        }
+    };
     if check.errors.len() > errors_before {
         return None;
     }
@@ -230,5 +246,6 @@ fn upstream(
         },
         ca,
         timeouts,
+        payload_signing,
     })
 }

@@ -135,6 +135,16 @@ pub(super) struct RawUpstream {
     pub first_byte_timeout: Option<ConfigDuration>,
     #[serde(default)]
     pub idle_timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    pub payload_signing: RawPayloadSigning,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawPayloadSigning {
+    #[default]
+    Auto,
+    Chunks,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

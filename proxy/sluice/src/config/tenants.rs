@@ -172,7 +172,7 @@ fn route(
         );
     }
     let target_bucket = r.target_bucket.as_deref().and_then(|name| {
-        if !matches!(bucket, Some(BucketPattern::Exact(_))) {
+        if matches!(bucket, Some(BucketPattern::Any | BucketPattern::Prefix(_))) {
             check.err(
                 format_args!("{place}.target_bucket"),
                 "only a route of one exact bucket can rename it",

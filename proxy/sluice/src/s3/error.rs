@@ -231,14 +231,19 @@ impl S3Error {
                     ));
                 }
                 let code = upstream_code(&up.code, status);
-                let mut out = Self::new(status, code, up.message.clone());
                 if status.is_server_error() {
-                    out = out.with_detail(format_args!(
+                    // The upstream's own words about its failure stay in the log.
+                    return Self::new(
+                        status,
+                        code,
+                        "The storage behind this gateway failed to complete the request. Please try again.",
+                    )
+                    .with_detail(format_args!(
                         "backend {} answered {} {}: {}",
                         up.backend, up.status, up.code, up.message
                     ));
                 }
-                out
+                Self::new(status, code, up.message.clone())
             }
             StorageError::Unreachable { backend, detail } => Self::new(
                 S::SERVICE_UNAVAILABLE,
