@@ -993,3 +993,91 @@ async fn direct_get(u: &Upstream, path_and_query: &str) -> (u16, String) {
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
+
+/// `payload_signing: chunks`: bodies the client did not sign a hash of reach the upstream as a
+/// new signed chunk chain. s3s-fs checks every chunk signature (and refuses a chain that does
+/// not verify), so each upload landing byte for byte shows the chain Sluice wrote is right,
+/// for sizes around the 64 KiB chunk boundary and for a multipart part.
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_chunk_chains_reach_a_verifying_upstream() {
+    let fs = Upstream::s3s_fs();
+    let sluice = Sluice::start_with(Options {
+        backends: format!(
+            "{}\n    payload_signing: chunks",
+            fs.backend_yaml("fs", "minio")
+        ),
+        routes: r#"      - { bucket: "fs-*", backend: fs }"#.to_owned(),
+        ..Default::default()
+    });
+    let c = client(&sluice);
+    let up = direct(&fs);
+    c.create_bucket().bucket("fs-chains").send().await.unwrap();
+    for (i, len) in [0, 1, 64 * KIB - 1, 64 * KIB, 64 * KIB + 5, MIB + 3]
+        .into_iter()
+        .enumerate()
+    {
+        let body = data(len, 900 + i as u32);
+        let key = format!("chain-{len}");
+        // Unsigned: the client signs no hash of the body, so Sluice signs a chain for it.
+        let mut headers = HeaderMap::new();
+        headers.insert("content-length", HeaderValue::from(len));
+        let sent = body.clone();
+        let (status, answer) = send_signed(
+            &sluice,
+            Method::PUT,
+            &format!("/fs-chains/{key}"),
+            headers,
+            PayloadMode::Unsigned,
+            move |_, _| sent,
+        )
+        .await;
+        assert_eq!(status, 200, "{key}: {answer}");
+        assert_eq!(
+            upstream_bytes(&up, "fs-chains", &key).await.as_deref(),
+            Some(&body[..]),
+            "{key}"
+        );
+    }
+    let upload = c
+        .create_multipart_upload()
+        .bucket("fs-chains")
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    let part = data(5 * MIB + 7, 77);
+    let etag = c
+        .upload_part()
+        .bucket("fs-chains")
+        .key("mp")
+        .upload_id(upload.upload_id().unwrap())
+        .part_number(1)
+        .body(ByteStream::from(part.clone()))
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    c.complete_multipart_upload()
+        .bucket("fs-chains")
+        .key("mp")
+        .upload_id(upload.upload_id().unwrap())
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(etag)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        upstream_bytes(&up, "fs-chains", "mp").await.as_deref(),
+        Some(&part[..])
+    );
+}

@@ -1397,3 +1397,52 @@ async fn b2_like_upstream_gets_only_what_it_accepts() {
     );
     assert!(shim.forwarded.load(Ordering::SeqCst) >= forwarded_before + objects.len());
 }
+
+/// What `payload_signing: chunks` puts on the wire is a signed chunk chain, and only that: the
+/// refusing shim (which turns away every `STREAMING-` payload) names it as the reason. (That the
+/// chain verifies is `upstream::signed_chunk_chains_reach_a_verifying_upstream`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_signing_puts_a_signed_chain_on_the_wire() {
+    let up = Upstream::s3s_fs();
+    let shim = Shim::start(&up).await;
+    let sluice = start(
+        &[format!(
+            "{}\n    payload_signing: chunks",
+            backend_at(
+                "chained",
+                "b2",
+                &shim.endpoint,
+                &up.access_key,
+                &up.secret_key,
+                ("20s", "20s")
+            )
+            .replace("profile: b2", "profile: minio")
+        )],
+        &[route("chain-", "chained")],
+    );
+    let c = client(&sluice);
+    c.create_bucket().bucket("chain-b").send().await.unwrap();
+    assert_eq!(shim.refused(), Vec::<String>::new());
+    // An unsigned body with no checksum (nothing else for the shim to refuse): the body the
+    // client did not sign a hash of goes upstream as a signed chunk chain, which the shim
+    // turns away as B2 would.
+    let mut headers = HeaderMap::new();
+    headers.insert("content-length", "70000".parse().unwrap());
+    let (status, body) = send_signed(
+        &sluice,
+        Method::PUT,
+        "/chain-b/k",
+        headers,
+        PayloadMode::Unsigned,
+        |_, _| noise(70_000, 3),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let refused = shim.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
+            || refused[0].contains("content-encoding: aws-chunked"),
+        "{refused:?}"
+    );
+}
