@@ -63,9 +63,9 @@ cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data
 mkdir -p "$work/www/bench" "$work/nginx-tmp" "$work/results"
 head -c "$small" /dev/urandom > "$work/www/bench/obj-$small"
 head -c "$big" /dev/urandom > "$work/www/bench/obj-$big"
-# The upstream's bucket "up": the same files, served by the static nginx as an S3 store would.
-mkdir -p "$work/www/up"
-cp "$work/www/bench/obj-$small" "$work/www/bench/obj-$big" "$work/www/up/"
+# The upstream's bucket "upstream": the same files, served by the static nginx as an S3 store would.
+mkdir -p "$work/www/upstream"
+cp "$work/www/bench/obj-$small" "$work/www/bench/obj-$big" "$work/www/upstream/"
 "$sluice" dev-cert --out "$work/certs" >/dev/null
 
 read -r p_static p_static_tls p_proxy p_proxy_tls < <(python3 -c '
@@ -143,7 +143,7 @@ backends:
 tenants:
   - name: bench
     keys: [{ access_id: BENCHKEY00000001, secret: "$secret" }]
-    routes: [{ bucket: "up", backend: nginx-up }, { bucket: "*", backend: local }]
+    routes: [{ bucket: "upstream", backend: nginx-up }, { bucket: "*", backend: local }]
 YAML
 SLUICE_LOG=warn "$sluice" serve --config "$work/bench.yaml" > "$work/sluice.out" 2> "$work/sluice.err" &
 spid=$!
@@ -190,13 +190,13 @@ for r in $(seq 1 "$rounds"); do
   done
   # Upstream: client over TLS, the store behind on loopback plain HTTP (nginx's static server).
   for sys in "${up_systems[@]}"; do
-    run "$sys" upstream-get-4KiB-c64 "$r" --bucket up --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
+    run "$sys" upstream-get-4KiB-c64 "$r" --bucket upstream --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
   done
   for sys in "${up_systems[@]}"; do
-    run "$sys" "upstream-get-$((big >> 20))MiB" "$r" --bucket up --op get --size "$big" --requests 1 --no-setup
+    run "$sys" "upstream-get-$((big >> 20))MiB" "$r" --bucket upstream --op get --size "$big" --requests 1 --no-setup
   done
   for sys in "${up_systems[@]}"; do
-    run "$sys" "upstream-put-$((big >> 20))MiB" "$r" --bucket up --op put --size "$big" --requests 1 --no-setup
+    run "$sys" "upstream-put-$((big >> 20))MiB" "$r" --bucket upstream --op put --size "$big" --requests 1 --no-setup
   done
 done
 

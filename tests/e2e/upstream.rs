@@ -1081,3 +1081,51 @@ async fn signed_chunk_chains_reach_a_verifying_upstream() {
         Some(&part[..])
     );
 }
+
+/// A TLS upstream whose certificate only the backend's own `ca` file vouches for (a second
+/// Sluice, TLS-only, on its local backend): objects round-trip through it, and without the `ca`
+/// the first Sluice refuses to trust it (503, the upstream unreachable) rather than send to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_upstream_trusted_through_its_ca_file() {
+    let inner = Sluice::start_with(Options {
+        tls: true,
+        ..Default::default()
+    });
+    let backend = |name: &str, ca: bool| {
+        let mut yaml = format!(
+            "  {name}:\n    type: s3\n    profile: generic\n    endpoint: {}\n    region: {REGION}\n    addressing: path\n    access_key_id: {}\n    secret_access_key: \"{}\"",
+            inner.endpoint,
+            sluice_tests::ACCESS_ID,
+            inner.secret
+        );
+        if ca {
+            yaml.push_str(&format!("\n    ca: {}", inner.cert_path().display()));
+        }
+        yaml
+    };
+    let outer = Sluice::start_with(Options {
+        backends: [backend("inner", true), backend("untrusted", false)].join("\n"),
+        routes: [
+            r#"      - { bucket: "tls-*", backend: inner }"#,
+            r#"      - { bucket: "untrusted-*", backend: untrusted }"#,
+        ]
+        .join("\n"),
+        ..Default::default()
+    });
+    let c = client(&outer);
+    c.create_bucket().bucket("tls-b").send().await.unwrap();
+    let body = data(3 * MIB + 11, 5);
+    put(&c, "tls-b", "k", body.clone()).await;
+    assert_eq!(get_bytes(&c, "tls-b", "k").await, body);
+    // The inner Sluice holds it, under the same names.
+    let direct_inner = crate::support::tls_client(&inner);
+    assert_eq!(get_bytes(&direct_inner, "tls-b", "k").await, body);
+
+    let err = c
+        .create_bucket()
+        .bucket("untrusted-b")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 503, "{err:?}");
+}

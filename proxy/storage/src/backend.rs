@@ -312,9 +312,20 @@ pub async fn stream_copy(
 ) -> Result<ObjectMeta, StorageError> {
     let read = open_copy_source(tenant, &source, None).await?;
     let src = read.meta;
+    let tags = match copy.tags {
+        Some(tags) => tags,
+        // A store that reads objects without their tags (an upstream) counted them: fetch them.
+        None if src.tags.is_empty() && src.tag_count.unwrap_or(0) > 0 => {
+            source
+                .store
+                .get_tags(tenant, source.bucket, source.key)
+                .await?
+        }
+        None => src.tags,
+    };
     let put = PutObject {
         headers: copy.headers.unwrap_or(src.headers),
-        tags: copy.tags.unwrap_or(src.tags),
+        tags,
         condition: copy.condition,
         expected_size: Some(src.size),
         ..Default::default()

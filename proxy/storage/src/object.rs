@@ -88,6 +88,10 @@ pub struct ObjectMeta {
     pub checksum: Option<(String, String)>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub tags: BTreeMap<String, String>,
+    /// How many tags the object has, when a store reports the count without the tags (an
+    /// upstream's `x-amz-tagging-count`); else `tags` says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tag_count: Option<u32>,
     /// Number of parts, for objects made by CompleteMultipartUpload.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub parts: Option<u32>,

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::{
     Backend, BucketInfo, BucketName, CompletePart, CopyObject, CopySource, Forward, Forwarded,
@@ -63,6 +65,26 @@ impl Renamed {
     /// client's).
     fn unprefixed<'a>(&self, name: &'a str) -> Option<&'a str> {
         name.strip_prefix(self.key_prefix.as_str())
+    }
+
+    /// A continuation token as the client holds it: the store's token, which may spell out a
+    /// key (with the prefix the client must not see), wrapped opaquely.
+    fn client_token(&self, token: &str) -> String {
+        if self.key_prefix.is_empty() {
+            return token.to_owned();
+        }
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    fn inner_token(&self, token: &str) -> Result<String, StorageError> {
+        if self.key_prefix.is_empty() {
+            return Ok(token.to_owned());
+        }
+        URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(StorageError::InvalidToken)
     }
 
     fn client_key(&self, key: ObjectKey) -> Option<ObjectKey> {
@@ -259,9 +281,14 @@ impl Backend for Renamed {
         bucket: &BucketName,
         request: ListRequest,
     ) -> Result<ListPage, StorageError> {
+        let continuation = request
+            .continuation
+            .map(|token| self.inner_token(&token))
+            .transpose()?;
         let request = ListRequest {
             prefix: self.prefixed(&request.prefix),
             start_after: request.start_after.map(|s| self.prefixed(&s)),
+            continuation,
             ..request
         };
         let page = self
@@ -279,7 +306,7 @@ impl Backend for Renamed {
                 .iter()
                 .filter_map(|p| self.unprefixed(p).map(str::to_owned))
                 .collect(),
-            next_token: page.next_token,
+            next_token: page.next_token.map(|token| self.client_token(&token)),
         })
     }
 

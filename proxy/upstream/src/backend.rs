@@ -246,6 +246,16 @@ impl UpstreamBackend {
         if response.status() == StatusCode::NOT_MODIFIED {
             return Err(StorageError::NotModified(Box::new(meta)));
         }
+        // Some S3 implementations ignore conditions: check them again on what was answered.
+        read.conditions.check(&meta)?;
+        if let Some(ReadRange::Part(n)) = read.range
+            && range.is_none()
+            && (n > 1 || meta.etag.contains('-'))
+        {
+            // The upstream ignored partNumber and sent the whole object: its parts' bounds are
+            // unknown here, and the whole object is not the part asked for.
+            return Err(StorageError::Unsupported("Reading one part (partNumber)"));
+        }
         let body = if method == Method::HEAD {
             body::boxed(futures_util::stream::empty())
         } else {
@@ -285,6 +295,7 @@ impl UpstreamBackend {
                 user_meta: BTreeMap::new(),
             },
             parts: text("x-amz-mp-parts-count").and_then(|n| n.parse().ok()),
+            tag_count: text("x-amz-tagging-count").and_then(|n| n.parse().ok()),
             ..Default::default()
         };
         for (name, value) in headers {
@@ -326,6 +337,16 @@ impl UpstreamBackend {
             .read(Method::HEAD, bucket, key, &ReadRequest::default())
             .await?
             .meta)
+    }
+
+    /// A server-side copy's source conditions, checked here as well: some S3 implementations
+    /// ignore `x-amz-copy-source-if-*` (one HEAD, only when there are conditions).
+    async fn check_copy_source(&self, source: &CopySource<'_>) -> Result<(), StorageError> {
+        if source.conditions.is_empty() {
+            return Ok(());
+        }
+        let meta = self.record_of(source.bucket, source.key).await?;
+        source.conditions.check_copy_source(&meta)
     }
 
     fn copy_source_header(source: &CopySource<'_>) -> String {
@@ -491,6 +512,7 @@ impl Backend for UpstreamBackend {
             checksum: put
                 .checksum
                 .or_else(|| late.and_then(|l| l.lock().ok()?.clone())),
+            tag_count: None,
             tags: put.tags,
             parts: None,
             system_meta: put.system_meta,
@@ -528,6 +550,7 @@ impl Backend for UpstreamBackend {
         if !self.is_own(source.store) {
             return stream_copy(self, tenant, bucket, key, source, copy).await;
         }
+        self.check_copy_source(&source).await?;
         let mut call = Call::new(Method::PUT, Subject::Object)
             .object(bucket, key)
             .header("x-amz-copy-source", &Self::copy_source_header(&source))?;
@@ -792,6 +815,7 @@ impl Backend for UpstreamBackend {
         if !self.is_own(source.store) {
             return stream_copy_part(self, tenant, bucket, key, part, source, range).await;
         }
+        self.check_copy_source(&source).await?;
         let size = match exact {
             Some((first, last)) => last.saturating_sub(first) + 1,
             None => self.record_of(source.bucket, source.key).await?.size,

@@ -64,12 +64,13 @@ fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, String> {
     if roots.is_empty() && config.endpoint.https {
         return Err("no trusted CA certificates: the system has none and no `ca` is given".into());
     }
-    // TLS 1.2 and 1.3 only, as at the front door.
-    // (The connector sets ALPN: h2 and http/1.1.)
-    Ok(rustls::ClientConfig::builder_with_protocol_versions(&[
-        &rustls::version::TLS13,
-        &rustls::version::TLS12,
-    ])
-    .with_root_certificates(Arc::new(roots))
-    .with_no_client_auth())
+    // The front door's provider, named rather than left to process defaults (a build linking
+    // more than one has none); TLS 1.2 and 1.3 only, as at the front door. (The connector sets
+    // ALPN: h2 and http/1.1.)
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(Arc::new(roots))
+        .with_no_client_auth())
 }

@@ -160,8 +160,9 @@ fn object_headers(
     for (name, value) in &h.user_meta {
         b = b.header(format!("x-amz-meta-{name}"), value);
     }
-    if !meta.tags.is_empty() {
-        b = b.header("x-amz-tagging-count", meta.tags.len());
+    let tag_count = meta.tag_count.unwrap_or(meta.tags.len() as u32);
+    if tag_count > 0 {
+        b = b.header("x-amz-tagging-count", tag_count);
     }
     if let Some((name, value)) = meta.checksum.as_ref().filter(|_| with_checksum) {
         b = b.header(name, value);

@@ -1029,6 +1029,7 @@ impl Index {
                 headers: upload.headers,
                 checksum: None,
                 tags: upload.tags,
+                tag_count: None,
                 parts: Some(chosen.len() as u32),
                 system_meta: upload.system_meta,
             };

@@ -253,6 +253,7 @@ impl Backend for LocalBackend {
             headers: put.headers,
             checksum,
             tags: put.tags,
+            tag_count: None,
             parts: None,
             system_meta: put.system_meta,
         };
