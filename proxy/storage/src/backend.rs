@@ -94,11 +94,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// answers with the store underneath and the mapped names; any other store with itself.
     /// Copies resolve their source this way, so that a store can tell a source of its own (and
     /// copy on its side) whatever route named it.
+    /// Fails where the store could not hold such a key (a prefixed key too long).
     fn resolve(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> (&dyn Backend, BucketName, ObjectKey);
+    ) -> Result<(&dyn Backend, BucketName, ObjectKey), StorageError>;
 
     /// The tenant's buckets in this store.
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError>;

@@ -50,6 +50,13 @@ impl Renamed {
         if self.key_prefix.is_empty() {
             return Ok(key.clone());
         }
+        // `.` and `..` segments are literal in S3, but a proxy or store that normalises paths
+        // would take `x/../../k` out of the prefix: under a prefix they are refused.
+        if key.as_str().split('/').any(|s| s == "." || s == "..") {
+            return Err(StorageError::NotAllowed(
+                "Keys with . or .. segments are refused in this bucket.",
+            ));
+        }
         Ok(ObjectKey::parse(&format!(
             "{}{}",
             self.key_prefix,
@@ -101,11 +108,9 @@ impl Backend for Renamed {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> (&dyn Backend, BucketName, ObjectKey) {
-        // A key too long once prefixed cannot exist in the store: resolve it unprefixed, and
-        // the store will not find it under this bucket's name either.
-        let key = self.key(key).unwrap_or_else(|_| key.clone());
-        self.inner.resolve(&self.bucket(bucket), &key)
+    ) -> Result<(&dyn Backend, BucketName, ObjectKey), StorageError> {
+        // Never unprefixed: that would name another prefix's (another tenant's) object.
+        self.inner.resolve(&self.bucket(bucket), &self.key(key)?)
     }
 
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {

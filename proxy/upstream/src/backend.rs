@@ -91,14 +91,16 @@ impl UpstreamBackend {
         if xml::root_name(std::str::from_utf8(&doc).unwrap_or_default()).as_deref() == Some("Error")
         {
             let err: xml::ErrorDoc = xml::parse(&doc, "Error").unwrap_or_default();
-            return Err(StorageError::Upstream(Box::new(
-                sluice_storage::UpstreamError {
-                    backend: self.name.to_string(),
-                    status: 500,
-                    code: err.code,
-                    message: err.message,
-                },
-            )));
+            return Err(
+                crate::request::known_error(&err.code, None).unwrap_or_else(|| {
+                    StorageError::Upstream(Box::new(sluice_storage::UpstreamError {
+                        backend: self.name.to_string(),
+                        status: 500,
+                        code: err.code,
+                        message: err.message,
+                    }))
+                }),
+            );
         }
         xml::parse(&doc, root).map_err(|e| self.bad_answer(e))
     }
@@ -320,7 +322,15 @@ impl UpstreamBackend {
             meta.size = total;
             Some(range)
         } else {
-            meta.size = length.unwrap_or_default();
+            // Without a length a body's end cannot be told from its breaking off (and the
+            // client would be told 0): refuse rather than guess.
+            meta.size = match length {
+                Some(length) => length,
+                None if status == StatusCode::NOT_MODIFIED => 0,
+                None => {
+                    return Err(self.bad_answer("an object answer without Content-Length".into()));
+                }
+            };
             None
         };
         Ok((meta, range))
@@ -347,6 +357,30 @@ impl UpstreamBackend {
         }
         let meta = self.record_of(source.bucket, source.key).await?;
         source.conditions.check_copy_source(&meta)
+    }
+
+    /// The record of an object the upstream just made; if it cannot be read right now, what
+    /// the upstream's answer said (the object exists: the write is not failed after the fact).
+    async fn record_or(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        result: &xml::EtagResult,
+    ) -> ObjectMeta {
+        match self.record_of(bucket, key).await {
+            Ok(meta) => meta,
+            Err(err) => {
+                tracing::warn!(backend = %self.name, error = %err, "cannot read back an object just written");
+                ObjectMeta {
+                    etag: result.etag.trim_matches('"').to_owned(),
+                    last_modified_ms: result
+                        .last_modified
+                        .as_deref()
+                        .map_or_else(now_ms, iso8601_ms),
+                    ..Default::default()
+                }
+            }
+        }
     }
 
     fn copy_source_header(source: &CopySource<'_>) -> String {
@@ -392,8 +426,8 @@ impl Backend for UpstreamBackend {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> (&dyn Backend, BucketName, ObjectKey) {
-        (self, bucket.clone(), key.clone())
+    ) -> Result<(&dyn Backend, BucketName, ObjectKey), StorageError> {
+        Ok((self, bucket.clone(), key.clone()))
     }
 
     async fn list_buckets(&self, _tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
@@ -575,8 +609,8 @@ impl Backend for UpstreamBackend {
             }
         }
         let response = self.send(call).await?;
-        let _: xml::EtagResult = self.result(response, "CopyObjectResult").await?;
-        self.record_of(bucket, key).await
+        let result: xml::EtagResult = self.result(response, "CopyObjectResult").await?;
+        Ok(self.record_or(bucket, key, &result).await)
     }
 
     async fn get_tags(
@@ -627,7 +661,8 @@ impl Backend for UpstreamBackend {
             Subject::Object,
         )
         .object(bucket, key)
-        .query("tagging", "");
+        .query("tagging", "")
+        .repeatable();
         let call = if tags.is_empty() {
             call
         } else {
@@ -644,7 +679,9 @@ impl Backend for UpstreamBackend {
         bucket: &BucketName,
         key: &ObjectKey,
     ) -> Result<(), StorageError> {
-        let call = Call::new(Method::DELETE, Subject::Object).object(bucket, key);
+        let call = Call::new(Method::DELETE, Subject::Object)
+            .object(bucket, key)
+            .repeatable();
         match self.send(call).await {
             Ok(_) | Err(StorageError::NoSuchKey) => Ok(()),
             Err(err) => Err(err),
@@ -864,10 +901,10 @@ impl Backend for UpstreamBackend {
             .payload(Payload::Full(doc));
         Self::put_condition(&mut call.headers, &condition)?;
         let response = self.send(call).await?;
-        let _: xml::EtagResult = self
+        let result: xml::EtagResult = self
             .result(response, "CompleteMultipartUploadResult")
             .await?;
-        self.record_of(bucket, key).await
+        Ok(self.record_or(bucket, key, &result).await)
     }
 
     async fn abort_multipart_upload(

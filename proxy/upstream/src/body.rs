@@ -119,6 +119,24 @@ pub fn held_back(
     })
 }
 
+/// Reads an empty client body to its end, so its checks (a trailing checksum, the last chunk's
+/// signature, Content-MD5) run before anything is sent.
+pub async fn drain_empty(
+    mut body: PutBody,
+    content_md5: Option<[u8; 16]>,
+) -> Result<(), StorageError> {
+    use md5::Digest as _;
+    while let Some(item) = body.next().await {
+        if !item.map_err(StorageError::Body)?.is_empty() {
+            return Err(StorageError::IncompleteBody);
+        }
+    }
+    if content_md5.is_some_and(|md5| md5 != <[u8; 16]>::from(md5::Md5::digest(b""))) {
+        return Err(StorageError::BadDigest);
+    }
+    Ok(())
+}
+
 /// A stream of body bytes as a request body.
 pub fn streamed<S>(stream: S) -> RequestBody
 where

@@ -9,12 +9,20 @@ use std::time::{Duration, Instant, SystemTime};
 use sluice_sigv4::SecretKey;
 use zeroize::Zeroizing;
 
-#[derive(Debug)]
 pub enum SecretSource {
     /// From the environment or the config itself, read at start.
     Value(Zeroizing<String>),
     /// From a file, re-read when it changes.
     File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -25,11 +33,18 @@ pub struct CredentialSources {
 }
 
 /// One set of credentials, as used to sign a request.
-#[derive(Debug)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret: SecretKey,
     pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a file looked like when it was read.
@@ -157,6 +172,21 @@ fn read(sources: &CredentialSources) -> Result<(Credentials, Vec<Option<Stamp>>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let sources = CredentialSources {
+            access_key_id: SecretSource::Value(Zeroizing::new("AKID".into())),
+            secret_access_key: SecretSource::Value(Zeroizing::new("very-secret".into())),
+            session_token: Some(SecretSource::Value(Zeroizing::new("token-secret".into()))),
+        };
+        let cache = CredentialCache::new(sources).unwrap();
+        let printed = format!("{cache:?} {:?}", cache.get());
+        assert!(
+            !printed.contains("very-secret") && !printed.contains("token-secret"),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn file_credentials_rotate_when_the_file_changes() {

@@ -58,11 +58,16 @@ pub struct Call<'a> {
     pub headers: HeaderMap,
     pub payload: Payload,
     pub subject: Subject,
+    /// Safe to send again after a failure (nothing streamed, the same effect twice, and an
+    /// answer to the repeat that means what the first would have): reads, and the writes that
+    /// say so with [`Call::repeatable`].
+    repeat: bool,
 }
 
 impl<'a> Call<'a> {
     pub fn new(method: Method, subject: Subject) -> Self {
         Self {
+            repeat: matches!(method, Method::GET | Method::HEAD),
             method,
             bucket: None,
             key: None,
@@ -71,6 +76,12 @@ impl<'a> Call<'a> {
             payload: Payload::Empty,
             subject,
         }
+    }
+
+    /// Marks a write whose repeat is harmless and answered alike (DeleteObject, tagging).
+    pub fn repeatable(mut self) -> Self {
+        self.repeat = true;
+        self
     }
 
     pub fn bucket(mut self, bucket: &'a BucketName) -> Self {
@@ -99,13 +110,8 @@ impl<'a> Call<'a> {
         self
     }
 
-    /// Safe to send again after a failure: nothing streamed, and the same effect twice.
-    fn repeatable(&self) -> bool {
-        !matches!(self.payload, Payload::Stream { .. })
-            && matches!(
-                self.method,
-                Method::GET | Method::HEAD | Method::PUT | Method::DELETE
-            )
+    fn can_repeat(&self) -> bool {
+        self.repeat && !matches!(self.payload, Payload::Stream { .. })
     }
 }
 
@@ -129,7 +135,7 @@ impl UpstreamBackend {
     /// Sends `call` and returns the response if it succeeded (2xx, or 304 for a conditional
     /// read); any other answer is read and returned as an error.
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Response<Incoming>, StorageError> {
-        let repeatable = call.repeatable();
+        let repeatable = call.can_repeat();
         let Call {
             method,
             bucket,
@@ -138,6 +144,7 @@ impl UpstreamBackend {
             mut headers,
             payload,
             subject,
+            ..
         } = call;
         let uri = self.uri(bucket, key, &query)?;
         let (mode, mut stream, full) = match payload {
@@ -154,6 +161,22 @@ impl UpstreamBackend {
                     bytes,
                 )
             }
+            // An empty body: hyper would never read it, so it is read (and its checks run) here,
+            // and an empty document sent.
+            Payload::Stream {
+                body,
+                len: 0,
+                sha256: _,
+                content_md5,
+            } => {
+                body::drain_empty(body, content_md5).await?;
+                set(&mut headers, "content-length", "0")?;
+                (
+                    PayloadMode::Signed(Sha256::digest(b"").into()),
+                    None,
+                    Bytes::new(),
+                )
+            }
             Payload::Stream {
                 body,
                 len,
@@ -167,7 +190,15 @@ impl UpstreamBackend {
                     None => PayloadMode::Unsigned,
                 };
                 if mode == PayloadMode::StreamingSigned {
-                    set(&mut headers, "content-encoding", "aws-chunked")?;
+                    // The object's own encoding, if any, stays after the framing's.
+                    let encoding = match headers
+                        .get(http::header::CONTENT_ENCODING)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        Some(stored) => format!("aws-chunked,{stored}"),
+                        None => "aws-chunked".to_owned(),
+                    };
+                    set(&mut headers, "content-encoding", &encoding)?;
                     set(
                         &mut headers,
                         "x-amz-decoded-content-length",
@@ -300,7 +331,12 @@ impl UpstreamBackend {
         key: Option<&ObjectKey>,
         query: &[(String, String)],
     ) -> Result<http::Uri, StorageError> {
-        let virtual_bucket = bucket.filter(|_| self.addressing == Addressing::Virtual);
+        // A dotted name does not match a wildcard certificate (`*.s3.amazonaws.com`): over TLS
+        // such buckets go path-style, as the SDKs do.
+        let virtual_bucket = bucket.filter(|b| {
+            self.addressing == Addressing::Virtual
+                && !(self.endpoint.https && b.as_str().contains('.'))
+        });
         let mut path = String::from("/");
         if let Some(b) = bucket.filter(|_| virtual_bucket.is_none()) {
             path.push_str(b.as_str());
@@ -347,6 +383,22 @@ impl UpstreamBackend {
         subject: Subject,
     ) -> StorageError {
         let status = response.status();
+        if status.is_redirection() {
+            // A redirect (a wrong region or endpoint) is the operator's to fix.
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            tracing::error!(backend = %self.name, %status, location = location.as_str(), "the upstream redirected: check its endpoint and region");
+            return StorageError::Upstream(Box::new(UpstreamError {
+                backend: self.name.to_string(),
+                status: 502,
+                code: String::new(),
+                message: "The storage behind this gateway is not configured correctly.".into(),
+            }));
+        }
         let content_range = response
             .headers()
             .get(http::header::CONTENT_RANGE)
@@ -415,7 +467,7 @@ fn code_for_status(status: StatusCode, subject: Subject) -> &'static str {
 }
 
 /// Errors with the same meaning in Sluice's own model.
-fn known_error(code: &str, content_range: Option<&str>) -> Option<StorageError> {
+pub(crate) fn known_error(code: &str, content_range: Option<&str>) -> Option<StorageError> {
     Some(match code {
         "NoSuchBucket" => StorageError::NoSuchBucket,
         "NoSuchKey" => StorageError::NoSuchKey,

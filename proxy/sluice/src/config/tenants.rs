@@ -142,7 +142,71 @@ pub(super) fn validate(
             tenants.push(TenantConfig { id, keys, routes });
         }
     }
+    check_shared_buckets(&tenants, check);
     tenants
+}
+
+/// A bucket that tenants share by key prefixes must keep them apart: no tenant's prefix inside
+/// another tenant's on the same bucket, and no other tenant's route reaching the shared bucket
+/// itself (it would see every prefix). One tenant's own routes may overlap: it is all its data.
+fn check_shared_buckets(tenants: &[TenantConfig], check: &mut Check) {
+    // (tenant, backend, bucket in the store, prefix, place) of every prefixed route of one bucket.
+    let mut shared = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        for (j, r) in t.routes.iter().enumerate() {
+            let stored = match (&r.bucket, &r.target_bucket) {
+                (_, Some(target)) => Some(target.clone()),
+                (BucketPattern::Exact(b), None) => Some(b.clone()),
+                _ => None,
+            };
+            if let (Some(stored), false) = (stored, r.key_prefix.is_empty()) {
+                shared.push((
+                    i,
+                    &r.backend,
+                    stored,
+                    &r.key_prefix,
+                    format!("tenants[{i}].routes[{j}]"),
+                ));
+            }
+        }
+    }
+    for (a, (owner, backend, bucket, prefix, place)) in shared.iter().enumerate() {
+        for (other_owner, other_backend, other_bucket, other_prefix, other_place) in
+            &shared[a + 1..]
+        {
+            if owner != other_owner
+                && backend == other_backend
+                && bucket == other_bucket
+                && (prefix.starts_with(other_prefix.as_str())
+                    || other_prefix.starts_with(prefix.as_str()))
+            {
+                check.err(
+                    format_args!("{other_place}.key_prefix"),
+                    format_args!(
+                        "{other_prefix:?} overlaps {prefix:?} of {place} in the same bucket {bucket}"
+                    ),
+                );
+            }
+        }
+        for (i, t) in tenants.iter().enumerate().filter(|(i, _)| i != owner) {
+            for (j, r) in t.routes.iter().enumerate() {
+                let reaches = r.key_prefix.is_empty()
+                    && &r.backend == *backend
+                    && match &r.target_bucket {
+                        Some(target) => target == bucket,
+                        None => r.bucket.matches(bucket),
+                    };
+                if reaches {
+                    check.err(
+                        format_args!("tenants[{i}].routes[{j}]"),
+                        format_args!(
+                            "reaches bucket {bucket} of backend {backend} whole, which {place} shares by key prefix"
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn route(
@@ -183,10 +247,12 @@ fn route(
             .ok()
     });
     let key_prefix = r.key_prefix.clone().unwrap_or_default();
-    if r.key_prefix.is_some() && (key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX) {
+    if r.key_prefix.is_some()
+        && (key_prefix.len() < 2 || key_prefix.len() > MAX_KEY_PREFIX || !key_prefix.ends_with('/'))
+    {
         check.err(
             format_args!("{place}.key_prefix"),
-            format_args!("must be 1 to {MAX_KEY_PREFIX} bytes"),
+            format_args!("must be 2 to {MAX_KEY_PREFIX} bytes ending in / (like \"acme/\")"),
         );
     }
     if r.passthrough {

@@ -37,8 +37,13 @@ impl ResolvedSource {
     /// The source as the destination's store sees it: the store that holds it, under its names
     /// there, so a store can recognise a source of its own and copy on its side.
     pub fn as_copy_source(&self) -> CopySource<'_> {
+        let store = match self.backend.resolve(&self.bucket, &self.key) {
+            Ok((store, _, _)) => store,
+            // Resolved once already in `resolve_source`, with these very names.
+            Err(_) => self.backend.as_ref(),
+        };
         CopySource {
-            store: self.backend.resolve(&self.bucket, &self.key).0,
+            store,
             bucket: &self.stored_bucket,
             key: &self.stored_key,
             conditions: &self.conditions,
@@ -87,7 +92,7 @@ pub(super) fn resolve_source(ctx: &OpContext<'_>) -> Result<ResolvedSource, S3Er
             ))
         })?
         .clone();
-    let (_, stored_bucket, stored_key) = backend.resolve(&bucket, &key);
+    let (_, stored_bucket, stored_key) = backend.resolve(&bucket, &key)?;
     Ok(ResolvedSource {
         backend,
         bucket,

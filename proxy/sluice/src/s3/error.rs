@@ -243,7 +243,17 @@ impl S3Error {
                         up.backend, up.status, up.code, up.message
                     ));
                 }
-                Self::new(status, code, up.message.clone())
+                // The upstream's words may name its account, users, real buckets and prefixes:
+                // the client gets the code with a neutral message, the log the rest.
+                Self::new(
+                    status,
+                    code,
+                    format!("The storage behind this gateway refused the request ({code})."),
+                )
+                .with_detail(format_args!(
+                    "backend {} answered {} {}: {}",
+                    up.backend, up.status, up.code, up.message
+                ))
             }
             StorageError::Unreachable { backend, detail } => Self::new(
                 S::SERVICE_UNAVAILABLE,

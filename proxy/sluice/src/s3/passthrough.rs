@@ -21,7 +21,11 @@ const NOT_FORWARDED: &[&str] = &[
     "expect",
     "host",
     "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
     "transfer-encoding",
+    "upgrade",
     "x-amz-content-sha256",
     "x-amz-date",
     "x-amz-decoded-content-length",
@@ -40,13 +44,27 @@ pub(super) async fn forward(
     if !ctx.passthrough {
         return Err(S3Error::not_implemented(what));
     }
+    // A copy source names another bucket, which only the tenant's routes may reach: a forwarded
+    // request never carries one (S3 stores copy on any PUT that does, whatever its query).
+    if let Some(name) = ctx.headers.keys().find(|n| {
+        n.as_str().starts_with("x-amz-copy-source")
+            || n.as_str().starts_with("x-amz-meta-sluice-sys-")
+    }) {
+        return Err(S3Error::invalid_request(format!(
+            "The {name} header is not accepted on an operation Sluice forwards."
+        )));
+    }
     let body = match body.declared_len(ctx.headers) {
         Some(len) if len > 0 => Some((body.into_put_body(), len)),
         _ => None,
     };
     let request = Forward {
         method: ctx.method.clone(),
-        query: query_pairs(ctx.query).collect(),
+        // The client's presigned parameters authenticated it to Sluice; the upstream request
+        // carries Sluice's own signature.
+        query: query_pairs(ctx.query)
+            .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-amz-"))
+            .collect(),
         headers: forwarded_headers(ctx.headers),
         body,
     };
@@ -69,11 +87,19 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
             continue;
         }
         // aws-chunked framed the client's body; what is forwarded is the decoded body.
-        if name == http::header::CONTENT_ENCODING
-            && value
+        if name == http::header::CONTENT_ENCODING {
+            let rest: Vec<&str> = value
                 .to_str()
-                .is_ok_and(|v| v.eq_ignore_ascii_case("aws-chunked"))
-        {
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            if let Ok(v) = http::HeaderValue::from_str(&rest.join(","))
+                && !rest.is_empty()
+            {
+                out.append(name.clone(), v);
+            }
             continue;
         }
         out.append(name.clone(), value.clone());

@@ -294,6 +294,11 @@ pub fn route(
         .collect();
     // An unversioned bucket has exactly one version of each object, named "null" (S3's answer
     // for cleanup tools and test suites that always send a version id).
+    if query_pairs(query).filter(|(k, _)| k == "versionId").count() > 1 {
+        return Err(S3Error::invalid_argument(
+            "versionId appears more than once",
+        ));
+    }
     if let Some(version) = query_get(query, "versionId") {
         if version != "null" {
             return Err(S3Error::invalid_argument("Invalid version id specified"));

@@ -167,8 +167,8 @@ impl Backend for LocalBackend {
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
-    ) -> (&dyn Backend, BucketName, ObjectKey) {
-        (self, bucket.clone(), key.clone())
+    ) -> Result<(&dyn Backend, BucketName, ObjectKey), StorageError> {
+        Ok((self, bucket.clone(), key.clone()))
     }
 
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
