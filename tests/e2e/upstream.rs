@@ -1129,3 +1129,87 @@ async fn tls_upstream_trusted_through_its_ca_file() {
         .unwrap_err();
     assert_eq!(http_status(&err), 503, "{err:?}");
 }
+
+/// Operations Sluice does not model: on a `passthrough` route (here to moto, renaming the
+/// bucket) they are forwarded re-signed and the upstream's answer returned; elsewhere they are
+/// `NotImplemented`; a forwarded request never carries a copy source.
+#[tokio::test(flavor = "multi_thread")]
+async fn passthrough_routes_forward_unmodelled_operations() {
+    let moto = Upstream::moto();
+    let sluice = Sluice::start_with(Options {
+        backends: moto.backend_yaml("moto", "generic"),
+        routes: [
+            r#"      - { bucket: "policies", backend: moto, target_bucket: moto-policies, passthrough: true }"#,
+            r#"      - { bucket: "moto-*", backend: moto }"#,
+        ]
+        .join("\n"),
+        ..Default::default()
+    });
+    let c = client(&sluice);
+    c.create_bucket().bucket("policies").send().await.unwrap();
+    c.create_bucket().bucket("moto-plain").send().await.unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::moto-policies/*"}]}"#;
+    let put_policy = |bucket: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-length", HeaderValue::from(policy.len()));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let body = policy.as_bytes().to_vec();
+        let hash: [u8; 32] = sha2::Sha256::digest(&body).into();
+        let path = format!("/{bucket}?policy");
+        let sluice = &sluice;
+        async move {
+            send_signed(
+                sluice,
+                Method::PUT,
+                &path,
+                headers,
+                PayloadMode::Signed(hash),
+                move |_, _| body,
+            )
+            .await
+        }
+    };
+    let (status, body) = put_policy("policies").await;
+    assert!((200..300).contains(&status), "{status}: {body}");
+    // It is the upstream's bucket (under its own name) that holds the policy now.
+    let (status, stored) = direct_get(&moto, "/moto-policies?policy").await;
+    assert_eq!(status, 200, "{stored}");
+    assert!(stored.contains("moto-policies/*"), "{stored}");
+    // And the client reads it back through Sluice.
+    let empty: [u8; 32] = sha2::Sha256::digest(b"").into();
+    let (status, got) = send_signed(
+        &sluice,
+        Method::GET,
+        "/policies?policy",
+        HeaderMap::new(),
+        PayloadMode::Signed(empty),
+        |_, _| Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert!(got.contains("moto-policies/*"), "{got}");
+
+    // Without passthrough: NotImplemented, and nothing reaches the upstream.
+    let (status, body) = put_policy("moto-plain").await;
+    assert_eq!((status, xml_code(&body)), (501, "NotImplemented"), "{body}");
+    let (status, _) = direct_get(&moto, "/moto-plain?policy").await;
+    assert_eq!(status, 404, "the policy reached the upstream");
+
+    // A copy source never travels on a forwarded request (S3 stores copy on any PUT that
+    // carries one, whatever its query).
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-amz-copy-source",
+        HeaderValue::from_static("/moto-plain/secret"),
+    );
+    let (status, body) = send_signed(
+        &sluice,
+        Method::PUT,
+        "/policies/stolen?torrent",
+        headers,
+        PayloadMode::Signed(empty),
+        |_, _| Vec::new(),
+    )
+    .await;
+    assert_eq!((status, xml_code(&body)), (400, "InvalidRequest"), "{body}");
+}

@@ -37,7 +37,7 @@ pub use chunked::{
 };
 pub use error::SigV4Error;
 pub use secret::{SecretKey, Signature, SigningKey};
-pub use sign::{SigningParams, presign_url, sign_request};
+pub use sign::{SigningParams, presign_url, sign_request, sign_request_with_key};
 pub use time::AmzDate;
 pub use verify::{Verified, verify};
 

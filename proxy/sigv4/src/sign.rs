@@ -79,6 +79,19 @@ pub fn sign_request(
     payload: &PayloadMode,
     params: &SigningParams<'_>,
 ) -> Result<Signature, SigV4Error> {
+    sign_request_with_key(method, uri, headers, payload, params, &params.signing_key())
+}
+
+/// [`sign_request`] with the signing key already derived (it changes once a day per secret,
+/// region and service: a client signing many requests derives it once).
+pub fn sign_request_with_key(
+    method: &Method,
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    payload: &PayloadMode,
+    params: &SigningParams<'_>,
+    key: &SigningKey,
+) -> Result<Signature, SigV4Error> {
     headers.remove(header::AUTHORIZATION);
     ensure_host(uri, headers)?;
     insert(headers, "x-amz-date", params.date.as_str())?;
@@ -97,9 +110,8 @@ pub fn sign_request(
         &signed.join(";"),
         &payload.header_value(),
     );
-    let signature = params
-        .signing_key()
-        .sign(string_to_sign(params.date, &scope.as_string(), &canonical).as_bytes());
+    let signature =
+        key.sign(string_to_sign(params.date, &scope.as_string(), &canonical).as_bytes());
     let authorization = format!(
         "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={}",
         params.access_key_id,

@@ -38,8 +38,13 @@ pub struct UpstreamBackend {
     /// Bodies the client did not sign a hash of are sent as a new signed chunk chain.
     pub(crate) sign_chunks: bool,
     pub(crate) credentials: CredentialCache,
+    /// The signing key of the current day and credentials.
+    pub(crate) signing_key: SigningKeyCache,
     pub(crate) client: HttpClient,
 }
+
+pub(crate) type SigningKeyCache =
+    std::sync::Mutex<Option<(Arc<crate::Credentials>, String, sluice_sigv4::SigningKey)>>;
 
 impl UpstreamBackend {
     /// Reads the credentials and builds the connection pool; connects lazily.
@@ -61,6 +66,7 @@ impl UpstreamBackend {
             addressing: config.addressing,
             timeouts: config.timeouts,
             credentials: CredentialCache::new(config.credentials)?,
+            signing_key: Default::default(),
             client,
         })
     }

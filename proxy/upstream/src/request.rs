@@ -10,7 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use sluice_sigv4::{
-    AmzDate, CanonicalSettings, ChunkSignatureChain, PayloadMode, SigningParams, uri_encode,
+    AmzDate, CanonicalSettings, ChunkSignatureChain, PayloadMode, SigningKey, SigningParams,
+    uri_encode,
 };
 use sluice_storage::{BucketName, ObjectKey, PutBody, StorageError, UpstreamError};
 
@@ -309,6 +310,7 @@ impl UpstreamBackend {
     ) -> Result<Option<ChunkSignatureChain>, StorageError> {
         let credentials: std::sync::Arc<Credentials> = self.credentials.get();
         let date = AmzDate::from_unix(now_unix());
+        let key = self.signing_key(&credentials, &date);
         let params = SigningParams {
             access_key_id: &credentials.access_key_id,
             secret: &credentials.secret,
@@ -318,10 +320,26 @@ impl UpstreamBackend {
             date: &date,
             settings: CanonicalSettings::S3,
         };
-        let seed = sluice_sigv4::sign_request(method, uri, headers, mode, &params)
+        let seed = sluice_sigv4::sign_request_with_key(method, uri, headers, mode, &params, &key)
             .map_err(|e| self.unreachable(format!("cannot sign the request: {e}")))?;
         Ok((*mode == PayloadMode::StreamingSigned)
-            .then(|| ChunkSignatureChain::new(params.signing_key(), &date, &params.scope(), seed)))
+            .then(|| ChunkSignatureChain::new(key, &date, &params.scope(), seed)))
+    }
+
+    /// The day's signing key for these credentials, derived once (four HMACs) and kept until
+    /// the date or the credentials change.
+    fn signing_key(&self, credentials: &std::sync::Arc<Credentials>, date: &AmzDate) -> SigningKey {
+        let day = date.date_stamp();
+        let mut cached = self.signing_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((for_credentials, for_day, key)) = cached.as_ref()
+            && std::sync::Arc::ptr_eq(for_credentials, credentials)
+            && *for_day == day
+        {
+            return key.clone();
+        }
+        let key = SigningKey::derive(&credentials.secret, &day, &self.region, "s3");
+        *cached = Some((std::sync::Arc::clone(credentials), day, key.clone()));
+        key
     }
 
     /// The request's URI: `scheme://[bucket.]host[:port]/[bucket/]key?query`.
