@@ -360,10 +360,19 @@ class AwsCli:
 
 @pytest.fixture(scope="session")
 def aws(sluice: Sluice, tmp_path_factory) -> AwsCli:
+    cli = aws_cli_for(sluice, tmp_path_factory.mktemp("awscli"))
+    # No multipart (not implemented by sluice yet), path-style addressing, and SigV4 everywhere:
+    # aws CLI v1 presigns with SigV2 unless told otherwise, and sluice speaks SigV4 only.
+    cli("configure", "set", "default.s3.multipart_threshold", "5GB", endpoint=False)
+    return cli
+
+
+def aws_cli_for(sluice: Sluice, home: Path) -> AwsCli:
+    """The aws CLI from this venv, isolated in `home`, with `sluice`'s key, path-style
+    addressing and SigV4 (the CLI v1 presigns with SigV2 unless told otherwise)."""
     exe = Path(sys.executable).parent / "aws"
     if not exe.exists():
         pytest.exit(f"aws CLI not found at {exe}: install tests/python/requirements.txt", returncode=2)
-    home = tmp_path_factory.mktemp("awscli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ACCESS_KEY_ID=sluice.access_id,
@@ -377,9 +386,6 @@ def aws(sluice: Sluice, tmp_path_factory) -> AwsCli:
         HOME=str(home),
     )
     cli = AwsCli(exe=exe, env=env, endpoint=sluice.endpoint, cwd=home)
-    # No multipart (not implemented by sluice yet), path-style addressing, and SigV4 everywhere:
-    # aws CLI v1 presigns with SigV2 unless told otherwise, and sluice speaks SigV4 only.
-    cli("configure", "set", "default.s3.multipart_threshold", "5GB", endpoint=False)
     cli("configure", "set", "default.s3.addressing_style", "path", endpoint=False)
     cli("configure", "set", "default.s3.signature_version", "s3v4", endpoint=False)
     return cli

@@ -41,6 +41,7 @@ from conftest import (
     REPO,
     STOP_TIMEOUT,
     AwsCli,
+    aws_cli_for,
     Sluice,
     _reader,
     _run_setup,
@@ -357,27 +358,7 @@ def upstream_env() -> Iterator[Env]:
 def upstream_aws(upstream_env: Env, tmp_path_factory) -> AwsCli:
     """The aws CLI (v1, this venv) pointed at the upstream Sluice's plain-HTTP listener, with the
     CLI's default multipart settings (8 MiB threshold and parts), path-style and SigV4."""
-    exe = Path(sys.executable).parent / "aws"
-    if not exe.exists():
-        pytest.exit(f"aws CLI not found at {exe}: install tests/python/requirements.txt", returncode=2)
-    home = tmp_path_factory.mktemp("awscli-upstreams")
-    sluice = upstream_env.sluice
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=sluice.access_id,
-        AWS_SECRET_ACCESS_KEY=sluice.secret,
-        AWS_DEFAULT_REGION=sluice.region,
-        AWS_CONFIG_FILE=str(home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_PAGER="",
-        AWS_MAX_ATTEMPTS="1",
-        HOME=str(home),
-    )
-    cli = AwsCli(exe=exe, env=env, endpoint=sluice.endpoint, cwd=home)
-    cli("configure", "set", "default.s3.addressing_style", "path", endpoint=False)
-    cli("configure", "set", "default.s3.signature_version", "s3v4", endpoint=False)
-    return cli
+    return aws_cli_for(upstream_env.sluice, tmp_path_factory.mktemp("awscli-upstreams"))
 
 
 # --------------------------------------------------------------------------------------------

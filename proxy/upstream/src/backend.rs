@@ -200,6 +200,38 @@ impl UpstreamBackend {
         Ok(())
     }
 
+    /// Sends a write carrying the client's body (PutObject, UploadPart): its framing headers,
+    /// the body itself; returns the upstream's ETag and the verified checksum to report.
+    async fn send_body(
+        &self,
+        mut call: Call<'_>,
+        put: &PutObject,
+        len: u64,
+        body: PutBody,
+    ) -> Result<(String, Option<(String, String)>), StorageError> {
+        self.body_headers(&mut call.headers, put)?;
+        let call = call.payload(Payload::Stream {
+            body,
+            len,
+            sha256: put.sha256,
+            content_md5: put.content_md5,
+        });
+        let response = self.send(call).await?;
+        let etag = response
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned();
+        let checksum = put.checksum.clone().or_else(|| {
+            put.late_checksum
+                .as_ref()
+                .and_then(|l| l.lock().ok()?.clone())
+        });
+        Ok((etag, checksum))
+    }
+
     fn read_headers(
         headers: &mut HeaderMap,
         read: &ReadRequest,
@@ -528,30 +560,13 @@ impl Backend for UpstreamBackend {
         let mut call = Call::new(Method::PUT, Subject::Object).object(bucket, key);
         self.object_headers(&mut call.headers, &put.headers, &put.system_meta, &put.tags)?;
         Self::put_condition(&mut call.headers, &put.condition)?;
-        self.body_headers(&mut call.headers, &put)?;
-        let late = put.late_checksum.clone();
-        let call = call.payload(Payload::Stream {
-            body,
-            len,
-            sha256: put.sha256,
-            content_md5: put.content_md5,
-        });
-        let response = self.send(call).await?;
-        let etag = response
-            .headers()
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned();
+        let (etag, checksum) = self.send_body(call, &put, len, body).await?;
         Ok(ObjectMeta {
             size: len,
             etag: put.etag.unwrap_or(etag),
             last_modified_ms: now_ms(),
             headers: put.headers,
-            checksum: put
-                .checksum
-                .or_else(|| late.and_then(|l| l.lock().ok()?.clone())),
+            checksum,
             tag_count: None,
             tags: put.tags,
             parts: None,
@@ -807,34 +822,17 @@ impl Backend for UpstreamBackend {
         body: PutBody,
     ) -> Result<PartInfo, StorageError> {
         let len = put.expected_size.ok_or(StorageError::IncompleteBody)?;
-        let mut call = Call::new(Method::PUT, Subject::Upload)
+        let call = Call::new(Method::PUT, Subject::Upload)
             .object(bucket, key)
             .query("partNumber", part.number.to_string())
             .query("uploadId", part.upload_id);
-        self.body_headers(&mut call.headers, &put)?;
-        let late = put.late_checksum.clone();
-        let call = call.payload(Payload::Stream {
-            body,
-            len,
-            sha256: put.sha256,
-            content_md5: put.content_md5,
-        });
-        let response = self.send(call).await?;
-        let etag = response
-            .headers()
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned();
+        let (etag, checksum) = self.send_body(call, &put, len, body).await?;
         Ok(PartInfo {
             part_number: part.number,
             size: len,
             etag,
             last_modified_ms: now_ms(),
-            checksum: put
-                .checksum
-                .or_else(|| late.and_then(|l| l.lock().ok()?.clone())),
+            checksum,
         })
     }
 

@@ -223,33 +223,94 @@ pub fn empty() -> RequestBody {
 /// An upstream's response body as an object body: pauses longer than `idle` and any break
 /// end it with an error naming the backend.
 pub fn response_stream(body: Incoming, backend: Arc<str>, idle: Duration) -> ObjectBody {
-    let stream = futures_util::stream::unfold(Some(body), move |body| {
-        let backend = Arc::clone(&backend);
-        async move {
-            let mut body = body?;
-            loop {
-                let frame = match tokio::time::timeout(idle, body.frame()).await {
-                    Err(_) => {
-                        return Some((Err(broken(&backend, "the download stalled")), None));
+    Box::pin(ResponseStream {
+        body: Some(body),
+        backend,
+        idle,
+        timer: Box::pin(tokio::time::sleep(idle)),
+        last: tokio::time::Instant::now(),
+        pending: bytes::BytesMut::new(),
+    })
+}
+
+/// Pieces of a response body that arrive together are passed on in pieces of up to this size.
+const COALESCE: usize = 256 * 1024;
+
+/// An upstream's response body. The idle limit costs one timer, re-armed only when it fires
+/// (at most once per `idle`), not one per piece of a long download.
+struct ResponseStream {
+    body: Option<Incoming>,
+    backend: Arc<str>,
+    idle: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the last piece arrived.
+    last: tokio::time::Instant,
+    /// Pieces received but not yet passed on (less than [`COALESCE`] bytes).
+    pending: bytes::BytesMut,
+}
+
+impl Stream for ResponseStream {
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use hyper::body::Body as _;
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.last = tokio::time::Instant::now();
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        if this.pending.is_empty() && data.len() >= COALESCE {
+                            return Poll::Ready(Some(Ok(data)));
+                        }
+                        // Small pieces that are already here travel on as one: each piece
+                        // costs a TLS record and a write on the client's side.
+                        this.pending.extend_from_slice(&data);
+                        if this.pending.len() >= COALESCE {
+                            return Poll::Ready(Some(Ok(this.pending.split().freeze())));
+                        }
                     }
-                    Ok(None) => return None,
-                    Ok(Some(Err(err))) => {
-                        return Some((
-                            Err(broken(&backend, &format!("the download broke off: {err}"))),
-                            None,
-                        ));
-                    }
-                    Ok(Some(Ok(frame))) => frame,
-                };
-                if let Ok(data) = frame.into_data()
-                    && !data.is_empty()
-                {
-                    return Some((Ok(data), Some(body)));
                 }
+                Poll::Ready(Some(Err(err))) => {
+                    this.body = None;
+                    let detail = format!("the download broke off: {err}");
+                    return Poll::Ready(Some(Err(broken(&this.backend, &detail))));
+                }
+                Poll::Ready(None) => {
+                    this.body = None;
+                    return Poll::Ready(
+                        (!this.pending.is_empty()).then(|| Ok(this.pending.split().freeze())),
+                    );
+                }
+                // Nothing more right now: what has arrived goes on.
+                Poll::Pending if !this.pending.is_empty() => {
+                    return Poll::Ready(Some(Ok(this.pending.split().freeze())));
+                }
+                Poll::Pending => loop {
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let deadline = this.last + this.idle;
+                    if tokio::time::Instant::now() >= deadline {
+                        this.body = None;
+                        let err = broken(&this.backend, "the download stalled");
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                    this.timer.as_mut().reset(deadline);
+                },
             }
         }
-    });
-    Box::pin(stream)
+    }
 }
 
 fn broken(backend: &str, detail: &str) -> StorageError {
