@@ -762,6 +762,11 @@ def test_upload_part_copy_across_backends(upstream_env: Env, buckets):
         a = s3.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1,
                                 CopySource={"Bucket": sources[first][0], "Key": "source"},
                                 CopySourceRange=f"bytes=500-{500 + PART - 1}")
+        # A range past the source's end is refused (an upstream would trim it to a short part).
+        size = len(sources[second][1])
+        raises_s3("InvalidRange", 416, s3.upload_part_copy, Bucket=bucket, Key=key, UploadId=upload_id,
+                  PartNumber=2, CopySource={"Bucket": sources[second][0], "Key": "source"},
+                  CopySourceRange=f"bytes={size - 10}-{size + 10}")
         b = s3.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=2,
                                 CopySource={"Bucket": sources[second][0], "Key": "source"},
                                 CopySourceRange="bytes=100-611")

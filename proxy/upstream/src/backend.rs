@@ -288,6 +288,15 @@ impl UpstreamBackend {
         }
         // Some S3 implementations ignore conditions: check them again on what was answered.
         read.conditions.check(&meta)?;
+        // A copy-source range must lie inside the object: an upstream that trimmed it (or sent
+        // the whole object) did not answer what was asked.
+        if let Some(ReadRange::Exact { first, last }) = read.range
+            && (meta.size == 0
+                || range.map_or((0, meta.size - 1), |r| (r.start, r.end_inclusive))
+                    != (first, last))
+        {
+            return Err(StorageError::InvalidRange { size: meta.size });
+        }
         if let Some(ReadRange::Part(n)) = read.range
             && range.is_none()
             && (n > 1 || meta.etag.contains('-'))
