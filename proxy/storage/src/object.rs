@@ -163,6 +163,23 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
+/// Wraps `text` (a resume key, another store's token) as a continuation token: opaque to
+/// clients, URL-safe, checked to decode by [`token_text`].
+pub(crate) fn opaque_token(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// What [`opaque_token`] wrapped; `InvalidToken` for anything it did not make.
+pub(crate) fn token_text(token: &str) -> Result<String, StorageError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(StorageError::InvalidToken)
+}
+
 impl ListPage {
     /// The last key or common prefix listed (ListObjects v1's `NextMarker`).
     pub fn last_entry(&self) -> Option<&str> {

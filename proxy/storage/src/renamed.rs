@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::object::{opaque_token, token_text};
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::{
     Backend, BucketInfo, BucketName, CompletePart, CopyObject, CopySource, Forward, Forwarded,
@@ -80,18 +79,14 @@ impl Renamed {
         if self.key_prefix.is_empty() {
             return token.to_owned();
         }
-        URL_SAFE_NO_PAD.encode(token)
+        opaque_token(token)
     }
 
     fn inner_token(&self, token: &str) -> Result<String, StorageError> {
         if self.key_prefix.is_empty() {
             return Ok(token.to_owned());
         }
-        URL_SAFE_NO_PAD
-            .decode(token)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or(StorageError::InvalidToken)
+        token_text(token)
     }
 
     fn client_key(&self, key: ObjectKey) -> Option<ObjectKey> {

@@ -71,10 +71,6 @@ impl UpstreamBackend {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// A small document answer, read whole.
     async fn document(&self, response: Response<Incoming>) -> Result<Bytes, StorageError> {
         body::read_small(
@@ -724,22 +720,23 @@ impl Backend for UpstreamBackend {
         bucket: &BucketName,
         request: ListRequest,
     ) -> Result<ListPage, StorageError> {
-        let mut call = Call::new(Method::GET, Subject::Bucket)
+        // A token always follows start-after in a paginated listing: it wins.
+        let (token, after) = match request.continuation {
+            Some(token) => (Some(token), None),
+            None => (None, request.start_after),
+        };
+        let call = Call::new(Method::GET, Subject::Bucket)
             .bucket(bucket)
             .query("list-type", "2")
             .query("encoding-type", "url")
-            .query("max-keys", request.max_keys.to_string());
-        if !request.prefix.is_empty() {
-            call = call.query("prefix", request.prefix);
-        }
-        if let Some(d) = request.delimiter {
-            call = call.query("delimiter", d);
-        }
-        match (request.continuation, request.start_after) {
-            (Some(token), _) => call = call.query("continuation-token", token),
-            (None, Some(after)) => call = call.query("start-after", after),
-            (None, None) => {}
-        }
+            .query("max-keys", request.max_keys.to_string())
+            .query_some("prefix", Some(request.prefix))
+            .query_some("delimiter", request.delimiter)
+            .query_some("start-after", after);
+        let call = match token {
+            Some(token) => call.query("continuation-token", token),
+            None => call,
+        };
         let response = self.send(call).await?;
         let doc = self.document(response).await?;
         let result: xml::ListBucketResult =
@@ -1043,23 +1040,15 @@ impl Backend for UpstreamBackend {
         bucket: &BucketName,
         request: UploadListRequest,
     ) -> Result<UploadListPage, StorageError> {
-        let mut call = Call::new(Method::GET, Subject::Bucket)
+        let call = Call::new(Method::GET, Subject::Bucket)
             .bucket(bucket)
             .query("uploads", "")
             .query("encoding-type", "url")
-            .query("max-uploads", request.max_uploads.to_string());
-        if !request.prefix.is_empty() {
-            call = call.query("prefix", request.prefix);
-        }
-        if let Some(d) = request.delimiter {
-            call = call.query("delimiter", d);
-        }
-        if let Some(m) = request.key_marker {
-            call = call.query("key-marker", m);
-        }
-        if let Some(m) = request.upload_id_marker {
-            call = call.query("upload-id-marker", m);
-        }
+            .query("max-uploads", request.max_uploads.to_string())
+            .query_some("prefix", Some(request.prefix))
+            .query_some("delimiter", request.delimiter)
+            .query_some("key-marker", request.key_marker)
+            .query_some("upload-id-marker", request.upload_id_marker);
         let response = self.send(call).await?;
         let doc = self.document(response).await?;
         let result: xml::ListMultipartUploadsResult =

@@ -101,6 +101,14 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// A parameter sent only when given (an empty prefix is no prefix).
+    pub fn query_some(self, name: &str, value: Option<String>) -> Self {
+        match value.filter(|v| !v.is_empty()) {
+            Some(value) => self.query(name, value),
+            None => self,
+        }
+    }
+
     pub fn header(mut self, name: &'static str, value: &str) -> Result<Self, StorageError> {
         set(&mut self.headers, name, value)?;
         Ok(self)

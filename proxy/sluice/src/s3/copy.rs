@@ -4,8 +4,6 @@
 //! the source's bytes into an ordinary PUT (as atomic and as bounded in memory as a PUT); a
 //! store that can copy on its side does so.
 
-use std::sync::Arc;
-
 use http::{Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use sluice_storage::{Backend, BucketName, CopyObject, CopySource, ObjectKey, Preconditions};
@@ -19,31 +17,25 @@ use super::response::{empty, quoted};
 use super::xml::XmlWriter;
 use crate::body::{ResponseBody, full_body, header_str};
 
-/// The object named by `x-amz-copy-source`, in the backend the tenant's route names for its
-/// bucket, with its `x-amz-copy-source-if-*` conditions.
+/// The object named by `x-amz-copy-source`: the store that holds it (through the tenant's route
+/// for its bucket, and any renaming there) under its names in that store, so the destination's
+/// store can recognise a source of its own and copy on its side; with its
+/// `x-amz-copy-source-if-*` conditions.
 #[derive(Debug)]
-pub(super) struct ResolvedSource {
-    pub backend: Arc<dyn Backend>,
+pub(super) struct ResolvedSource<'a> {
+    store: &'a dyn Backend,
     /// As the client named it.
     pub bucket: BucketName,
     pub key: ObjectKey,
-    /// As the store that holds it names it (through any renaming route).
     stored_bucket: BucketName,
     stored_key: ObjectKey,
-    pub conditions: Preconditions,
+    conditions: Preconditions,
 }
 
-impl ResolvedSource {
-    /// The source as the destination's store sees it: the store that holds it, under its names
-    /// there, so a store can recognise a source of its own and copy on its side.
+impl ResolvedSource<'_> {
     pub fn as_copy_source(&self) -> CopySource<'_> {
-        let store = match self.backend.resolve(&self.bucket, &self.key) {
-            Ok((store, _, _)) => store,
-            // Resolved once already in `resolve_source`, with these very names.
-            Err(_) => self.backend.as_ref(),
-        };
         CopySource {
-            store,
+            store: self.store,
             bucket: &self.stored_bucket,
             key: &self.stored_key,
             conditions: &self.conditions,
@@ -80,7 +72,7 @@ fn parse_copy_source(value: &str) -> Result<(BucketName, ObjectKey), S3Error> {
 }
 
 /// The copy source is reachable only through the tenant's own routes, like any request.
-pub(super) fn resolve_source(ctx: &OpContext<'_>) -> Result<ResolvedSource, S3Error> {
+pub(super) fn resolve_source<'a>(ctx: &OpContext<'a>) -> Result<ResolvedSource<'a>, S3Error> {
     let value = header_str(ctx.headers, "x-amz-copy-source").unwrap_or_default();
     let (bucket, key) = parse_copy_source(value)?;
     let backend = ctx
@@ -90,11 +82,10 @@ pub(super) fn resolve_source(ctx: &OpContext<'_>) -> Result<ResolvedSource, S3Er
             S3Error::access_denied(format!(
                 "No route for bucket {bucket} is configured for this tenant."
             ))
-        })?
-        .clone();
-    let (_, stored_bucket, stored_key) = backend.resolve(&bucket, &key)?;
+        })?;
+    let (store, stored_bucket, stored_key) = backend.resolve(&bucket, &key)?;
     Ok(ResolvedSource {
-        backend,
+        store,
         bucket,
         key,
         stored_bucket,

@@ -30,12 +30,11 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::{stream_copy, stream_copy_part};
+use crate::object::{opaque_token, token_text};
 use crate::{
     Backend, BucketInfo, BucketName, CompletePart, CopyObject, CopySource, ListPage, ListRequest,
     NewUpload, ObjectKey, ObjectMeta, ObjectRead, PartId, PartInfo, PutBody, PutCondition,
@@ -371,13 +370,11 @@ impl Backend for LocalBackend {
         // A token is the key or common prefix to resume after, versioned and encoded: opaque
         // to clients, and checked to decode.
         if let Some(token) = request.continuation.take() {
-            let after = URL_SAFE_NO_PAD
-                .decode(&token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|t| t.strip_prefix(TOKEN_V1).map(str::to_owned))
+            let text = token_text(&token)?;
+            let after = text
+                .strip_prefix(TOKEN_V1)
                 .ok_or(StorageError::InvalidToken)?;
-            request.start_after = Some(after);
+            request.start_after = Some(after.to_owned());
         }
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
         let mut page = self
@@ -385,7 +382,7 @@ impl Backend for LocalBackend {
             .await?;
         page.next_token = page
             .next_token
-            .map(|after| URL_SAFE_NO_PAD.encode(format!("{TOKEN_V1}{after}")));
+            .map(|after| opaque_token(&format!("{TOKEN_V1}{after}")));
         Ok(page)
     }
 
