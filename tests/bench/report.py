@@ -69,7 +69,10 @@ def main(src, out_md, out_svg):
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['system']} | {r['rounds']} | {fmt(r['rps'])} | {fmt(r['mbps'])} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['errors']} | {fmt(r['rss'])} | {fmt(r['cpu'], 2)} |")
     lines += ["", "## Ratios (median of per-round ratios)", "", "| scenario | comparison | metric | ratio | goal |", "| --- | --- | --- | ---: | --- |"]
-    large = lambda op: next((s for s in scenarios if s.startswith(op + "-") and not s.startswith(op + "-4KiB")), "")
+    # The large-object scenarios' names (their size is the run's); found in the local or the
+    # upstream scenarios, whichever ran.
+    large = lambda op: next((s.removeprefix("upstream-") for s in scenarios
+                             if s.removeprefix("upstream-").startswith(op + "-") and "4KiB" not in s), "")
     big_get, big_put = large("get"), large("put")
     goals = [
         ("get-4KiB-c64", "sluice", "nginx-proxy", "req_per_s", "≥ 1.0"),

@@ -12,7 +12,7 @@
 # PUT, multipart, ListObjectsV2 on 1,000,000 keys). Systems alternate within each round
 # (A B A B ...), several rounds; the report gives medians and median per-round ratios.
 #
-#   tests/bench/run.sh [--quick] [--out DIR]
+#   tests/bench/run.sh [--quick] [--only local|upstream] [--rounds N] [--out DIR]
 #
 # Installs nginx (Debian package) if missing, builds in release mode, stops everything it
 # started, and writes DIR/<date>.md and DIR/<date>.svg (default DIR: tests/bench/results).
@@ -20,12 +20,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 quick=0
+only=""
+rounds_arg=""
 out=tests/bench/results
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --only) only="$2"; shift ;;
+    --rounds) rounds_arg="$2"; shift ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--only local|upstream] [--rounds N] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -47,6 +51,8 @@ if [ $quick = 1 ]; then
 else
   small=4096; big=$((1 << 30)); rounds=3; secs=5; keys=1000000; idle=1000
 fi
+[ -n "$rounds_arg" ] && rounds=$rounds_arg
+# --only upstream skips the local scenarios (and the million-key listing they prepare).
 
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -59,7 +65,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== preparing data ($((big >> 20)) MiB large object, $keys listing keys)"
-cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
+[ "$only" = upstream ] || cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
 mkdir -p "$work/www/bench" "$work/nginx-tmp" "$work/results"
 head -c "$small" /dev/urandom > "$work/www/bench/obj-$small"
 head -c "$big" /dev/urandom > "$work/www/bench/obj-$big"
@@ -174,11 +180,14 @@ run() {
 
 systems=(sluice nginx-proxy nginx-static sluice-tls nginx-proxy-tls nginx-static-tls)
 up_systems=(sluice-tls nginx-proxy-tls direct-tls)
-echo "== setup: the same objects in Sluice"
-run sluice setup 0 --op get --size "$small" --requests 1 >/dev/null
-run sluice setup 0 --op get --size "$big" --requests 1 >/dev/null
+if [ "$only" != upstream ]; then
+  echo "== setup: the same objects in Sluice"
+  run sluice setup 0 --op get --size "$small" --requests 1 >/dev/null
+  run sluice setup 0 --op get --size "$big" --requests 1 >/dev/null
+fi
 for r in $(seq 1 "$rounds"); do
   echo "== round $r of $rounds"
+  if [ "$only" != upstream ]; then
   for sys in "${systems[@]}"; do
     run "$sys" get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
   done
@@ -188,6 +197,8 @@ for r in $(seq 1 "$rounds"); do
   for sys in "${systems[@]}"; do
     run "$sys" "put-$((big >> 20))MiB" "$r" --op put --size "$big" --requests 1
   done
+  fi
+  [ "$only" = local ] && continue
   # Upstream: client over TLS, the store behind on loopback plain HTTP (nginx's static server).
   for sys in "${up_systems[@]}"; do
     run "$sys" upstream-get-4KiB-c64 "$r" --bucket upstream --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
@@ -200,15 +211,18 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-echo "== Sluice only: idle connections and the local backend"
-run sluice "idle-$idle" 1 --op idle --size "$small" --concurrency "$idle" --no-setup
-run sluice put-4KiB-c16 1 --op put --size "$small" --concurrency 16 --duration "$secs"
-run sluice "multipart-$((big >> 20))MiB-8MiB-parts" 1 --op multipart --size "$big" --part-size 8MiB --part-concurrency 4 --requests 1
-run sluice "list-1000-of-$keys" 1 --op list --size 1 --bucket million --list-keys "$keys" --requests 200 --no-setup
+if [ "$only" != upstream ]; then
+  echo "== Sluice only: idle connections and the local backend"
+  run sluice "idle-$idle" 1 --op idle --size "$small" --concurrency "$idle" --no-setup
+  run sluice put-4KiB-c16 1 --op put --size "$small" --concurrency 16 --duration "$secs"
+  run sluice "multipart-$((big >> 20))MiB-8MiB-parts" 1 --op multipart --size "$big" --part-size 8MiB --part-concurrency 4 --requests 1
+  run sluice "list-1000-of-$keys" 1 --op list --size 1 --bucket million --list-keys "$keys" --requests 200 --no-setup
+fi
 
 mkdir -p "$out"
 stamp=$(date -u +%Y-%m-%d)
 [ $quick = 1 ] && stamp="$stamp-quick"
+[ -n "$only" ] && stamp="$stamp-$only"
 python3 tests/bench/report.py "$results" "$out/$stamp.md" "$out/$stamp.svg"
 cp "$results" "$out/$stamp.txt"
 echo "== report: $out/$stamp.md, $out/$stamp.svg"

@@ -229,12 +229,15 @@ pub fn response_stream(body: Incoming, backend: Arc<str>, idle: Duration) -> Obj
         idle,
         timer: Box::pin(tokio::time::sleep(idle)),
         last: tokio::time::Instant::now(),
-        pending: bytes::BytesMut::new(),
+        waiting: Joiner::default(),
     })
 }
 
-/// Pieces of a response body that arrive together are passed on in pieces of up to this size.
-const COALESCE: usize = 256 * 1024;
+/// A piece at least this large (a full TLS record) is passed on as it came, never copied.
+const PASS: usize = 16 * 1024;
+/// Smaller pieces that arrive together are joined, up to this size: each piece passed on
+/// costs a TLS record and a write on the client's side.
+const JOIN: usize = 64 * 1024;
 
 /// An upstream's response body. The idle limit costs one timer, re-armed only when it fires
 /// (at most once per `idle`), not one per piece of a long download.
@@ -245,8 +248,51 @@ struct ResponseStream {
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// When the last piece arrived.
     last: tokio::time::Instant,
-    /// Pieces received but not yet passed on (less than [`COALESCE`] bytes).
-    pending: bytes::BytesMut,
+    /// Pieces received and not passed on yet.
+    waiting: Joiner,
+}
+
+/// Pieces of a body on their way: large ones pass as they came, small ones that arrive
+/// together are joined.
+#[derive(Default)]
+struct Joiner {
+    /// A piece received but not yet passed on, kept as it came (no copy).
+    held: Option<Bytes>,
+    /// Small pieces received together, joined (less than [`JOIN`] bytes). At most one of
+    /// `held` and `joined` holds anything.
+    joined: bytes::BytesMut,
+}
+
+impl Joiner {
+    /// What has arrived and is not passed on yet, if anything.
+    fn take(&mut self) -> Option<Bytes> {
+        self.held
+            .take()
+            .or_else(|| (!self.joined.is_empty()).then(|| self.joined.split().freeze()))
+    }
+
+    /// Takes in one piece; returns what is to be passed on now.
+    fn arrived(&mut self, data: Bytes) -> Option<Bytes> {
+        if let Some(held) = self.held.take() {
+            if held.len() >= PASS || data.len() >= PASS {
+                self.held = Some(data);
+                return Some(held);
+            }
+            self.joined.reserve(JOIN);
+            self.joined.extend_from_slice(&held);
+        } else if self.joined.is_empty() {
+            if data.len() >= PASS {
+                return Some(data);
+            }
+            self.held = Some(data);
+            return None;
+        } else if data.len() >= PASS {
+            self.held = Some(data);
+            return Some(self.joined.split().freeze());
+        }
+        self.joined.extend_from_slice(&data);
+        (self.joined.len() + PASS > JOIN).then(|| self.joined.split().freeze())
+    }
 }
 
 impl Stream for ResponseStream {
@@ -260,54 +306,48 @@ impl Stream for ResponseStream {
         use std::future::Future as _;
         use std::task::Poll;
         let this = self.get_mut();
-        let Some(body) = this.body.as_mut() else {
-            return Poll::Ready(None);
-        };
         loop {
-            match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+            let Some(body) = this.body.as_mut() else {
+                return Poll::Ready(this.waiting.take().map(Ok));
+            };
+            match std::pin::Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     this.last = tokio::time::Instant::now();
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
+                        && let Some(out) = this.waiting.arrived(data)
                     {
-                        if this.pending.is_empty() && data.len() >= COALESCE {
-                            return Poll::Ready(Some(Ok(data)));
-                        }
-                        // Small pieces that are already here travel on as one: each piece
-                        // costs a TLS record and a write on the client's side.
-                        this.pending.extend_from_slice(&data);
-                        if this.pending.len() >= COALESCE {
-                            return Poll::Ready(Some(Ok(this.pending.split().freeze())));
-                        }
+                        return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Poll::Ready(Some(Err(err))) => {
                     this.body = None;
+                    this.waiting = Joiner::default();
                     let detail = format!("the download broke off: {err}");
                     return Poll::Ready(Some(Err(broken(&this.backend, &detail))));
                 }
                 Poll::Ready(None) => {
                     this.body = None;
-                    return Poll::Ready(
-                        (!this.pending.is_empty()).then(|| Ok(this.pending.split().freeze())),
-                    );
+                    return Poll::Ready(this.waiting.take().map(Ok));
                 }
                 // Nothing more right now: what has arrived goes on.
-                Poll::Pending if !this.pending.is_empty() => {
-                    return Poll::Ready(Some(Ok(this.pending.split().freeze())));
+                Poll::Pending => {
+                    if let Some(out) = this.waiting.take() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                    loop {
+                        if this.timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        let deadline = this.last + this.idle;
+                        if tokio::time::Instant::now() >= deadline {
+                            this.body = None;
+                            let err = broken(&this.backend, "the download stalled");
+                            return Poll::Ready(Some(Err(err)));
+                        }
+                        this.timer.as_mut().reset(deadline);
+                    }
                 }
-                Poll::Pending => loop {
-                    if this.timer.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let deadline = this.last + this.idle;
-                    if tokio::time::Instant::now() >= deadline {
-                        this.body = None;
-                        let err = broken(&this.backend, "the download stalled");
-                        return Poll::Ready(Some(Err(err)));
-                    }
-                    this.timer.as_mut().reset(deadline);
-                },
             }
         }
     }
@@ -359,6 +399,55 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::{JOIN, Joiner, PASS};
+    use bytes::Bytes;
+
+    /// Large pieces pass through as they came (the same memory, not a copy); small pieces
+    /// that arrive together are joined; nothing is reordered, lost or passed on twice.
+    #[test]
+    fn pieces_pass_whole_or_joined_in_order() {
+        let piece = |len: usize, fill: u8| Bytes::from(vec![fill; len]);
+        let big = piece(PASS, 1);
+        let mut j = Joiner::default();
+        let out = j
+            .arrived(big.clone())
+            .expect("a large piece goes on at once");
+        assert_eq!(out.as_ptr(), big.as_ptr(), "passed on without a copy");
+        assert!(j.take().is_none());
+
+        // Small, small, large, then the stream pauses: the two small ones as one, then the
+        // large one by itself.
+        let mut passed = Vec::new();
+        for p in [piece(100, 2), piece(200, 3), piece(PASS + 1, 4)] {
+            passed.extend(j.arrived(p));
+        }
+        passed.extend(j.take());
+        let lens: Vec<usize> = passed.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [300, PASS + 1]);
+        assert_eq!(
+            &passed[0][..],
+            [[2u8; 100].as_slice(), &[3u8; 200]].concat()
+        );
+
+        // Many small pieces in a row: joined up to JOIN, every byte once, in order.
+        let mut all = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..100u8 {
+            let p = piece(1000, i);
+            expected.extend_from_slice(&p);
+            all.extend(j.arrived(p));
+        }
+        all.extend(j.take());
+        assert!(all.iter().all(|b| b.len() <= JOIN));
+        assert!(
+            all.len() < 10,
+            "joined, not one write per piece: {}",
+            all.len()
+        );
+        assert_eq!(all.concat(), expected);
+        assert!(j.take().is_none());
+    }
+
     /// The framing Sluice writes is what the front door's decoder reads back, chunk signatures
     /// verified, and its length is the one declared up front.
     #[tokio::test]

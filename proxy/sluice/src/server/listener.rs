@@ -182,6 +182,9 @@ struct Conn {
     accept_unsigned_payload: bool,
 }
 
+/// The most TLS data a connection holds encrypted and not yet written.
+const SEND_BUFFER: usize = 256 * 1024;
+
 impl Conn {
     async fn run(self, stream: TcpStream) {
         let activity = Activity::new();
@@ -189,7 +192,12 @@ impl Conn {
             Some(acceptor) => {
                 let handshake = acceptor.accept(IdleIo::new(stream, activity.clone()));
                 match tokio::time::timeout(self.limits.header_read_timeout, handshake).await {
-                    Ok(Ok(tls)) => self.serve_io(tls, activity, true).await,
+                    Ok(Ok(mut tls)) => {
+                        // Up to 256 KiB of a response encrypted per write (rustls' default,
+                        // 64 KiB, means four times the writes for a large download).
+                        tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
+                        self.serve_io(tls, activity, true).await
+                    }
                     Ok(Err(err)) => {
                         tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed")
                     }
