@@ -8,6 +8,7 @@
 
 mod backend;
 mod conditions;
+pub mod encrypted;
 mod error;
 pub mod local;
 mod names;
@@ -20,11 +21,12 @@ pub use backend::{
     storage_body, stream_copy, stream_copy_part,
 };
 pub use conditions::Preconditions;
+pub use encrypted::{Encrypted, Policy};
 pub use error::{BodyError, Fault, StorageError, UpstreamError};
 pub use local::LocalBackend;
 pub use names::{BucketName, MAX_KEY_BYTES, NameError, ObjectKey, TenantId};
 pub use object::{
-    BucketInfo, CompletePart, LateChecksum, ListPage, ListRequest, NewUpload, ObjectBody,
+    BucketInfo, CompletePart, LateChecksum, LateMeta, ListPage, ListRequest, NewUpload, ObjectBody,
     ObjectMeta, ObjectRead, PartInfo, PutCondition, PutObject, ReadRequest, StoredHeaders,
     SystemMeta, UploadInfo, UploadListPage, UploadListRequest,
 };

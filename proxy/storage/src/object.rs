@@ -39,6 +39,9 @@ pub struct StoredHeaders {
 /// the body adapter fills it in before ending its stream cleanly, storage reads it at commit.
 pub type LateChecksum = std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>;
 
+/// See [`PutObject::late_meta`].
+pub type LateMeta = std::sync::Arc<std::sync::Mutex<SystemMeta>>;
+
 /// A precondition on the key's current state, checked inside the commit transaction, so two
 /// concurrent conditional writers cannot both succeed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +74,11 @@ pub struct PutObject {
     /// The ETag to record instead of the MD5 of the bytes stored: a layer that transforms
     /// bodies computes it on what the client sent (and checks `content_md5` itself).
     pub etag: Option<String>,
+    /// System metadata known only once the body has ended (an encrypting layer's plaintext
+    /// ETag): the layer fills it in before ending its stream cleanly; a store that records
+    /// metadata after the body (the local backend) adds it to `system_meta` at commit. An
+    /// upstream sends metadata before the body and keeps none of it.
+    pub late_meta: Option<LateMeta>,
     pub system_meta: SystemMeta,
 }
 

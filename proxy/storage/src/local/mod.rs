@@ -245,6 +245,8 @@ impl Backend for LocalBackend {
         self.head_bucket(tenant, bucket).await?;
         let received = self.receive(&put, body).await?;
         let checksum = put.checksum.clone().or_else(|| late_checksum(&put));
+        let mut put = put;
+        let system_meta = system_meta(&mut put);
         let meta = ObjectMeta {
             size: received.size,
             etag: put.etag.unwrap_or_else(|| hex::encode(received.md5)),
@@ -254,7 +256,7 @@ impl Backend for LocalBackend {
             tags: put.tags,
             tag_count: None,
             parts: None,
-            system_meta: put.system_meta,
+            system_meta,
         };
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.clone());
         let record = Record::single(received.id.clone(), meta.clone());
@@ -582,6 +584,17 @@ impl Inner {
             self.blobs.remove(id);
         }
     }
+}
+
+/// `put.system_meta` with what the body's layer learnt at its end.
+fn system_meta(put: &mut PutObject) -> crate::SystemMeta {
+    let mut meta = std::mem::take(&mut put.system_meta);
+    if let Some(late) = &put.late_meta
+        && let Ok(late) = late.lock()
+    {
+        meta.extend(late.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    meta
 }
 
 fn late_checksum(put: &PutObject) -> Option<(String, String)> {
