@@ -69,3 +69,61 @@ impl Envelope {
         })
     }
 }
+
+/// The upload id Sluice gives a client for an encrypted multipart upload: the store's own id,
+/// the upload's envelope, and a MAC under the data key binding the two. S3 keeps an upload's
+/// metadata out of reach until it completes, so every UploadPart finds the data key here, in
+/// the request, with no state anywhere else; a token moved to another upload fails its MAC.
+///
+/// Form: `<store id>~<envelope, base64url>~<MAC, 32 hex>`.
+pub fn upload_token(store_id: &str, envelope: &Envelope, key: &crate::DataKey) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = envelope.to_meta();
+    format!(
+        "{store_id}~{}~{}",
+        URL_SAFE_NO_PAD.encode(&text),
+        upload_mac(store_id, &text, key)
+    )
+}
+
+/// Splits an id made by [`upload_token`] into the store's id and the envelope; `None` if it is
+/// not one (a plain store id).
+pub fn split_upload_token(id: &str) -> Option<(&str, Envelope, &str)> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = id.rsplitn(3, '~');
+    let (mac, envelope, store_id) = (parts.next()?, parts.next()?, parts.next()?);
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(envelope).ok()?).ok()?;
+    let envelope = Envelope::from_meta(&text).ok()?;
+    Some((store_id, envelope, mac))
+}
+
+/// Checks the MAC of a token split by [`split_upload_token`], once its data key is unwrapped.
+pub fn check_upload_mac(
+    store_id: &str,
+    envelope: &Envelope,
+    mac: &str,
+    key: &crate::DataKey,
+) -> Result<(), CryptoError> {
+    let expected = upload_mac(store_id, &envelope.to_meta(), key);
+    // Constant time: the MAC is a secret-derived value compared with an attacker's.
+    let equal = expected.len() == mac.len()
+        && expected
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if equal {
+        Ok(())
+    } else {
+        Err(CryptoError::Authentication)
+    }
+}
+
+fn upload_mac(store_id: &str, envelope_text: &str, key: &crate::DataKey) -> String {
+    let mac = crate::aead::derive(
+        key.bytes(),
+        b"sluice/v1/upload/",
+        format!("{store_id}\n{envelope_text}").as_bytes(),
+    );
+    hex::encode(&mac[..16])
+}

@@ -101,6 +101,20 @@ impl Layout {
         HEADER_LEN as u64 + index * self.sealed_size()
     }
 
+    /// The stored bytes from a stream's start that hold its first `take` plaintext bytes:
+    /// the header and the covering segments, and the footer too when `take` is all of it.
+    pub fn prefix_stored_len(&self, plain: u64, take: u64) -> u64 {
+        if take >= plain {
+            return self.stored_len(plain);
+        }
+        let segments = take.div_ceil(self.segment_size());
+        if segments == self.segments(plain) {
+            // Into the last segment, which may be short: all but the footer.
+            return self.stored_len(plain) - FOOTER_LEN as u64;
+        }
+        HEADER_LEN as u64 + segments * self.sealed_size()
+    }
+
     /// Where the footer starts in a stored stream of `plain` bytes.
     pub fn footer_offset(&self, plain: u64) -> u64 {
         self.stored_len(plain) - FOOTER_LEN as u64

@@ -15,7 +15,7 @@ mod master_key;
 mod sealed;
 pub mod stream;
 
-pub use envelope::Envelope;
+pub use envelope::{Envelope, check_upload_mac, split_upload_token, upload_token};
 pub use keyring::{DataKey, KeyId, Keyring, Wrapping, WrappingKey};
 pub use layout::{Layout, PartEntry, PartMap, Span};
 pub use master_key::MasterKey;

@@ -290,23 +290,41 @@ impl<A: SegmentAead> StreamDecryptor<A> {
         expect_part: Option<u32>,
     ) -> Result<Self, CryptoError> {
         let plain_len = layout.plain_len(stored_len)?;
+        Ok(Self::prefix(key, layout, plain_len, expect_part, plain_len))
+    }
+
+    /// For the first `take` plaintext bytes of a stream of `plain_len` bytes, read from its
+    /// start (header first): the whole stream, footer checked, when `take == plain_len`. Feed it
+    /// [`Layout::prefix_stored_len`] stored bytes.
+    pub fn prefix(
+        key: &DataKey,
+        layout: Layout,
+        plain_len: u64,
+        expect_part: Option<u32>,
+        take: u64,
+    ) -> Self {
         let segments = layout.segments(plain_len);
-        Ok(Self {
+        let whole = take >= plain_len;
+        Self {
             key: key.clone(),
             aead: None,
             header: None,
             layout,
             segments,
             index: 0,
-            end: segments,
+            end: if whole {
+                segments
+            } else {
+                take.div_ceil(layout.segment_size())
+            },
             skip: 0,
-            take: plain_len,
-            footer: true,
+            take: take.min(plain_len),
+            footer: whole,
             buf: Vec::new(),
             done: None,
             expect_part,
             plain_len,
-        })
+        }
     }
 
     /// For `span` of a stream whose header (already read) is `header` and plaintext length is
@@ -359,11 +377,28 @@ impl<A: SegmentAead> StreamDecryptor<A> {
     }
 
     /// Decrypts what it can of `input`, appending plaintext to `out`. An error is final.
-    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let used = self.push_some(input, out)?;
+        if used < input.len() {
+            return Err(CryptoError::TrailingData);
+        }
+        Ok(())
+    }
+
+    /// Whether every stored byte this decryptor reads has been pushed.
+    pub fn is_done(&self) -> bool {
+        self.buf.is_empty() && self.wanted() == 0
+    }
+
+    /// Like [`push`](Self::push), but stops where this decryptor's stored bytes end and says
+    /// how many of `input` it took: the rest belongs to whatever follows (the next part).
+    pub fn push_some(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, CryptoError> {
+        let total = input.len();
+        let mut input = input;
         while !input.is_empty() {
             let wanted = self.wanted();
             if wanted == 0 {
-                return Err(CryptoError::TrailingData);
+                break;
             }
             if self.buf.is_empty() && input.len() >= wanted && self.header.is_some() {
                 // A whole unit in the input: decrypted straight into `out`.
@@ -382,7 +417,7 @@ impl<A: SegmentAead> StreamDecryptor<A> {
                 self.buf.clear();
             }
         }
-        Ok(())
+        Ok(total - input.len())
     }
 
     /// One whole header, sealed segment or footer.

@@ -558,3 +558,72 @@ fn write_golden_vectors() {
         std::fs::write(path("plain.hex"), hex::encode(&plain) + "\n").unwrap();
     }
 }
+
+#[test]
+fn prefixes_read_from_the_start_and_streams_follow_each_other() {
+    let key = DataKey::generate();
+    let layout = small();
+    let s = layout.segment_size() as usize;
+    let a = plaintext(2 * s + 10, 40);
+    let b = plaintext(s, 41);
+    let mut joined = encrypt::<AwsLc>(&key, layout, 1, &a, 42);
+    let first_len = joined.len();
+    joined.extend(encrypt::<AwsLc>(&key, layout, 2, &b, 43));
+    // Every prefix of part 1 reads exactly its stored bytes and gives exactly its plaintext.
+    for take in [0, 1, s - 1, s, s + 1, 2 * s, 2 * s + 5, 2 * s + 10] {
+        let stored = layout.prefix_stored_len(a.len() as u64, take as u64) as usize;
+        let mut dec =
+            StreamDecryptor::<AwsLc>::prefix(&key, layout, a.len() as u64, Some(1), take as u64);
+        let mut out = Vec::new();
+        let used = dec.push_some(&joined, &mut out).unwrap();
+        assert_eq!(used, stored, "take {take}");
+        assert!(dec.is_done());
+        assert_eq!(out, &a[..take], "take {take}");
+        // The rest is the next part, a whole stream of its own.
+        if take == a.len() {
+            assert_eq!(used, first_len);
+            let mut next = StreamDecryptor::<AwsLc>::whole(
+                &key,
+                layout,
+                (joined.len() - used) as u64,
+                Some(2),
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            next.push(&joined[used..], &mut out).unwrap();
+            assert!(next.finish().unwrap().is_some());
+            assert_eq!(out, b);
+        }
+    }
+}
+
+#[test]
+fn upload_tokens_carry_the_envelope_and_bind_it_to_one_upload() {
+    let id = KeyId::new("k1").unwrap();
+    let keyring = Keyring::new(vec![(id.clone(), WrappingKey::from_bytes([3; 32]))], &id).unwrap();
+    let dk = DataKey::generate();
+    let (wrapping, wrapped) = keyring.wrap(&dk);
+    let envelope = Envelope {
+        layout: Layout::default(),
+        wrapping,
+        wrapped,
+    };
+    let token = sluice_crypto::upload_token("store-upload-1", &envelope, &dk);
+    assert!(
+        token
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"~-_.".contains(&c)),
+        "{token}"
+    );
+    let (store_id, back, mac) = sluice_crypto::split_upload_token(&token).unwrap();
+    assert_eq!((store_id, &back), ("store-upload-1", &envelope));
+    let Wrapping::Keyring(kid) = &back.wrapping else {
+        panic!()
+    };
+    let key = keyring.unwrap(kid, &back.wrapped).unwrap();
+    sluice_crypto::check_upload_mac(store_id, &back, mac, &key).unwrap();
+    // The same envelope and MAC on another upload's id: refused.
+    assert!(sluice_crypto::check_upload_mac("store-upload-2", &back, mac, &key).is_err());
+    assert!(sluice_crypto::check_upload_mac(store_id, &back, &"0".repeat(32), &key).is_err());
+    assert!(sluice_crypto::split_upload_token("plain-store-id").is_none());
+}

@@ -3,15 +3,19 @@
 //! sizes, ETags and ranges, and never the envelope.
 //!
 //! What a client sees of an encrypted object (its [`View`]) follows from the store's record:
-//! the envelope in system metadata, the plaintext size from the stored size, and the ETag (the
+//! the envelope in system metadata; the plaintext size from the stored size; the ETag (the
 //! plaintext's MD5) from `sluice-etag` where the store keeps metadata learnt at a body's end
-//! (the local backend), else from the object's footer, remembered by the stored ETag.
-//! Conditions are checked here against the plaintext ETag, never passed to the store.
+//! (the local backend), else from the object's footer. A multipart object's parts are found
+//! by walking its footers back from the end. What footers say is remembered by the stored
+//! ETag. Conditions are checked here against the plaintext ETag, never passed to the store.
 //!
-//! Not built yet: multipart uploads and copies of encrypted objects (refused as
-//! `Unsupported`), SSE-C, and stores that list no system metadata (upstreams).
+//! A multipart upload's data key travels in the upload id given to the client
+//! ([`sluice_crypto::upload_token`]); each part is a stream of its own.
+//!
+//! Not built yet: SSE-C, rewrapping copies that keep the stored bytes, and stores that list no
+//! system metadata (upstreams: their listings need the envelope found per key).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -22,8 +26,8 @@ use futures_util::{Stream, StreamExt};
 use md5::{Digest as _, Md5};
 use sluice_crypto::stream::{FOOTER_LEN, HEADER_LEN};
 use sluice_crypto::{
-    CryptoError, DataKey, Envelope, Footer, Keyring, Layout, StreamDecryptor, StreamEncryptor,
-    StreamHeader, Wrapping,
+    CryptoError, DataKey, Envelope, Footer, Keyring, Layout, PartMap, StreamDecryptor,
+    StreamEncryptor, StreamHeader, Wrapping, check_upload_mac, split_upload_token, upload_token,
 };
 
 use crate::{
@@ -56,9 +60,17 @@ pub struct Encrypted {
     inner: Arc<dyn Backend>,
     keyring: Arc<Keyring>,
     policy: Policy,
-    /// Plaintext ETags of encrypted objects by (bucket, key, stored ETag), for stores that do
-    /// not keep them beside the object.
-    etags: moka::sync::Cache<(String, String, String), Arc<str>>,
+    /// What the stored bytes say of encrypted objects (plaintext ETag; a multipart object's
+    /// parts), by (bucket, key, stored ETag): read from footers once, or known from the write.
+    described: moka::sync::Cache<(String, String, String), Arc<Described>>,
+}
+
+/// What an encrypted object's footers say.
+#[derive(Debug)]
+struct Described {
+    etag: String,
+    /// A multipart object's streams, in order.
+    parts: Option<PartMap>,
 }
 
 impl std::fmt::Debug for Encrypted {
@@ -71,8 +83,18 @@ impl std::fmt::Debug for Encrypted {
     }
 }
 
-/// How many plaintext ETags are remembered (about 200 bytes each).
-const ETAG_CACHE: u64 = 100_000;
+/// How many objects' descriptions are remembered (single-part: about 200 bytes each).
+const DESCRIBED_CACHE: u64 = 100_000;
+/// S3's most parts in one object.
+const MAX_PARTS: usize = 10_000;
+
+/// A stored object as its record describes it.
+struct Stored<'a> {
+    etag: &'a str,
+    size: u64,
+    /// How many parts, for a multipart object.
+    parts: Option<u32>,
+}
 
 /// An encrypted object as a client sees it.
 struct View {
@@ -82,6 +104,7 @@ struct View {
     meta: ObjectMeta,
     stored_size: u64,
     stored_etag: String,
+    parts: Option<PartMap>,
 }
 
 impl Encrypted {
@@ -90,7 +113,7 @@ impl Encrypted {
             inner,
             keyring,
             policy,
-            etags: moka::sync::Cache::new(ETAG_CACHE),
+            described: moka::sync::Cache::new(DESCRIBED_CACHE),
         }
     }
 
@@ -98,14 +121,100 @@ impl Encrypted {
         self.policy != Policy::Off
     }
 
-    /// Multipart writes are not encrypted yet: refused rather than stored as plaintext.
-    fn refuse_multipart(&self) -> Result<(), StorageError> {
-        if self.encrypts_new_objects() {
-            return Err(StorageError::Unsupported(
-                "A multipart upload to an encrypting route",
+    /// A fresh data key and its envelope, wrapped under the keyring's current key.
+    fn new_key(&self) -> (DataKey, Envelope) {
+        let data_key = DataKey::generate();
+        let (wrapping, wrapped) = self.keyring.wrap(&data_key);
+        let envelope = Envelope {
+            layout: Layout::default(),
+            wrapping,
+            wrapped,
+        };
+        (data_key, envelope)
+    }
+
+    /// The store's upload id and the upload's data key, from an upload id this layer gave a
+    /// client; `None` for a store's own id (an upload started without encryption). An id whose
+    /// envelope or MAC does not check out names no upload.
+    fn upload_key(&self, id: &str) -> Result<Option<(String, Envelope, DataKey)>, StorageError> {
+        let Some((store_id, envelope, mac)) = split_upload_token(id) else {
+            return Ok(None);
+        };
+        let key = self
+            .data_key(&envelope)
+            .map_err(|_| StorageError::NoSuchUpload)?;
+        check_upload_mac(store_id, &envelope, mac, &key).map_err(|_| StorageError::NoSuchUpload)?;
+        Ok(Some((store_id.to_owned(), envelope, key)))
+    }
+
+    /// An upload started without encryption may not go on where plaintext must never be
+    /// written.
+    fn plaintext_upload_allowed(&self) -> Result<(), StorageError> {
+        if self.policy == Policy::Required {
+            return Err(StorageError::NotAllowed(
+                "This upload was started without encryption, which this bucket requires",
             ));
         }
         Ok(())
+    }
+
+    /// A write's condition as the store can check it: `If-Match` names the client's ETag
+    /// (the plaintext's), so it is checked here and the store is asked to replace exactly the
+    /// object that was checked.
+    async fn store_condition(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        condition: PutCondition,
+    ) -> Result<PutCondition, StorageError> {
+        let PutCondition::IfMatch(wanted) = &condition else {
+            return Ok(condition);
+        };
+        match self.stored_head(tenant, bucket, key).await {
+            // A missing key: the store answers as it does for any conditional write.
+            Err(StorageError::NoSuchKey) => Ok(condition),
+            Err(err) => Err(err),
+            Ok(meta) => {
+                let stored_etag = meta.etag.clone();
+                let current = match self.view(tenant, bucket, key, meta).await? {
+                    Some(view) => view.meta.etag,
+                    None => stored_etag.clone(),
+                };
+                if wanted.trim_matches('"') != current {
+                    return Err(StorageError::PreconditionFailed {
+                        condition: Some("If-Match"),
+                    });
+                }
+                Ok(PutCondition::IfMatch(stored_etag))
+            }
+        }
+    }
+
+    /// Seals a body as stream `part` under `data_key`: what the store is given instead.
+    fn seal(
+        put: &mut PutObject,
+        body: PutBody,
+        data_key: &DataKey,
+        layout: Layout,
+        part: u32,
+    ) -> (PutBody, crate::LateMeta) {
+        put.expected_size = put.expected_size.map(|p| layout.stored_len(p));
+        let late: crate::LateMeta = Arc::new(Mutex::new(BTreeMap::new()));
+        put.late_meta = Some(Arc::clone(&late));
+        // The store sees ciphertext: the client's digests are checked here, on the plaintext.
+        let content_md5 = put.content_md5.take();
+        put.sha256 = None;
+        put.etag = None;
+        let sealing = Sealing {
+            body,
+            encryptor: Some(StreamEncryptor::new(data_key, layout, part)),
+            md5: Md5::new(),
+            content_md5,
+            late: Arc::clone(&late),
+            segment: layout.segment_size() as usize,
+        };
+        (Box::pin(sealing), late)
     }
 
     fn data_key(&self, envelope: &Envelope) -> Result<DataKey, StorageError> {
@@ -130,59 +239,110 @@ impl Encrypted {
         };
         let envelope = Envelope::from_meta(&text).map_err(sealed)?;
         let data_key = self.data_key(&envelope)?;
-        if meta.parts.is_some() {
-            return Err(StorageError::Unsupported(
-                "Reading an encrypted multipart object",
-            ));
-        }
         let stored_size = meta.size;
         let stored_etag = meta.etag.clone();
-        meta.size = envelope.layout.plain_len(stored_size).map_err(sealed)?;
-        meta.etag = match meta.system_meta.remove(ETAG_META) {
-            Some(etag) => etag,
-            None => {
-                self.footer_etag(tenant, bucket, key, &meta.etag, &data_key, stored_size)
+        let kept_etag = meta.system_meta.remove(ETAG_META);
+        meta.system_meta.clear();
+        let described = match (meta.parts, kept_etag) {
+            (None, Some(etag)) => Arc::new(Described { etag, parts: None }),
+            (parts, _) => {
+                let object = Stored {
+                    etag: &stored_etag,
+                    size: stored_size,
+                    parts,
+                };
+                self.describe(tenant, bucket, key, &object, &data_key, envelope.layout)
                     .await?
             }
         };
-        meta.system_meta.clear();
+        meta.size = match &described.parts {
+            Some(map) => map.plain_len(),
+            None => envelope.layout.plain_len(stored_size).map_err(sealed)?,
+        };
+        meta.etag = described.etag.clone();
         Ok(Some(View {
             envelope,
             key: data_key,
             meta,
             stored_size,
             stored_etag,
+            parts: described.parts.clone(),
         }))
     }
 
-    /// The plaintext ETag kept in an object's footer, remembered by its stored ETag.
-    async fn footer_etag(
+    /// What an object's footers say, remembered by its stored ETag: one footer for a
+    /// single-part object; for a multipart one, each part's, walked back from the end (each
+    /// gives its part's stored size, so where the part before ends).
+    async fn describe(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
-        stored_etag: &str,
+        object: &Stored<'_>,
         data_key: &DataKey,
-        stored_size: u64,
-    ) -> Result<String, StorageError> {
+        layout: Layout,
+    ) -> Result<Arc<Described>, StorageError> {
         let cache_key = (
             bucket.as_str().to_owned(),
             key.as_str().to_owned(),
-            stored_etag.to_owned(),
+            object.etag.to_owned(),
         );
-        if let Some(etag) = self.etags.get(&cache_key) {
-            return Ok(etag.to_string());
+        if let Some(described) = self.described.get(&cache_key) {
+            return Ok(described);
         }
-        let first = stored_size
-            .checked_sub(FOOTER_LEN as u64)
-            .ok_or_else(|| corrupt("shorter than a footer"))?;
-        let bytes = self
-            .read_stored(tenant, bucket, key, first, stored_size - 1, stored_etag)
-            .await?;
-        let footer = Footer::open(data_key, &bytes).map_err(sealed)?;
-        let etag = hex::encode(footer.md5);
-        self.etags.insert(cache_key, etag.as_str().into());
-        Ok(etag)
+        let mut found: Vec<(u32, u64, [u8; 16])> = Vec::new();
+        let mut end = object.size;
+        while end > 0 {
+            if found.len() == MAX_PARTS || (object.parts.is_none() && !found.is_empty()) {
+                return Err(corrupt("more streams than the object has parts"));
+            }
+            let first = end
+                .checked_sub(FOOTER_LEN as u64)
+                .ok_or_else(|| corrupt("a part shorter than its footer"))?;
+            let bytes = self
+                .read_stored(tenant, bucket, key, first, end - 1, object.etag)
+                .await?;
+            let footer = Footer::open(data_key, &bytes).map_err(sealed)?;
+            if found
+                .last()
+                .is_some_and(|&(later, _, _)| footer.part >= later)
+                || (object.parts.is_none() && footer.part != 0)
+            {
+                return Err(corrupt("parts out of order"));
+            }
+            let len = layout.stored_len(footer.plain_len);
+            end = end
+                .checked_sub(len)
+                .ok_or_else(|| corrupt("a part longer than the object"))?;
+            found.push((footer.part, len, footer.md5));
+        }
+        found.reverse();
+        let described = match object.parts {
+            None => {
+                let (_, _, md5) = found.first().ok_or_else(|| corrupt("no footer"))?;
+                Described {
+                    etag: hex::encode(md5),
+                    parts: None,
+                }
+            }
+            Some(count) => {
+                if found.len() != count as usize {
+                    return Err(corrupt("the parts found are not the parts the object has"));
+                }
+                let mut md5 = Md5::new();
+                for (_, _, part_md5) in &found {
+                    md5.update(part_md5);
+                }
+                let sizes: Vec<(u32, u64)> = found.iter().map(|&(n, len, _)| (n, len)).collect();
+                Described {
+                    etag: format!("{}-{}", hex::encode(md5.finalize()), found.len()),
+                    parts: Some(PartMap::new(layout, &sizes).map_err(sealed)?),
+                }
+            }
+        };
+        let described = Arc::new(described);
+        self.described.insert(cache_key, Arc::clone(&described));
+        Ok(described)
     }
 
     /// Stored bytes `first..=last` of an object, whole, if its stored ETag is still
@@ -227,8 +387,9 @@ impl Encrypted {
     }
 
     /// Opens `view`'s bytes for `range` (all of them if `None`): only the stored segments that
-    /// cover it are read. The first piece is decrypted before this returns, so damage at the
-    /// start fails the request before any response.
+    /// cover it are read (and, for a range starting inside a stream, that stream's header). The
+    /// first piece is decrypted before this returns, so damage at the start fails the request
+    /// before any response.
     async fn open(
         &self,
         tenant: &TenantId,
@@ -238,35 +399,102 @@ impl Encrypted {
         range: Option<crate::ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
         let layout = view.envelope.layout;
-        let stored_etag = &view.stored_etag;
-        let (decryptor, first, last) = match range {
-            None => (
-                StreamDecryptor::whole(&view.key, layout, view.stored_size, Some(0))
-                    .map_err(sealed)?,
-                0,
-                view.stored_size - 1,
-            ),
-            Some(r) => {
-                let header_bytes = self
-                    .read_stored(tenant, bucket, key, 0, HEADER_LEN as u64 - 1, stored_etag)
-                    .await?;
-                let header = StreamHeader::parse(&header_bytes).map_err(sealed)?;
-                if header.layout != layout || header.part != 0 {
-                    return Err(corrupt("the stream header does not match the envelope"));
-                }
-                let span = layout.span(view.meta.size, r.start, r.end_inclusive);
-                let decryptor = StreamDecryptor::span(&view.key, &header, view.meta.size, &span);
-                (decryptor, span.stored_first, span.stored_last)
+        let single;
+        let streams = match &view.parts {
+            Some(map) => map.parts(),
+            None => {
+                single = [sluice_crypto::PartEntry {
+                    number: 0,
+                    plain_start: 0,
+                    plain_len: view.meta.size,
+                    stored_start: 0,
+                    stored_len: view.stored_size,
+                }];
+                &single[..]
             }
         };
+        let (first, last) = match range {
+            None => (0, view.meta.size.saturating_sub(1)),
+            Some(r) => (r.start, r.end_inclusive),
+        };
+        // The streams holding plaintext `first..=last`, each with the range within it.
+        let covering: Vec<_> = streams
+            .iter()
+            .filter(|p| range.is_none() || p.plain_len > 0)
+            .filter(|p| {
+                range.is_none() || (p.plain_start <= last && first < p.plain_start + p.plain_len)
+            })
+            .map(|p| {
+                let from = first.max(p.plain_start) - p.plain_start;
+                let to = (last + 1).min(p.plain_start + p.plain_len) - p.plain_start;
+                (p, from, to)
+            })
+            .collect();
+        let mut steps = VecDeque::new();
+        let (mut read_first, mut read_last) = (None, 0);
+        for (i, &(part, from, to)) in covering.iter().enumerate() {
+            if i > 0 {
+                // What is left of the stream before (its footer): read past, not decrypted.
+                let gap = part.stored_start - (read_last + 1);
+                if gap > 0 {
+                    steps.push_back(Step::Skip(gap));
+                }
+            }
+            let whole_stream = range.is_none();
+            if i == 0 && from > 0 {
+                // Starting inside the stream: its header, then only the covering segments.
+                let header_at = part.stored_start;
+                let bytes = self
+                    .read_stored(
+                        tenant,
+                        bucket,
+                        key,
+                        header_at,
+                        header_at + HEADER_LEN as u64 - 1,
+                        &view.stored_etag,
+                    )
+                    .await?;
+                let header = StreamHeader::parse(&bytes).map_err(sealed)?;
+                if header.layout != layout || header.part != part.number {
+                    return Err(corrupt("a stream header does not match its place"));
+                }
+                let span = layout.span(part.plain_len, from, to - 1);
+                steps.push_back(Step::Open(Box::new(StreamDecryptor::span(
+                    &view.key,
+                    &header,
+                    part.plain_len,
+                    &span,
+                ))));
+                read_first = Some(part.stored_start + span.stored_first);
+                read_last = part.stored_start + span.stored_last;
+            } else {
+                let take = if whole_stream { part.plain_len } else { to };
+                steps.push_back(Step::Open(Box::new(StreamDecryptor::prefix(
+                    &view.key,
+                    layout,
+                    part.plain_len,
+                    Some(part.number),
+                    take,
+                ))));
+                read_first.get_or_insert(part.stored_start);
+                read_last = part.stored_start + layout.prefix_stored_len(part.plain_len, take) - 1;
+            }
+        }
+        let read_first = read_first.ok_or_else(|| corrupt("nothing to read"))?;
         let read = self
             .inner
-            .get_object(tenant, bucket, key, stored_read(first, last, stored_etag))
+            .get_object(
+                tenant,
+                bucket,
+                key,
+                stored_read(read_first, read_last, &view.stored_etag),
+            )
             .await
             .map_err(replaced_meanwhile)?;
         let mut opening = Opening {
             body: read.body,
-            decryptor: Some(decryptor),
+            steps,
+            failed: false,
         };
         match opening.next().await {
             None => Ok(Box::pin(futures_util::stream::empty())),
@@ -296,7 +524,14 @@ impl Encrypted {
         };
         read.conditions.check(&view.meta)?;
         let size = view.meta.size;
-        let range = read.range.map(|r| r.resolve(size, &[size])).transpose()?;
+        let part_sizes: Vec<u64> = match &view.parts {
+            Some(map) => map.parts().iter().map(|p| p.plain_len).collect(),
+            None => vec![size],
+        };
+        let range = read
+            .range
+            .map(|r| r.resolve(size, &part_sizes))
+            .transpose()?;
         let body = if !with_body || size == 0 {
             Box::pin(futures_util::stream::empty()) as ObjectBody
         } else {
@@ -341,6 +576,26 @@ fn sealed(err: CryptoError) -> StorageError {
         }
         other => StorageError::Corrupt(format!("encrypted object: {other}")),
     }
+}
+
+/// The client's `Content-MD5`, checked by the sealing body, failed.
+fn bad_digest(err: StorageError) -> StorageError {
+    match err {
+        StorageError::Body(body)
+            if matches!(
+                body.0.downcast_ref::<StorageError>(),
+                Some(StorageError::BadDigest)
+            ) =>
+        {
+            StorageError::BadDigest
+        }
+        other => other,
+    }
+}
+
+/// The store's own id inside an upload id this layer made (or the id itself).
+fn store_upload_id(id: &str) -> &str {
+    split_upload_token(id).map_or(id, |(store_id, _, _)| store_id)
 }
 
 fn corrupt(what: &str) -> StorageError {
@@ -402,11 +657,67 @@ impl Stream for Sealing {
     }
 }
 
-/// Stored bytes being opened on their way out: plaintext only of authenticated segments; an
-/// integrity failure or an early end is an error, so no client takes a cut body as whole.
+/// Stored bytes being opened on their way out, stream after stream (a multipart object's
+/// parts): plaintext only of authenticated segments; an integrity failure or an early end is
+/// an error, so no client takes a cut body as whole.
 struct Opening {
     body: ObjectBody,
-    decryptor: Option<StreamDecryptor>,
+    steps: VecDeque<Step>,
+    failed: bool,
+}
+
+/// What to do with the next stored bytes.
+enum Step {
+    Open(Box<StreamDecryptor>),
+    /// Read past this many (the rest of a stream whose plaintext is not asked for).
+    Skip(u64),
+}
+
+impl Opening {
+    fn fail(&mut self, err: CryptoError) -> Poll<Option<Result<Bytes, StorageError>>> {
+        self.failed = true;
+        tracing::error!(error = %err, "an encrypted object failed to decrypt");
+        Poll::Ready(Some(Err(sealed(err))))
+    }
+
+    /// Passes `input` through the steps, appending plaintext to `out`.
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        while !input.is_empty() {
+            match self.steps.front_mut() {
+                None => return Err(CryptoError::TrailingData),
+                Some(Step::Skip(n)) => {
+                    let used = (*n).min(input.len() as u64);
+                    *n -= used;
+                    input = &input[used as usize..];
+                    if *n == 0 {
+                        self.steps.pop_front();
+                    }
+                }
+                Some(Step::Open(decryptor)) => {
+                    let used = decryptor.push_some(input, out)?;
+                    input = &input[used..];
+                    if decryptor.is_done() {
+                        decryptor.finish()?;
+                        self.steps.pop_front();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored bytes ended: every step must be done (an empty part's stream reads its
+    /// few bytes like any other, so nothing may be left).
+    fn end(&mut self) -> Result<(), CryptoError> {
+        if self.steps.len() > 1 {
+            return Err(CryptoError::Truncated);
+        }
+        match self.steps.front() {
+            None => Ok(()),
+            Some(Step::Open(decryptor)) => decryptor.finish().map(drop),
+            Some(Step::Skip(_)) => Err(CryptoError::Truncated),
+        }
+    }
 }
 
 impl Stream for Opening {
@@ -415,31 +726,29 @@ impl Stream for Opening {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            let Some(decryptor) = this.decryptor.as_mut() else {
+            if this.failed {
                 return Poll::Ready(None);
-            };
+            }
             match ready!(this.body.poll_next_unpin(cx)) {
                 Some(Ok(piece)) => {
                     let mut out = Vec::with_capacity(piece.len());
-                    if let Err(err) = decryptor.push(&piece, &mut out) {
-                        this.decryptor = None;
-                        tracing::error!(error = %err, "an encrypted object failed to decrypt");
-                        return Poll::Ready(Some(Err(sealed(err))));
+                    if let Err(err) = this.feed(&piece, &mut out) {
+                        return this.fail(err);
                     }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out.into())));
                     }
                 }
                 Some(Err(err)) => {
-                    this.decryptor = None;
+                    this.failed = true;
                     return Poll::Ready(Some(Err(err)));
                 }
                 None => {
-                    let decryptor = this.decryptor.take().expect("checked above");
-                    return Poll::Ready(decryptor.finish().err().map(|err| {
-                        tracing::error!(error = %err, "an encrypted object ends early");
-                        Err(sealed(err))
-                    }));
+                    if let Err(err) = this.end() {
+                        return this.fail(err);
+                    }
+                    this.failed = true;
+                    return Poll::Ready(None);
                 }
             }
         }
@@ -517,81 +826,34 @@ impl Backend for Encrypted {
         if !self.encrypts_new_objects() {
             return self.inner.put_object(tenant, bucket, key, put, body).await;
         }
-        if let PutCondition::IfMatch(wanted) = &put.condition {
-            // The store knows only stored ETags: the client's (plaintext) one is checked here,
-            // and the store is asked to replace exactly the object that was checked.
-            match self.stored_head(tenant, bucket, key).await {
-                // A missing key: the store answers as it does for any conditional write.
-                Err(StorageError::NoSuchKey) => {}
-                Err(err) => return Err(err),
-                Ok(meta) => {
-                    let stored_etag = meta.etag.clone();
-                    let current = match self.view(tenant, bucket, key, meta).await? {
-                        Some(view) => view.meta.etag,
-                        None => stored_etag.clone(),
-                    };
-                    if wanted.trim_matches('"') != current {
-                        return Err(StorageError::PreconditionFailed {
-                            condition: Some("If-Match"),
-                        });
-                    }
-                    put.condition = PutCondition::IfMatch(stored_etag);
-                }
-            }
-        }
-        let layout = Layout::default();
-        let data_key = DataKey::generate();
-        let (wrapping, wrapped) = self.keyring.wrap(&data_key);
-        let envelope = Envelope {
-            layout,
-            wrapping,
-            wrapped,
-        };
-        let plain_size = put.expected_size;
-        put.expected_size = plain_size.map(|p| layout.stored_len(p));
+        put.condition = self
+            .store_condition(tenant, bucket, key, std::mem::take(&mut put.condition))
+            .await?;
+        let (data_key, envelope) = self.new_key();
+        let layout = envelope.layout;
         put.system_meta
             .insert(ENVELOPE_META.to_owned(), envelope.to_meta());
-        let late: crate::LateMeta = Arc::new(Mutex::new(BTreeMap::new()));
-        put.late_meta = Some(Arc::clone(&late));
-        // The store sees ciphertext: the client's digests are checked here, on the plaintext.
-        let content_md5 = put.content_md5.take();
-        put.sha256 = None;
-        put.etag = None;
-        let sealing = Sealing {
-            body,
-            encryptor: Some(StreamEncryptor::new(&data_key, layout, 0)),
-            md5: Md5::new(),
-            content_md5,
-            late: Arc::clone(&late),
-            segment: layout.segment_size() as usize,
-        };
+        let (sealed_body, late) = Self::seal(&mut put, body, &data_key, layout, 0);
         let stored = self
             .inner
-            .put_object(tenant, bucket, key, put, Box::pin(sealing))
+            .put_object(tenant, bucket, key, put, sealed_body)
             .await
-            .map_err(|err| match err {
-                StorageError::Body(body)
-                    if matches!(
-                        body.0.downcast_ref::<StorageError>(),
-                        Some(StorageError::BadDigest)
-                    ) =>
-                {
-                    StorageError::BadDigest
-                }
-                other => other,
-            })?;
+            .map_err(bad_digest)?;
         let etag = late
             .lock()
             .ok()
             .and_then(|late| late.get(ETAG_META).cloned())
             .ok_or_else(|| corrupt("the body ended without its ETag"))?;
-        self.etags.insert(
+        self.described.insert(
             (
                 bucket.as_str().to_owned(),
                 key.as_str().to_owned(),
                 stored.etag.clone(),
             ),
-            etag.as_str().into(),
+            Arc::new(Described {
+                etag: etag.clone(),
+                parts: None,
+            }),
         );
         let mut meta = stored;
         meta.size = layout.plain_len(meta.size).map_err(sealed)?;
@@ -680,12 +942,23 @@ impl Backend for Encrypted {
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
-        upload: NewUpload,
+        mut upload: NewUpload,
     ) -> Result<String, StorageError> {
-        self.refuse_multipart()?;
-        self.inner
+        if !self.encrypts_new_objects() {
+            return self
+                .inner
+                .create_multipart_upload(tenant, bucket, key, upload)
+                .await;
+        }
+        let (data_key, envelope) = self.new_key();
+        upload
+            .system_meta
+            .insert(ENVELOPE_META.to_owned(), envelope.to_meta());
+        let store_id = self
+            .inner
             .create_multipart_upload(tenant, bucket, key, upload)
-            .await
+            .await?;
+        Ok(upload_token(&store_id, &envelope, &data_key))
     }
 
     async fn head_upload(
@@ -695,7 +968,10 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<(), StorageError> {
-        self.inner.head_upload(tenant, bucket, key, upload_id).await
+        self.upload_key(upload_id)?;
+        self.inner
+            .head_upload(tenant, bucket, key, store_upload_id(upload_id))
+            .await
     }
 
     async fn upload_part(
@@ -704,13 +980,30 @@ impl Backend for Encrypted {
         bucket: &BucketName,
         key: &ObjectKey,
         part: PartId<'_>,
-        put: PutObject,
+        mut put: PutObject,
         body: PutBody,
     ) -> Result<PartInfo, StorageError> {
-        self.refuse_multipart()?;
-        self.inner
-            .upload_part(tenant, bucket, key, part, put, body)
+        let Some((store_id, envelope, data_key)) = self.upload_key(part.upload_id)? else {
+            self.plaintext_upload_allowed()?;
+            return self
+                .inner
+                .upload_part(tenant, bucket, key, part, put, body)
+                .await;
+        };
+        // Each part is a stream of its own, its number in its header.
+        let layout = envelope.layout;
+        let (sealed_body, _) = Self::seal(&mut put, body, &data_key, layout, part.number);
+        let store_part = PartId {
+            upload_id: &store_id,
+            number: part.number,
+        };
+        let mut info = self
+            .inner
+            .upload_part(tenant, bucket, key, store_part, put, sealed_body)
             .await
+            .map_err(bad_digest)?;
+        info.size = layout.plain_len(info.size).map_err(sealed)?;
+        Ok(info)
     }
 
     async fn copy_part(
@@ -722,7 +1015,7 @@ impl Backend for Encrypted {
         source: CopySource<'_>,
         range: Option<ReadRange>,
     ) -> Result<PartInfo, StorageError> {
-        self.refuse_multipart()?;
+        // The source read through its layer, the part sealed by `upload_part`.
         crate::stream_copy_part(self, tenant, bucket, key, part, source, range).await
     }
 
@@ -735,10 +1028,30 @@ impl Backend for Encrypted {
         parts: Vec<CompletePart>,
         condition: PutCondition,
     ) -> Result<ObjectMeta, StorageError> {
-        self.refuse_multipart()?;
-        self.inner
-            .complete_multipart_upload(tenant, bucket, key, upload_id, parts, condition)
-            .await
+        let Some((store_id, envelope, data_key)) = self.upload_key(upload_id)? else {
+            self.plaintext_upload_allowed()?;
+            return self
+                .inner
+                .complete_multipart_upload(tenant, bucket, key, upload_id, parts, condition)
+                .await;
+        };
+        let condition = self.store_condition(tenant, bucket, key, condition).await?;
+        let mut meta = self
+            .inner
+            .complete_multipart_upload(tenant, bucket, key, &store_id, parts, condition)
+            .await?;
+        let object = Stored {
+            etag: &meta.etag,
+            size: meta.size,
+            parts: Some(meta.parts.unwrap_or(0)),
+        };
+        let described = self
+            .describe(tenant, bucket, key, &object, &data_key, envelope.layout)
+            .await?;
+        meta.size = described.parts.as_ref().map_or(0, PartMap::plain_len);
+        meta.etag = described.etag.clone();
+        meta.system_meta.clear();
+        Ok(meta)
     }
 
     async fn abort_multipart_upload(
@@ -749,7 +1062,7 @@ impl Backend for Encrypted {
         upload_id: &str,
     ) -> Result<(), StorageError> {
         self.inner
-            .abort_multipart_upload(tenant, bucket, key, upload_id)
+            .abort_multipart_upload(tenant, bucket, key, store_upload_id(upload_id))
             .await
     }
 
@@ -762,9 +1075,17 @@ impl Backend for Encrypted {
         after: u32,
         max: usize,
     ) -> Result<(Vec<PartInfo>, bool), StorageError> {
-        self.inner
-            .list_parts(tenant, bucket, key, upload_id, after, max)
-            .await
+        let encrypted = self.upload_key(upload_id)?;
+        let (mut parts, more) = self
+            .inner
+            .list_parts(tenant, bucket, key, store_upload_id(upload_id), after, max)
+            .await?;
+        if let Some((_, envelope, _)) = encrypted {
+            for part in &mut parts {
+                part.size = envelope.layout.plain_len(part.size).map_err(sealed)?;
+            }
+        }
+        Ok((parts, more))
     }
 
     async fn list_multipart_uploads(

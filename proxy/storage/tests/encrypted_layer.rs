@@ -12,9 +12,9 @@ use rand::{Rng as _, SeedableRng as _};
 use sluice_crypto::{KeyId, Keyring, WrappingKey};
 use sluice_storage::encrypted::ENVELOPE_META;
 use sluice_storage::{
-    Backend, BucketName, CopyObject, CopySource, Encrypted, ListRequest, LocalBackend, NewUpload,
-    ObjectBody, ObjectKey, Policy, Preconditions, PutBody, PutCondition, PutObject, ReadRange,
-    ReadRequest, StorageError, TenantId,
+    Backend, BucketName, CompletePart, CopyObject, CopySource, Encrypted, ListRequest,
+    LocalBackend, NewUpload, ObjectBody, ObjectKey, PartId, PartInfo, Policy, Preconditions,
+    PutBody, PutCondition, PutObject, ReadRange, ReadRequest, StorageError, TenantId,
 };
 
 fn t() -> TenantId {
@@ -401,22 +401,271 @@ async fn plaintext_objects_from_before_stay_readable_and_copies_are_encrypted() 
     );
 }
 
+const MIB: usize = 1 << 20;
+
+async fn upload(s: &Stack, upload_id: &str, number: u32, data: &[u8]) -> PartInfo {
+    let part = PartId { upload_id, number };
+    s.encrypted
+        .upload_part(&t(), &b(), &k("mp"), part, put_of(data), body(data))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn multipart_uploads_are_refused_rather_than_stored_in_plaintext() {
+async fn multipart_objects_with_odd_parts_out_of_order_and_retried_read_back_whole_and_by_range() {
     let s = stack(Policy::Required).await;
-    let err = s
+    let id = s
         .encrypted
         .create_multipart_upload(&t(), &b(), &k("mp"), NewUpload::default())
         .await
-        .unwrap_err();
-    assert!(matches!(err, StorageError::Unsupported(_)), "{err:?}");
-    // Policy off: the layer stays out of the way.
-    let off = stack(Policy::Off).await;
-    assert!(
-        off.encrypted
-            .create_multipart_upload(&t(), &b(), &k("mp"), NewUpload::default())
+        .unwrap();
+    // Parts of odd sizes, numbered with gaps, uploaded out of order; part 4 uploaded twice
+    // (the second wins) under the same data key.
+    let p1 = plaintext(5 * MIB + 1, 1);
+    let p4_first = plaintext(5 * MIB + 77, 2);
+    let p4 = plaintext(6 * MIB - 3, 3);
+    let p9 = plaintext(12_345, 4);
+    let i9 = upload(&s, &id, 9, &p9).await;
+    let _ = upload(&s, &id, 4, &p4_first).await;
+    let i4 = upload(&s, &id, 4, &p4).await;
+    let i1 = upload(&s, &id, 1, &p1).await;
+    assert_eq!(
+        (i1.size, i4.size, i9.size),
+        (p1.len() as u64, p4.len() as u64, p9.len() as u64)
+    );
+    let (listed, _) = s
+        .encrypted
+        .list_parts(&t(), &b(), &k("mp"), &id, 0, 100)
+        .await
+        .unwrap();
+    let sizes: Vec<u64> = listed.iter().map(|p| p.size).collect();
+    assert_eq!(sizes, [p1.len() as u64, p4.len() as u64, p9.len() as u64]);
+    let complete: Vec<CompletePart> = [&i1, &i4, &i9]
+        .iter()
+        .map(|p| CompletePart {
+            part_number: p.part_number,
+            etag: p.etag.clone(),
+        })
+        .collect();
+    let meta = s
+        .encrypted
+        .complete_multipart_upload(&t(), &b(), &k("mp"), &id, complete, PutCondition::None)
+        .await
+        .unwrap();
+    let whole: Vec<u8> = [&p1[..], &p4[..], &p9[..]].concat();
+    let mut md5s = Md5::new();
+    for p in [&p1, &p4, &p9] {
+        md5s.update(Md5::digest(p));
+    }
+    let etag = format!("{}-3", hex::encode(md5s.finalize()));
+    assert_eq!(
+        (meta.size, meta.etag.as_str()),
+        (whole.len() as u64, etag.as_str())
+    );
+
+    // A fresh layer (nothing remembered) finds the parts from the stored bytes alone.
+    let fresh = Encrypted::new(s.local.clone(), keyring(), Policy::Required);
+    for store in [&s.encrypted, &fresh] {
+        let head = store
+            .head_object(&t(), &b(), &k("mp"), ReadRequest::default())
             .await
-            .is_ok()
+            .unwrap();
+        assert_eq!(
+            (head.meta.size, head.meta.etag.as_str()),
+            (whole.len() as u64, etag.as_str())
+        );
+        assert_eq!(
+            get(store, "mp", ReadRequest::default()).await.unwrap(),
+            whole
+        );
+    }
+    let len = whole.len() as u64;
+    let (b1, b2) = (p1.len() as u64, (p1.len() + p4.len()) as u64);
+    let mut cases = vec![
+        ReadRange::From {
+            first: b1 - 1,
+            last: Some(b1),
+        },
+        ReadRange::From {
+            first: b1 - 10,
+            last: Some(b2 + 10),
+        },
+        ReadRange::From {
+            first: 0,
+            last: Some(b2),
+        },
+        ReadRange::From {
+            first: b2,
+            last: None,
+        },
+        ReadRange::Suffix(12_346),
+        ReadRange::Part(1),
+        ReadRange::Part(2),
+        ReadRange::Part(3),
+    ];
+    let mut rng = StdRng::seed_from_u64(8);
+    for _ in 0..60 {
+        let first = rng.random_range(0..len);
+        let last = rng.random_range(first..len.min(first + 3 * MIB as u64));
+        cases.push(ReadRange::From {
+            first,
+            last: Some(last),
+        });
+    }
+    for range in cases {
+        let open = fresh
+            .get_object(&t(), &b(), &k("mp"), ranged(range))
+            .await
+            .unwrap_or_else(|e| panic!("{range:?}: {e:?}"));
+        let r = open.range.unwrap();
+        let got = collect(open.body).await.unwrap();
+        assert_eq!(got.len() as u64, r.len(), "{range:?}");
+        assert!(
+            got == whole[r.start as usize..=r.end_inclusive as usize],
+            "{range:?}"
+        );
+    }
+    assert_eq!(
+        fresh
+            .get_object(&t(), &b(), &k("mp"), ranged(ReadRange::Part(2)))
+            .await
+            .unwrap()
+            .range
+            .unwrap()
+            .len(),
+        p4.len() as u64
+    );
+    // Listings report the plaintext size and ETag.
+    let page = fresh
+        .list_objects(
+            &t(),
+            &b(),
+            ListRequest {
+                max_keys: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.objects[0].1.size, len);
+    assert_eq!(page.objects[0].1.etag, etag);
+}
+
+#[tokio::test]
+async fn upload_ids_bind_their_data_key_and_plaintext_uploads_cannot_go_on_where_required() {
+    let s = stack(Policy::Required).await;
+    let a = s
+        .encrypted
+        .create_multipart_upload(&t(), &b(), &k("mp"), NewUpload::default())
+        .await
+        .unwrap();
+    let other = s
+        .encrypted
+        .create_multipart_upload(&t(), &b(), &k("mp"), NewUpload::default())
+        .await
+        .unwrap();
+    // Upload a's store id with upload b's envelope and MAC.
+    let (store_a, _) = a.split_once('~').unwrap();
+    let (_, b_rest) = other.split_once('~').unwrap();
+    let forged = format!("{store_a}~{b_rest}");
+    let data = b"x".repeat(10);
+    let part = PartId {
+        upload_id: &forged,
+        number: 1,
+    };
+    let err = s
+        .encrypted
+        .upload_part(&t(), &b(), &k("mp"), part, put_of(&data), body(&data))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchUpload), "{err:?}");
+
+    // An upload started straight on the store (before encryption was required).
+    let plain = s
+        .local
+        .create_multipart_upload(&t(), &b(), &k("mp"), NewUpload::default())
+        .await
+        .unwrap();
+    let part = PartId {
+        upload_id: &plain,
+        number: 1,
+    };
+    let err = s
+        .encrypted
+        .upload_part(&t(), &b(), &k("mp"), part, put_of(&data), body(&data))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotAllowed(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn upload_part_copy_takes_plaintext_from_encrypted_and_plaintext_sources() {
+    let s = stack(Policy::On).await;
+    let enc = plaintext(5 * MIB + 9, 20);
+    let plain = plaintext(300_000, 21);
+    s.encrypted
+        .put_object(&t(), &b(), &k("enc"), put_of(&enc), body(&enc))
+        .await
+        .unwrap();
+    s.local
+        .put_object(&t(), &b(), &k("plain"), put_of(&plain), body(&plain))
+        .await
+        .unwrap();
+    let id = s
+        .encrypted
+        .create_multipart_upload(&t(), &b(), &k("mp"), NewUpload::default())
+        .await
+        .unwrap();
+    let bucket = b();
+    let conditions = Preconditions::default();
+    let mut done = Vec::new();
+    for (number, source, range) in [
+        (1, "enc", None),
+        (
+            2,
+            "plain",
+            Some(ReadRange::Exact {
+                first: 100,
+                last: 200_099,
+            }),
+        ),
+    ] {
+        let source_key = k(source);
+        let info = s
+            .encrypted
+            .copy_part(
+                &t(),
+                &b(),
+                &k("mp"),
+                PartId {
+                    upload_id: &id,
+                    number,
+                },
+                CopySource {
+                    store: &s.encrypted,
+                    bucket: &bucket,
+                    key: &source_key,
+                    conditions: &conditions,
+                },
+                range,
+            )
+            .await
+            .unwrap();
+        done.push(CompletePart {
+            part_number: number,
+            etag: info.etag,
+        });
+    }
+    s.encrypted
+        .complete_multipart_upload(&t(), &b(), &k("mp"), &id, done, PutCondition::None)
+        .await
+        .unwrap();
+    let expected = [&enc[..], &plain[100..200_100]].concat();
+    assert!(
+        get(&s.encrypted, "mp", ReadRequest::default())
+            .await
+            .unwrap()
+            == expected
     );
 }
 
