@@ -39,6 +39,8 @@ TENANT = "dev"
 ACCESS_ID = "SLUICEPYTEST0000"
 REGION = "us-east-1"
 READY_RE = re.compile(r"^sluice listening on (https?://\S+)\s*$")
+# The key that wraps data keys of the `vault-*` buckets (encrypted at rest, backend `vault`).
+ENCRYPTION_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def sluice_bin() -> Path:
@@ -113,8 +115,13 @@ limits:
 key_store:
   path: keys.yaml
   master_key: "{master_key}"
+encryption:
+  current: test-1
+  keys:
+    - {{ id: test-1, key: "{ENCRYPTION_KEY}" }}
 backends:
   local: {{ type: local, path: srv/data }}
+  vault: {{ type: local, path: srv/vault }}
 tenants:
   - name: {TENANT}
     keys:
@@ -122,6 +129,7 @@ tenants:
         secret: "{secret}"
         state: active
     routes:
+      - {{ bucket: "vault-*", backend: vault, encryption: required }}
       - {{ bucket: "*", backend: local }}
 """
     path = root / "sluice.yaml"

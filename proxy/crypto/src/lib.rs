@@ -25,9 +25,9 @@ pub use stream::{Footer, StreamDecryptor, StreamEncryptor, StreamHeader};
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("master key must be 32 bytes encoded as base64 (got {0} bytes)")]
+    #[error("a key must be 32 bytes encoded as base64 (got {0} bytes)")]
     BadKeyLength(usize),
-    #[error("master key is not valid base64")]
+    #[error("a key must be 32 bytes encoded as base64 (this is not base64)")]
     BadKeyEncoding,
     #[error("sealed value is malformed")]
     Malformed,

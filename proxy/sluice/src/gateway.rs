@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_storage::{Backend, BucketName, LocalBackend, Renamed};
+use sluice_storage::{Backend, BucketName, Encrypted, LocalBackend, Renamed};
 use sluice_upstream::UpstreamBackend;
 
 use crate::config::{
@@ -34,6 +34,7 @@ impl Gateway {
     pub async fn new(config: Config) -> Result<Self, String> {
         let keys = Arc::new(KeyTable::from_config(&config).map_err(|e| e.to_string())?);
         let mut backends = HashMap::new();
+        let mut local_backends = std::collections::HashSet::new();
         let mut maintenance = Vec::new();
         for (name, backend) in config.backends {
             let opened: Arc<dyn Backend> = match backend {
@@ -45,6 +46,7 @@ impl Gateway {
                         format!("backends.{name}: cannot open {}: {e}", path.display())
                     })?;
                     maintenance.push((backend.clone(), abandoned_uploads_after));
+                    local_backends.insert(name.clone());
                     Arc::new(backend)
                 }
                 BackendConfig::S3(upstream) => Arc::new(
@@ -63,18 +65,28 @@ impl Gateway {
                     .routes
                     .iter()
                     .map(|route| {
-                        let backend = Arc::clone(&backends[&route.backend]);
-                        if !route.renames() {
-                            return backend;
+                        let mut store = Arc::clone(&backends[&route.backend]);
+                        if route.renames() {
+                            let rename = match (&route.bucket, &route.target_bucket) {
+                                (BucketPattern::Exact(client), Some(target)) => {
+                                    Some((client.clone(), target.clone()))
+                                }
+                                _ => None,
+                            };
+                            store = Arc::new(Renamed::new(store, rename, route.key_prefix.clone()));
                         }
-                        let rename = match (&route.bucket, &route.target_bucket) {
-                            (BucketPattern::Exact(client), Some(target)) => {
-                                Some((client.clone(), target.clone()))
-                            }
-                            _ => None,
-                        };
-                        Arc::new(Renamed::new(backend, rename, route.key_prefix.clone()))
-                            as Arc<dyn Backend>
+                        // With a keyring, every local route reads encrypted objects (whatever
+                        // its own policy), and writes them as its policy says.
+                        if let Some(keyring) = &config.keyring
+                            && local_backends.contains(&route.backend)
+                        {
+                            store = Arc::new(Encrypted::new(
+                                store,
+                                Arc::clone(keyring),
+                                route.encryption,
+                            ));
+                        }
+                        store
                     })
                     .collect();
                 (t.id.as_str().to_owned(), Tenant { config: t, stores })

@@ -101,6 +101,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         key: &ObjectKey,
     ) -> Result<(&dyn Backend, BucketName, ObjectKey), StorageError>;
 
+    /// How this store encrypts what is written to it: `None` if it cannot (writes asking for
+    /// encryption must then be refused, never stored in plaintext).
+    fn encryption(&self) -> Option<crate::Policy> {
+        None
+    }
+
     /// The tenant's buckets in this store.
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError>;
 

@@ -43,6 +43,22 @@ pub const ENVELOPE_META: &str = "sluice-enc";
 /// metadata learnt at the body's end.
 pub const ETAG_META: &str = "sluice-etag";
 
+/// The system metadata an encrypted object's view carries for the S3 layer, which answers it
+/// as `x-amz-server-side-encryption` (and shows no other system metadata).
+const SSE_META: &str = "sluice-sse";
+
+/// `x-amz-server-side-encryption` for an object this layer reported: `AES256` if encrypted.
+pub fn server_side_encryption(meta: &ObjectMeta) -> Option<&str> {
+    meta.system_meta.get(SSE_META).map(String::as_str)
+}
+
+/// A record as a client sees an encrypted object: no Sluice metadata but the SSE mark.
+fn mark_encrypted(meta: &mut ObjectMeta) {
+    meta.system_meta.clear();
+    meta.system_meta
+        .insert(SSE_META.to_owned(), "AES256".to_owned());
+}
+
 /// When new objects are encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
@@ -242,7 +258,7 @@ impl Encrypted {
         let stored_size = meta.size;
         let stored_etag = meta.etag.clone();
         let kept_etag = meta.system_meta.remove(ETAG_META);
-        meta.system_meta.clear();
+        mark_encrypted(&mut meta);
         let described = match (meta.parts, kept_etag) {
             (None, Some(etag)) => Arc::new(Described { etag, parts: None }),
             (parts, _) => {
@@ -766,6 +782,10 @@ impl Backend for Encrypted {
         Ok((self, bucket.clone(), key.clone()))
     }
 
+    fn encryption(&self) -> Option<Policy> {
+        Some(self.policy)
+    }
+
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         self.inner.list_buckets(tenant).await
     }
@@ -823,7 +843,7 @@ impl Backend for Encrypted {
         mut put: PutObject,
         body: PutBody,
     ) -> Result<ObjectMeta, StorageError> {
-        if !self.encrypts_new_objects() {
+        if !(self.encrypts_new_objects() || put.encrypt) {
             return self.inner.put_object(tenant, bucket, key, put, body).await;
         }
         put.condition = self
@@ -858,7 +878,7 @@ impl Backend for Encrypted {
         let mut meta = stored;
         meta.size = layout.plain_len(meta.size).map_err(sealed)?;
         meta.etag = etag;
-        meta.system_meta.clear();
+        mark_encrypted(&mut meta);
         Ok(meta)
     }
 
@@ -944,7 +964,7 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         mut upload: NewUpload,
     ) -> Result<String, StorageError> {
-        if !self.encrypts_new_objects() {
+        if !(self.encrypts_new_objects() || upload.encrypt) {
             return self
                 .inner
                 .create_multipart_upload(tenant, bucket, key, upload)
@@ -1050,7 +1070,7 @@ impl Backend for Encrypted {
             .await?;
         meta.size = described.parts.as_ref().map_or(0, PartMap::plain_len);
         meta.etag = described.etag.clone();
-        meta.system_meta.clear();
+        mark_encrypted(&mut meta);
         Ok(meta)
     }
 

@@ -79,6 +79,10 @@ pub struct PutObject {
     /// metadata after the body (the local backend) adds it to `system_meta` at commit. An
     /// upstream sends metadata before the body and keeps none of it.
     pub late_meta: Option<LateMeta>,
+    /// The client asked for the object to be encrypted (`x-amz-server-side-encryption:
+    /// AES256`): only a store whose [`encryption`](crate::Backend::encryption) is `Some` is
+    /// given this.
+    pub encrypt: bool,
     pub system_meta: SystemMeta,
 }
 
@@ -138,6 +142,8 @@ pub struct NewUpload {
     pub headers: StoredHeaders,
     pub tags: BTreeMap<String, String>,
     pub system_meta: SystemMeta,
+    /// As [`PutObject::encrypt`].
+    pub encrypt: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

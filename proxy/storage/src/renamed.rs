@@ -108,6 +108,10 @@ impl Backend for Renamed {
         self.inner.resolve(&self.bucket(bucket), &self.key(key)?)
     }
 
+    fn encryption(&self) -> Option<crate::Policy> {
+        self.inner.encryption()
+    }
+
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         let listed = self.inner.list_buckets(tenant).await?;
         Ok(match &self.bucket {

@@ -10,7 +10,7 @@ use md5::{Digest as _, Md5};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use sluice_crypto::{KeyId, Keyring, WrappingKey};
-use sluice_storage::encrypted::ENVELOPE_META;
+use sluice_storage::encrypted::{ENVELOPE_META, server_side_encryption};
 use sluice_storage::{
     Backend, BucketName, CompletePart, CopyObject, CopySource, Encrypted, ListRequest,
     LocalBackend, NewUpload, ObjectBody, ObjectKey, PartId, PartInfo, Policy, Preconditions,
@@ -109,9 +109,11 @@ async fn clients_see_plaintext_and_the_store_holds_ciphertext() {
             .await
             .unwrap();
         assert_eq!((put.size, put.etag.as_str()), (len as u64, md5.as_str()));
-        assert!(
-            put.system_meta.is_empty(),
-            "Sluice's metadata is never shown"
+        assert_eq!(server_side_encryption(&put), Some("AES256"));
+        assert_eq!(
+            put.system_meta.len(),
+            1,
+            "no other Sluice metadata is shown"
         );
 
         let head = s
@@ -123,7 +125,7 @@ async fn clients_see_plaintext_and_the_store_holds_ciphertext() {
             (head.meta.size, head.meta.etag.as_str()),
             (len as u64, md5.as_str())
         );
-        assert!(head.meta.system_meta.is_empty());
+        assert_eq!(head.meta.system_meta.len(), 1);
         assert_eq!(
             get(&s.encrypted, &key, ReadRequest::default())
                 .await
@@ -163,7 +165,7 @@ async fn clients_see_plaintext_and_the_store_holds_ciphertext() {
     for (key, meta) in &page.objects {
         let len: u64 = key.as_str().trim_start_matches("obj-").parse().unwrap();
         assert_eq!(meta.size, len, "{key:?}");
-        assert!(meta.system_meta.is_empty());
+        assert_eq!(server_side_encryption(meta), Some("AES256"));
         assert_eq!(meta.etag.len(), 32);
     }
 }
@@ -359,6 +361,16 @@ async fn plaintext_objects_from_before_stay_readable_and_copies_are_encrypted() 
             .await
             .unwrap(),
         old
+    );
+    let head = s
+        .encrypted
+        .head_object(&t(), &b(), &k("old"), ReadRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        server_side_encryption(&head.meta),
+        None,
+        "plaintext is not reported encrypted"
     );
     let tail = get(&s.encrypted, "old", ranged(ReadRange::Suffix(10)))
         .await

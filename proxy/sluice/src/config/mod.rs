@@ -6,6 +6,7 @@
 //! file's own directory, so a config means the same thing whatever the working directory.
 
 mod backends;
+mod encryption;
 mod limits;
 mod listeners;
 mod raw;
@@ -39,6 +40,8 @@ pub struct Config {
     pub s3: S3Settings,
     pub limits: Limits,
     pub key_store: Option<KeyStoreConfig>,
+    /// The keys that wrap objects' data keys, when encryption at rest is configured.
+    pub keyring: Option<std::sync::Arc<sluice_crypto::Keyring>>,
     pub backends: BTreeMap<String, BackendConfig>,
     pub tenants: Vec<TenantConfig>,
 }
@@ -106,6 +109,19 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
     let key_store = key_store(raw.key_store.as_ref(), base_dir, &mut check);
     let backends = backends::validate(&raw.backends, base_dir, &mut check);
     let tenants = tenants::validate(&raw.tenants, &raw.backends, base_dir, &mut check);
+    let keyring = encryption::validate(raw.encryption.as_ref(), base_dir, &mut check);
+    if raw.encryption.is_none() {
+        for (t, tenant) in raw.tenants.iter().enumerate() {
+            for (r, route) in tenant.routes.iter().enumerate() {
+                if route.encryption != raw::RawPolicy::Off {
+                    check.err(
+                        format_args!("tenants[{t}].routes[{r}].encryption"),
+                        "needs the encryption section (the keys that wrap data keys)",
+                    );
+                }
+            }
+        }
+    }
 
     if !check.errors.is_empty() {
         return Err(ConfigErrors(check.errors));
@@ -116,6 +132,7 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         s3,
         limits,
         key_store,
+        keyring,
         backends,
         tenants,
     })

@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub key_store: Option<RawKeyStore>,
     #[serde(default)]
+    pub encryption: Option<RawEncryption>,
+    #[serde(default)]
     pub backends: BTreeMap<String, RawBackend>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
@@ -196,6 +198,34 @@ pub(super) struct RawRoute {
     pub key_prefix: Option<String>,
     #[serde(default)]
     pub passthrough: bool,
+    #[serde(default)]
+    pub encryption: RawPolicy,
+}
+
+/// Encryption at rest: the keys that wrap objects' data keys, and the one new objects use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEncryption {
+    pub current: String,
+    pub keys: Vec<RawWrappingKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWrappingKey {
+    pub id: String,
+    /// 32 bytes in base64: `env:NAME`, `file:PATH`, or inline (development only).
+    pub key: String,
+}
+
+/// A route's encryption policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawPolicy {
+    #[default]
+    Off,
+    On,
+    Required,
 }
 
 /// S3 lifecycle rules commonly abort incomplete uploads after 7 days.

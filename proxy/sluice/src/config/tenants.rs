@@ -38,6 +38,8 @@ pub struct Route {
     /// Operations Sluice does not model are forwarded verbatim, re-signed (upstream routes
     /// that only rename the bucket).
     pub passthrough: bool,
+    /// When objects written through this route are encrypted.
+    pub encryption: sluice_storage::Policy,
 }
 
 impl Route {
@@ -270,12 +272,25 @@ fn route(
             );
         }
     }
+    let encryption = match r.encryption {
+        raw::RawPolicy::Off => sluice_storage::Policy::Off,
+        raw::RawPolicy::On => sluice_storage::Policy::On,
+        raw::RawPolicy::Required => sluice_storage::Policy::Required,
+    };
+    if encryption != sluice_storage::Policy::Off && matches!(backend, Some(RawBackend::S3(_))) {
+        check.err(
+            format_args!("{place}.encryption"),
+            "encryption on upstream (type: s3) backends is not available yet; only local \
+             backends encrypt",
+        );
+    }
     Some(Route {
         bucket: bucket?,
         backend: r.backend.clone(),
         target_bucket,
         key_prefix,
         passthrough: r.passthrough,
+        encryption,
     })
 }
 

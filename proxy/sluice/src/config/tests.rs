@@ -298,3 +298,86 @@ fn upstream_backends_and_routes() {
     };
     assert_eq!(eu.region, "auto");
 }
+
+#[test]
+fn encryption_keys_and_route_policies() {
+    let key = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
+    let with_keys = |routes: &str, keys: &str| {
+        GOOD.replace("      - { bucket: \"*\", backend: local }\n", routes)
+            + &format!("encryption:\n{keys}")
+    };
+    let keys = format!(
+        "  current: k2\n  keys:\n    - {{ id: k1, key: \"{key}\" }}\n    - {{ id: k2, key: \"{key}\" }}\n"
+    );
+    let c = parse_str(&with_keys(
+        "      - { bucket: \"vault\", backend: local, encryption: required }\n      - { bucket: \"*\", backend: local }\n",
+        &keys,
+    ))
+    .unwrap();
+    assert_eq!(c.keyring.as_ref().unwrap().current().as_str(), "k2");
+    assert_eq!(
+        c.tenants[0].routes[0].encryption,
+        sluice_storage::Policy::Required
+    );
+    assert_eq!(
+        c.tenants[0].routes[1].encryption,
+        sluice_storage::Policy::Off
+    );
+    assert!(!format!("{c:?}").contains(key), "keys are never printed");
+
+    // A policy without keys; an unknown policy; an upstream route; a bad or missing key.
+    let errors = parse_str(&GOOD.replace(
+        "{ bucket: \"*\", backend: local }",
+        "{ bucket: \"*\", backend: local, encryption: on }",
+    ))
+    .unwrap_err();
+    assert!(
+        errors[0].contains("tenants[0].routes[0].encryption: needs the encryption section"),
+        "{errors:?}"
+    );
+    assert!(
+        parse_str(&GOOD.replace("backend: local }", "backend: local, encryption: maybe }"))
+            .is_err()
+    );
+    let upstream = with_keys(
+        "      - { bucket: \"*\", backend: up, encryption: on }\n",
+        &keys,
+    )
+    .replace(
+        "  local: { type: local, path: data }\n",
+        "  local: { type: local, path: data }\n  up: { type: s3, endpoint: \"http://127.0.0.1:9\", region: us-east-1, access_key_id: AKIAUP, secret_access_key: s }\n",
+    );
+    let errors = parse_str(&upstream).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("tenants[0].routes[0].encryption: encryption on upstream")),
+        "{errors:?}"
+    );
+    let errors = parse_str(&with_keys(
+        "      - { bucket: \"*\", backend: local }\n",
+        "  current: k9\n  keys:\n    - { id: k1, key: \"c2hvcnQ=\" }\n    - { id: \"bad id\", key: \"env:SLUICE_TEST_UNSET_KEY\" }\n",
+    ))
+    .unwrap_err();
+    let joined = errors.join("\n");
+    assert!(
+        joined.contains("encryption.keys[0].key: a key must be 32 bytes"),
+        "{joined}"
+    );
+    assert!(joined.contains("encryption.keys[1].id"), "{joined}");
+    assert!(
+        joined.contains(
+            "encryption.keys[1].key: environment variable SLUICE_TEST_UNSET_KEY is not set"
+        ),
+        "{joined}"
+    );
+    let errors = parse_str(&with_keys(
+        "      - { bucket: \"*\", backend: local }\n",
+        &format!("  current: k9\n  keys:\n    - {{ id: k1, key: \"{key}\" }}\n"),
+    ))
+    .unwrap_err();
+    assert_eq!(
+        errors,
+        ["encryption.current: no key with id \"k9\" in encryption.keys"]
+    );
+}

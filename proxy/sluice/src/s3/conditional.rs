@@ -76,7 +76,6 @@ pub fn evaluate_copy_source(headers: &HeaderMap, meta: &ObjectMeta) -> Result<()
 /// Request headers for features not implemented yet, per operation. A value of `None` means
 /// any value is refused; `Some(ok)` lists the values that mean "nothing special".
 const UNSUPPORTED_ON_PUT: &[(&str, Option<&[&str]>)] = &[
-    ("x-amz-server-side-encryption", None),
     ("x-amz-server-side-encryption-customer-algorithm", None),
     ("x-amz-server-side-encryption-customer-key", None),
     ("x-amz-server-side-encryption-aws-kms-key-id", None),
@@ -104,6 +103,34 @@ const UNSUPPORTED_ON_CREATE_BUCKET: &[(&str, Option<&[&str]>)] = &[
     ("x-amz-grant-read", None),
     ("x-amz-grant-write", None),
 ];
+
+/// Whether a write asks for `x-amz-server-side-encryption: AES256`, which a store that
+/// encrypts (`encryption` is `Some`) honours; anything else (another algorithm, or a store
+/// that cannot encrypt) is `NotImplemented`, never stored in plaintext. A copy (`copy`) is
+/// encrypted only by a store whose policy encrypts every write.
+pub fn server_side_encryption(
+    headers: &HeaderMap,
+    encryption: Option<sluice_storage::Policy>,
+    copy: bool,
+) -> Result<bool, S3Error> {
+    let Some(value) = headers.get("x-amz-server-side-encryption") else {
+        return Ok(false);
+    };
+    let aes256 = value.to_str().is_ok_and(|v| v.trim() == "AES256");
+    let honoured = match encryption {
+        None => false,
+        Some(sluice_storage::Policy::Off) => !copy,
+        Some(_) => true,
+    };
+    if aes256 && honoured {
+        Ok(true)
+    } else {
+        Err(
+            S3Error::not_implemented("This x-amz-server-side-encryption on this bucket")
+                .with("Header", "x-amz-server-side-encryption"),
+        )
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Checked {
@@ -202,6 +229,23 @@ mod tests {
             eval(&[("if-none-match", "\"other\""), ("if-modified-since", at)]),
             Ok(Precondition::Proceed)
         );
+    }
+
+    #[test]
+    fn aes256_is_honoured_only_where_the_store_encrypts() {
+        use sluice_storage::Policy;
+        let mut h = HeaderMap::new();
+        assert!(!server_side_encryption(&h, None, false).unwrap());
+        h.insert("x-amz-server-side-encryption", "AES256".parse().unwrap());
+        assert!(server_side_encryption(&h, Some(Policy::Off), false).unwrap());
+        assert!(server_side_encryption(&h, Some(Policy::Required), true).unwrap());
+        for (policy, copy) in [(None, false), (Some(Policy::Off), true)] {
+            let err = server_side_encryption(&h, policy, copy).unwrap_err();
+            assert_eq!(err.code, "NotImplemented");
+        }
+        h.insert("x-amz-server-side-encryption", "aws:kms".parse().unwrap());
+        let err = server_side_encryption(&h, Some(Policy::Required), false).unwrap_err();
+        assert_eq!(err.code, "NotImplemented");
     }
 
     #[test]

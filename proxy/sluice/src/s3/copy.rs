@@ -100,6 +100,7 @@ pub(super) async fn copy_object(
     key: &ObjectKey,
 ) -> Result<Response<ResponseBody>, S3Error> {
     refuse_unsupported(ctx.headers, Checked::Put)?;
+    super::conditional::server_side_encryption(ctx.headers, ctx.backend().encryption(), true)?;
     // S3 copies ranges only part by part (UploadPartCopy); a CopyObject that ignored the header
     // would store the whole source where the client asked for a slice.
     if ctx.headers.contains_key("x-amz-copy-source-range") {

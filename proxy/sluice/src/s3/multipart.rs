@@ -33,10 +33,13 @@ pub(super) async fn create(
             "Conditional headers on CreateMultipartUpload",
         ));
     }
+    let encrypt =
+        super::conditional::server_side_encryption(ctx.headers, ctx.backend().encryption(), false)?;
     let upload = NewUpload {
         headers: stored_headers(ctx.headers)?,
         tags: super::tagging::from_header(ctx.headers)?,
         system_meta: Default::default(),
+        encrypt,
     };
     let upload_id = ctx
         .backend()

@@ -22,7 +22,10 @@ pub(super) async fn put(
 ) -> Result<Response<ResponseBody>, S3Error> {
     let headers = ctx.headers;
     refuse_unsupported(headers, Checked::Put)?;
+    let encrypt =
+        super::conditional::server_side_encryption(headers, ctx.backend().encryption(), false)?;
     let put = PutObject {
+        encrypt,
         headers: stored_headers(headers)?,
         tags: super::tagging::from_header(headers)?,
         condition: put_condition(headers)?,
@@ -37,6 +40,9 @@ pub(super) async fn put(
     let mut resp = empty(StatusCode::OK).header(header::ETAG, quoted(&meta.etag));
     if let Some((name, value)) = checksum.or_else(|| late.and_then(|l| l.lock().ok()?.clone())) {
         resp = resp.header(name, value);
+    }
+    if let Some(sse) = sluice_storage::encrypted::server_side_encryption(&meta) {
+        resp = resp.header("x-amz-server-side-encryption", sse);
     }
     Ok(resp.body(full_body(Vec::new())).unwrap())
 }
@@ -159,6 +165,9 @@ fn object_headers(
     }
     for (name, value) in &h.user_meta {
         b = b.header(format!("x-amz-meta-{name}"), value);
+    }
+    if let Some(sse) = sluice_storage::encrypted::server_side_encryption(meta) {
+        b = b.header("x-amz-server-side-encryption", sse);
     }
     let tag_count = meta.tag_count.unwrap_or(meta.tags.len() as u32);
     if tag_count > 0 {
