@@ -207,3 +207,25 @@ def test_aes256_requested_is_honoured_and_other_algorithms_refused(s3, bucket: s
     copied = s3.get_object(Bucket=vault, Key="copy")
     assert copied["ServerSideEncryption"] == "AES256"
     assert copied["Body"].read() == plain
+
+
+def test_objects_swapped_at_rest_are_refused_not_served(s3, vault: str, sluice: Sluice) -> None:
+    """Two objects' stored files swapped wholesale (each file keeps its own block checksums,
+    so the local backend's integrity check passes): each now holds a stream sealed under the
+    other object's data key. Reads fail before any byte is sent, whole or ranged."""
+    size = 200_003  # a size no other test stores
+    a, b = os.urandom(size), os.urandom(size)
+    before = {p for p in stored_files(sluice)}
+    s3.put_object(Bucket=vault, Key="a", Body=a)
+    s3.put_object(Bucket=vault, Key="b", Body=b)
+    new = [p for p in stored_files(sluice) if p not in before]
+    assert len(new) == 2, new
+    first, second = new[0].read_bytes(), new[1].read_bytes()
+    new[0].write_bytes(second)
+    new[1].write_bytes(first)
+    for key in ["a", "b"]:
+        for extra in [{}, {"Range": "bytes=150000-150010"}]:
+            with pytest.raises(ClientError) as e:
+                s3.get_object(Bucket=vault, Key=key, **extra)["Body"].read()
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            assert error_code(e.value) == "InternalError"
