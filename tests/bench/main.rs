@@ -71,6 +71,9 @@ struct Args {
     /// Run for this many seconds instead of a request count.
     #[arg(long)]
     duration: Option<u64>,
+    /// GETs read a range of this many bytes at a random offset instead of the whole object.
+    #[arg(long, value_parser = parse_size)]
+    range_bytes: Option<u64>,
     /// Label printed with the result line.
     #[arg(long, default_value = "")]
     label: String,
@@ -200,6 +203,17 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Bytes a process has read through read(2) and friends (files and sockets), from
+/// /proc/<pid>/io: for a ranged GET, what the server read from its backend's files.
+fn read_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -256,6 +270,7 @@ async fn main() {
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     }
     let cpu_before = args.server_pid.and_then(cpu_seconds);
+    let read_before = args.server_pid.and_then(read_bytes);
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration.unwrap_or(args.max_seconds));
@@ -270,7 +285,7 @@ async fn main() {
             url.clone(),
             object_url.clone(),
         );
-        let (op, size, payload) = (args.op, args.size, args.payload);
+        let (op, size, payload, range_bytes) = (args.op, args.size, args.payload, args.range_bytes);
         let (args_part_size, args_part_concurrency, list_keys) =
             (args.part_size, args.part_concurrency, args.list_keys);
         tasks.push(tokio::spawn(async move {
@@ -278,7 +293,14 @@ async fn main() {
             while issued.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
                 let t0 = Instant::now();
                 let ok = match op {
-                    Op::Get => get_object(&client, &signer, &object_url, size).await,
+                    Op::Get => match range_bytes {
+                        None => get_object(&client, &signer, &object_url, size).await,
+                        Some(len) => {
+                            let n = issued.load(Ordering::Relaxed);
+                            let first = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % (size - len + 1);
+                            get_range(&client, &signer, &object_url, first, len).await
+                        }
+                    },
                     Op::Idle => unreachable!("handled before the load loop"),
                     Op::Multipart => {
                         let (part, parallel) = (args_part_size, args_part_concurrency);
@@ -335,7 +357,11 @@ async fn main() {
             * 1000.0
     };
     let done = latencies.len() as f64;
-    let mb = done * args.size as f64 / 1e6;
+    let mb = done * args.range_bytes.unwrap_or(args.size) as f64 / 1e6;
+    let read_per_request = match (read_before, args.server_pid.and_then(read_bytes)) {
+        (Some(a), Some(b)) => format!("{:.1}", (b - a) as f64 / done.max(1.0) / 1024.0),
+        _ => "-".into(),
+    };
     let cpu = match (cpu_before, args.server_pid.and_then(cpu_seconds)) {
         (Some(a), Some(b)) => format!("{:.2}", b - a),
         _ => "-".into(),
@@ -346,7 +372,7 @@ async fn main() {
         .map(|m| format!("{m:.1}"))
         .unwrap_or_else(|| "-".into());
     println!(
-        "{label} op={op:?} size={size} conc={conc} requests={done} errors={err} seconds={elapsed:.2} req_per_s={rps:.1} MB_per_s={mbps:.1} p50_ms={p50:.2} p90_ms={p90:.2} p99_ms={p99:.2} max_ms={max:.2} server_cpu_s={cpu} server_peak_rss_mib={rss}",
+        "{label} op={op:?} size={size} conc={conc} requests={done} errors={err} seconds={elapsed:.2} req_per_s={rps:.1} MB_per_s={mbps:.1} p50_ms={p50:.2} p90_ms={p90:.2} p99_ms={p99:.2} max_ms={max:.2} server_cpu_s={cpu} server_peak_rss_mib={rss} server_read_kib_per_request={read_per_request}",
         label = args.label,
         op = args.op,
         size = args.size,
@@ -387,6 +413,32 @@ async fn get_object(
     }
     if got != size {
         return Err(format!("GET returned {got} bytes, expected {size}"));
+    }
+    Ok(())
+}
+
+/// GETs `len` bytes of the object from `first`, checking the answer is exactly that range.
+async fn get_range(
+    client: &reqwest::Client,
+    signer: &Signer,
+    url: &str,
+    first: u64,
+    len: u64,
+) -> Result<(), String> {
+    let h = signer.headers(&Method::GET, url, &PayloadMode::Signed(EMPTY), &[]);
+    let resp = client
+        .get(url)
+        .headers(h)
+        .header("range", format!("bytes={first}-{}", first + len - 1))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+        return Err(format!("ranged GET: {}", resp.status()));
+    }
+    let got = resp.bytes().await.map_err(|e| e.to_string())?.len() as u64;
+    if got != len {
+        return Err(format!("ranged GET returned {got} bytes, expected {len}"));
     }
     Ok(())
 }

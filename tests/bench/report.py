@@ -71,8 +71,9 @@ def main(src, out_md, out_svg):
     lines += ["", "## Ratios (median of per-round ratios)", "", "| scenario | comparison | metric | ratio | goal |", "| --- | --- | --- | ---: | --- |"]
     # The large-object scenarios' names (their size is the run's); found in the local or the
     # upstream scenarios, whichever ran.
-    large = lambda op: next((s.removeprefix("upstream-") for s in scenarios
-                             if s.removeprefix("upstream-").startswith(op + "-") and "4KiB" not in s), "")
+    plain_name = lambda s: s.removeprefix("upstream-").removeprefix("enc-")
+    large = lambda op: next((plain_name(s) for s in scenarios
+                             if plain_name(s).startswith(op + "-") and "4KiB" not in s), "")
     big_get, big_put = large("get"), large("put")
     goals = [
         ("get-4KiB-c64", "sluice", "nginx-proxy", "req_per_s", "≥ 1.0"),
@@ -89,11 +90,21 @@ def main(src, out_md, out_svg):
         ("upstream-" + big_get, "sluice-tls", "nginx-proxy-tls", "MB_per_s", "(reference)"),
         ("upstream-" + big_put, "sluice-tls", "direct-tls", "MB_per_s", "≥ 0.9"),
         ("upstream-" + big_put, "sluice-tls", "nginx-proxy-tls", "MB_per_s", "(reference)"),
+        ("enc-get-4KiB-c64", "encrypted", "plaintext", "req_per_s", "≥ 0.8"),
+        ("enc-" + big_get, "encrypted", "plaintext", "MB_per_s", "≥ 0.8"),
+        ("enc-" + big_put, "encrypted", "plaintext", "MB_per_s", "≥ 0.8"),
     ]
     for scenario, a, b, key, goal in goals:
         r = ratio(scenario, a, b, key)
         if r is not None:
             lines.append(f"| {scenario} | {a} / {b} | {key} | {r:.2f} | {goal} |")
+    for scenario in [s for s in scenarios if s.startswith("enc-range-")]:
+        reads = {system: median(rs, "server_read_kib_per_request")
+                 for (sc, system), rs in runs.items() if sc == scenario}
+        lines.append("")
+        lines.append(f"{scenario}: the server read {fmt(reads.get('encrypted'))} KiB per request with "
+                     f"encryption, {fmt(reads.get('plaintext'))} KiB without (all read(2) calls: "
+                     f"its files and the request itself).")
     idle = [r for r in rows if r["scenario"].startswith("idle")]
     for r in idle:
         lines.append("")

@@ -12,7 +12,10 @@
 # PUT, multipart, ListObjectsV2 on 1,000,000 keys). Systems alternate within each round
 # (A B A B ...), several rounds; the report gives medians and median per-round ratios.
 #
-#   tests/bench/run.sh [--quick] [--only local|upstream] [--rounds N] [--out DIR]
+#   encrypted / plaintext           Sluice (TLS) on the local backend, objects encrypted at rest
+#                                   (a second Sluice with `encryption: required`) or not
+#
+#   tests/bench/run.sh [--quick] [--only local|upstream|encryption] [--rounds N] [--out DIR]
 #
 # Installs nginx (Debian package) if missing, builds in release mode, stops everything it
 # started, and writes DIR/<date>.md and DIR/<date>.svg (default DIR: tests/bench/results).
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift ;;
     --rounds) rounds_arg="$2"; shift ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--only local|upstream] [--rounds N] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--only local|upstream|encryption] [--rounds N] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -52,20 +55,23 @@ else
   small=4096; big=$((1 << 30)); rounds=3; secs=5; keys=1000000; idle=1000
 fi
 [ -n "$rounds_arg" ] && rounds=$rounds_arg
-# --only upstream skips the local scenarios (and the million-key listing they prepare).
+# Which groups of scenarios run (--only picks one; the million-key listing is prepared only
+# for the local group).
+wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 work=$(mktemp -d)
 chmod 755 "$work"
 spid=""
 cleanup() {
   [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true
+  [ -n "${epid:-}" ] && kill "$epid" 2>/dev/null && wait "$epid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && "$nginx_bin" -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 echo "== preparing data ($((big >> 20)) MiB large object, $keys listing keys)"
-[ "$only" = upstream ] || cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
+wants local && cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
 mkdir -p "$work/www/bench" "$work/nginx-tmp" "$work/results"
 head -c "$small" /dev/urandom > "$work/www/bench/obj-$small"
 head -c "$big" /dev/urandom > "$work/www/bench/obj-$big"
@@ -154,6 +160,29 @@ YAML
 SLUICE_LOG=warn "$sluice" serve --config "$work/bench.yaml" > "$work/sluice.out" 2> "$work/sluice.err" &
 spid=$!
 for _ in $(seq 1 300); do [ "$(grep -c 'listening on' "$work/sluice.out" 2>/dev/null)" = 2 ] && break; sleep 0.1; done
+# A second Sluice whose local backend encrypts every object (its own data directory: one
+# process per index).
+enc_key=$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())')
+cat > "$work/enc.yaml" <<YAML
+listeners:
+  - bind: 127.0.0.1:0
+    tls: { cert: certs/cert.pem, key: certs/key.pem }
+encryption:
+  current: bench
+  keys: [{ id: bench, key: "$enc_key" }]
+backends:
+  local: { type: local, path: data-enc }
+tenants:
+  - name: bench
+    keys: [{ access_id: BENCHKEY00000001, secret: "$secret" }]
+    routes: [{ bucket: "*", backend: local, encryption: required }]
+YAML
+SLUICE_LOG=warn "$sluice" serve --config "$work/enc.yaml" > "$work/sluice-enc.out" 2> "$work/sluice-enc.err" &
+epid=$!
+for _ in $(seq 1 300); do grep -q 'listening on' "$work/sluice-enc.out" 2>/dev/null && break; sleep 0.1; done
+e_tls=$(sed -n 's/^sluice listening on \(https:.*\)/\1/p' "$work/sluice-enc.out")
+[ -n "$e_tls" ] || { cat "$work/sluice-enc.err"; exit 1; }
+
 s_plain=$(sed -n 's/^sluice listening on \(http:.*\)/\1/p' "$work/sluice.out")
 s_tls=$(sed -n 's/^sluice listening on \(https:.*\)/\1/p' "$work/sluice.out")
 [ -n "$s_plain" ] && [ -n "$s_tls" ] || { cat "$work/sluice.err"; exit 1; }
@@ -167,7 +196,8 @@ run() {
   case "$system" in
     direct-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
     sluice) target=(--endpoint "$s_plain" --server-pid "$spid") ;;
-    sluice-tls) target=(--endpoint "$s_tls" --ca "$work/certs/cert.pem" --server-pid "$spid") ;;
+    sluice-tls|plaintext) target=(--endpoint "$s_tls" --ca "$work/certs/cert.pem" --server-pid "$spid") ;;
+    encrypted) target=(--endpoint "$e_tls" --ca "$work/certs/cert.pem" --server-pid "$epid") ;;
     nginx-static) target=(--raw --endpoint "http://127.0.0.1:$p_static") ;;
     nginx-static-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
     nginx-proxy) target=(--raw --endpoint "http://127.0.0.1:$p_proxy") ;;
@@ -180,14 +210,34 @@ run() {
 
 systems=(sluice nginx-proxy nginx-static sluice-tls nginx-proxy-tls nginx-static-tls)
 up_systems=(sluice-tls nginx-proxy-tls direct-tls)
-if [ "$only" != upstream ]; then
+if wants local || wants encryption; then
   echo "== setup: the same objects in Sluice"
   run sluice setup 0 --op get --size "$small" --requests 1 >/dev/null
   run sluice setup 0 --op get --size "$big" --requests 1 >/dev/null
 fi
+if wants encryption; then
+  echo "== setup: the same objects in the encrypting Sluice"
+  run encrypted setup 0 --op get --size "$small" --requests 1 >/dev/null
+  run encrypted setup 0 --op get --size "$big" --requests 1 >/dev/null
+fi
+enc_systems=(plaintext encrypted)
 for r in $(seq 1 "$rounds"); do
   echo "== round $r of $rounds"
-  if [ "$only" != upstream ]; then
+  if wants encryption; then
+    for sys in "${enc_systems[@]}"; do
+      run "$sys" enc-get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
+    done
+    for sys in "${enc_systems[@]}"; do
+      run "$sys" "enc-get-$((big >> 20))MiB" "$r" --op get --size "$big" --requests 1 --no-setup
+    done
+    for sys in "${enc_systems[@]}"; do
+      run "$sys" "enc-put-$((big >> 20))MiB" "$r" --op put --size "$big" --requests 1 --no-setup
+    done
+    for sys in "${enc_systems[@]}"; do
+      run "$sys" "enc-range-1KiB-of-$((big >> 20))MiB" "$r" --op get --size "$big" --range-bytes 1024 --requests 200 --no-setup
+    done
+  fi
+  if wants local; then
   for sys in "${systems[@]}"; do
     run "$sys" get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
   done
@@ -198,7 +248,7 @@ for r in $(seq 1 "$rounds"); do
     run "$sys" "put-$((big >> 20))MiB" "$r" --op put --size "$big" --requests 1
   done
   fi
-  [ "$only" = local ] && continue
+  wants upstream || continue
   # Upstream: client over TLS, the store behind on loopback plain HTTP (nginx's static server).
   for sys in "${up_systems[@]}"; do
     run "$sys" upstream-get-4KiB-c64 "$r" --bucket upstream --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
@@ -211,7 +261,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-if [ "$only" != upstream ]; then
+if wants local; then
   echo "== Sluice only: idle connections and the local backend"
   run sluice "idle-$idle" 1 --op idle --size "$small" --concurrency "$idle" --no-setup
   run sluice put-4KiB-c16 1 --op put --size "$small" --concurrency 16 --duration "$secs"

@@ -79,6 +79,9 @@ pub struct Encrypted {
     /// What the stored bytes say of encrypted objects (plaintext ETag; a multipart object's
     /// parts), by (bucket, key, stored ETag): read from footers once, or known from the write.
     described: moka::sync::Cache<(String, String, String), Arc<Described>>,
+    /// Stream headers read for ranges, by (bucket, key, stored ETag, part number): a range
+    /// of an object read before costs only its segments.
+    headers: moka::sync::Cache<(String, String, String, u32), StreamHeader>,
 }
 
 /// What an encrypted object's footers say.
@@ -130,6 +133,7 @@ impl Encrypted {
             keyring,
             policy,
             described: moka::sync::Cache::new(DESCRIBED_CACHE),
+            headers: moka::sync::Cache::new(DESCRIBED_CACHE),
         }
     }
 
@@ -224,13 +228,13 @@ impl Encrypted {
         put.etag = None;
         let sealing = Sealing {
             body,
-            encryptor: Some(StreamEncryptor::new(data_key, layout, part)),
-            md5: Md5::new(),
+            encryptor: StreamEncryptor::new(data_key, layout, part),
+            md5: crate::body_md5::BodyMd5::default(),
             content_md5,
             late: Arc::clone(&late),
             segment: layout.segment_size() as usize,
         };
-        (Box::pin(sealing), late)
+        (sealing.into_body(), late)
     }
 
     fn data_key(&self, envelope: &Envelope) -> Result<DataKey, StorageError> {
@@ -459,21 +463,34 @@ impl Encrypted {
             let whole_stream = range.is_none();
             if i == 0 && from > 0 {
                 // Starting inside the stream: its header, then only the covering segments.
-                let header_at = part.stored_start;
-                let bytes = self
-                    .read_stored(
-                        tenant,
-                        bucket,
-                        key,
-                        header_at,
-                        header_at + HEADER_LEN as u64 - 1,
-                        &view.stored_etag,
-                    )
-                    .await?;
-                let header = StreamHeader::parse(&bytes).map_err(sealed)?;
-                if header.layout != layout || header.part != part.number {
-                    return Err(corrupt("a stream header does not match its place"));
-                }
+                let cache_key = (
+                    bucket.as_str().to_owned(),
+                    key.as_str().to_owned(),
+                    view.stored_etag.clone(),
+                    part.number,
+                );
+                let header = match self.headers.get(&cache_key) {
+                    Some(header) => header,
+                    None => {
+                        let header_at = part.stored_start;
+                        let bytes = self
+                            .read_stored(
+                                tenant,
+                                bucket,
+                                key,
+                                header_at,
+                                header_at + HEADER_LEN as u64 - 1,
+                                &view.stored_etag,
+                            )
+                            .await?;
+                        let header = StreamHeader::parse(&bytes).map_err(sealed)?;
+                        if header.layout != layout || header.part != part.number {
+                            return Err(corrupt("a stream header does not match its place"));
+                        }
+                        self.headers.insert(cache_key, header);
+                        header
+                    }
+                };
                 let span = layout.span(part.plain_len, from, to - 1);
                 steps.push_back(Step::Open(Box::new(StreamDecryptor::span(
                     &view.key,
@@ -512,13 +529,19 @@ impl Encrypted {
             steps,
             failed: false,
         };
-        match opening.next().await {
-            None => Ok(Box::pin(futures_util::stream::empty())),
-            Some(Err(err)) => Err(err),
-            Some(Ok(first)) => Ok(Box::pin(
-                futures_util::stream::once(async move { Ok(first) }).chain(opening),
-            )),
-        }
+        let first = match opening.next().await {
+            None => return Ok(Box::pin(futures_util::stream::empty())),
+            Some(Err(err)) => return Err(err),
+            Some(Ok(first)) => first,
+        };
+        let rest: ObjectBody = if read_last - read_first >= PIPELINE_AFTER {
+            pipelined(opening)
+        } else {
+            Box::pin(opening)
+        };
+        Ok(Box::pin(
+            futures_util::stream::once(async move { Ok(first) }).chain(rest),
+        ))
     }
 
     async fn read(
@@ -619,58 +642,84 @@ fn corrupt(what: &str) -> StorageError {
 }
 
 /// A body being sealed on its way into the store: the plaintext's MD5 is taken as it passes
-/// (the ETag, and the client's `Content-MD5` checked), and the stream is finished with it.
+/// (the ETag, and the client's `Content-MD5` checked; on a thread of its own for a large body,
+/// as the local backend does), and the stream is finished with it.
 struct Sealing {
     body: PutBody,
-    encryptor: Option<StreamEncryptor>,
-    md5: Md5,
+    encryptor: StreamEncryptor,
+    md5: crate::body_md5::BodyMd5,
     content_md5: Option<[u8; 16]>,
     late: crate::LateMeta,
     segment: usize,
 }
 
-impl Stream for Sealing {
-    type Item = Result<Bytes, BodyError>;
+impl Sealing {
+    fn into_body(self) -> PutBody {
+        Box::pin(futures_util::stream::unfold(
+            Some(self),
+            |state| async move {
+                let mut this = state?;
+                loop {
+                    match this.body.next().await {
+                        Some(Ok(piece)) => {
+                            if let Err(err) = this.md5.update(&piece).await {
+                                return Some((Err(BodyError(Box::new(err))), None));
+                            }
+                            let grows = piece.len() / this.segment * 16 + 64;
+                            let mut out = Vec::with_capacity(piece.len() + grows + HEADER_LEN);
+                            this.encryptor.push(&piece, &mut out);
+                            if !out.is_empty() {
+                                return Some((Ok(out.into()), Some(this)));
+                            }
+                        }
+                        Some(Err(err)) => return Some((Err(err), None)),
+                        None => return Some((this.finish().await, None)),
+                    }
+                }
+            },
+        ))
+    }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if this.encryptor.is_none() {
-                return Poll::Ready(None);
-            }
-            match ready!(this.body.poll_next_unpin(cx)) {
-                Some(Ok(piece)) => {
-                    this.md5.update(&piece);
-                    let grows = piece.len() / this.segment * 16 + 64;
-                    let mut out = Vec::with_capacity(piece.len() + grows + HEADER_LEN);
-                    let encryptor = this.encryptor.as_mut().expect("checked above");
-                    encryptor.push(&piece, &mut out);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out.into())));
-                    }
-                }
-                Some(Err(err)) => {
-                    this.encryptor = None;
-                    return Poll::Ready(Some(Err(err)));
-                }
-                None => {
-                    let encryptor = this.encryptor.take().expect("checked above");
-                    let md5: [u8; 16] = this.md5.finalize_reset().into();
-                    if this.content_md5.is_some_and(|expected| expected != md5) {
-                        return Poll::Ready(Some(Err(BodyError(Box::new(
-                            StorageError::BadDigest,
-                        )))));
-                    }
-                    if let Ok(mut late) = this.late.lock() {
-                        late.insert(ETAG_META.to_owned(), hex::encode(md5));
-                    }
-                    let mut out = Vec::with_capacity(this.segment + 16 + FOOTER_LEN);
-                    encryptor.finish(md5, &mut out);
-                    return Poll::Ready(Some(Ok(out.into())));
-                }
+    /// The last segment and the footer, once the digests check out.
+    async fn finish(self) -> Result<Bytes, BodyError> {
+        let md5 = self
+            .md5
+            .finish()
+            .await
+            .map_err(|err| BodyError(Box::new(err)))?;
+        if self.content_md5.is_some_and(|expected| expected != md5) {
+            return Err(BodyError(Box::new(StorageError::BadDigest)));
+        }
+        if let Ok(mut late) = self.late.lock() {
+            late.insert(ETAG_META.to_owned(), hex::encode(md5));
+        }
+        let mut out = Vec::with_capacity(self.segment + 16 + FOOTER_LEN);
+        self.encryptor.finish(md5, &mut out);
+        Ok(out.into())
+    }
+}
+
+/// Reads at least this large are decrypted on a task of their own, ahead of the response:
+/// decryption then overlaps with the TLS and socket writes of the connection's task.
+const PIPELINE_AFTER: u64 = 8 << 20;
+/// Decrypted pieces waiting for the connection at most (each up to a stored read's piece).
+const PIPELINE_DEPTH: usize = 4;
+
+/// `opening` run on its own task, its pieces handed over through a bounded channel. A reader
+/// that goes away drops the receiver, which ends the task and the read underneath.
+fn pipelined(mut opening: Opening) -> ObjectBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+    tokio::spawn(async move {
+        while let Some(item) = opening.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
             }
         }
-    }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Stored bytes being opened on their way out, stream after stream (a multipart object's

@@ -7,6 +7,7 @@
 //! ([`LocalBackend`]).
 
 mod backend;
+mod body_md5;
 mod conditions;
 pub mod encrypted;
 mod error;

@@ -22,7 +22,7 @@ const HASHERS: usize = 16;
 static HASHER_PERMITS: Semaphore = Semaphore::const_new(HASHERS);
 
 #[derive(Debug)]
-pub(super) enum BodyMd5 {
+pub(crate) enum BodyMd5 {
     Inline {
         md5: Md5,
         hashed: u64,
@@ -43,7 +43,7 @@ impl Default for BodyMd5 {
 }
 
 impl BodyMd5 {
-    pub(super) async fn update(&mut self, chunk: &Bytes) -> Result<(), StorageError> {
+    pub(crate) async fn update(&mut self, chunk: &Bytes) -> Result<(), StorageError> {
         match self {
             Self::Inline { md5, hashed } => {
                 md5.update(chunk);
@@ -71,7 +71,7 @@ impl BodyMd5 {
         }
     }
 
-    pub(super) async fn finish(self) -> Result<[u8; 16], StorageError> {
+    pub(crate) async fn finish(self) -> Result<[u8; 16], StorageError> {
         match self {
             Self::Inline { md5, .. } => Ok(md5.finalize().into()),
             Self::Offloaded { chunks, hasher } => {
