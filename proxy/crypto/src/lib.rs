@@ -20,7 +20,7 @@ pub use keyring::{DataKey, KeyId, Keyring, Wrapping, WrappingKey};
 pub use layout::{Layout, PartEntry, PartMap, Span};
 pub use master_key::MasterKey;
 pub use sealed::{SEALED_VERSION, open, seal};
-pub use stream::{Footer, StreamDecryptor, StreamEncryptor, StreamHeader};
+pub use stream::{Footer, FooterWalk, StreamDecryptor, StreamEncryptor, StreamHeader, object_etag};
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,8 @@ pub enum CryptoError {
     Segment(u64),
     #[error("the stream's footer failed authentication or does not match the stream")]
     Footer,
+    #[error("the object's streams do not add up: {0}")]
+    Streams(&'static str),
     #[error("expected part {expected}, found part {found}")]
     WrongPart { expected: u32, found: u32 },
 }

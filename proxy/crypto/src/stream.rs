@@ -482,3 +482,97 @@ impl<A: SegmentAead> StreamDecryptor<A> {
         Ok(self.done)
     }
 }
+
+/// Finds the streams of a stored object from its end: each footer gives its stream's stored
+/// size, so where the one before ends. A state machine: ask [`next_read`](Self::next_read)
+/// which stored bytes to read, [`feed`](Self::feed) them, until it says the walk is done.
+/// Part numbers must fall walking back (rise in the object); a single-part object is one
+/// stream, part 0.
+#[derive(Debug)]
+pub struct FooterWalk {
+    key: DataKey,
+    layout: Layout,
+    multipart: bool,
+    /// Where the streams not yet found end (exclusive).
+    end: u64,
+    /// (part number, stored length, plaintext MD5), last stream first.
+    found: Vec<(u32, u64, [u8; 16])>,
+}
+
+/// The most streams an object may have (S3's most parts).
+const MAX_STREAMS: usize = 10_000;
+
+impl FooterWalk {
+    pub fn new(key: &DataKey, layout: Layout, stored_len: u64, multipart: bool) -> Self {
+        Self {
+            key: key.clone(),
+            layout,
+            multipart,
+            end: stored_len,
+            found: Vec::new(),
+        }
+    }
+
+    /// The stored bytes (first, last; inclusive) of the next footer, or `None` once every
+    /// stream is found.
+    pub fn next_read(&self) -> Result<Option<(u64, u64)>, CryptoError> {
+        if self.end == 0 {
+            return Ok(None);
+        }
+        if self.found.len() == MAX_STREAMS || (!self.multipart && !self.found.is_empty()) {
+            return Err(CryptoError::Streams(
+                "more streams than the object can have",
+            ));
+        }
+        let first = self
+            .end
+            .checked_sub(FOOTER_LEN as u64)
+            .ok_or(CryptoError::Streams("a stream shorter than its footer"))?;
+        Ok(Some((first, self.end - 1)))
+    }
+
+    /// The footer bytes asked for by [`next_read`](Self::next_read).
+    pub fn feed(&mut self, footer: &[u8]) -> Result<(), CryptoError> {
+        let footer = Footer::open(&self.key, footer)?;
+        let part_ok = match self.found.last() {
+            Some(&(later, _, _)) => footer.part < later,
+            None => self.multipart || footer.part == 0,
+        };
+        if !part_ok || (self.multipart && footer.part == 0) {
+            return Err(CryptoError::Streams("parts out of order"));
+        }
+        let len = self.layout.stored_len(footer.plain_len);
+        self.end = self
+            .end
+            .checked_sub(len)
+            .ok_or(CryptoError::Streams("a stream longer than the object"))?;
+        self.found.push((footer.part, len, footer.md5));
+        Ok(())
+    }
+
+    /// The streams found, in the object's order: (part number, stored length, plaintext MD5).
+    pub fn finish(mut self) -> Result<Vec<(u32, u64, [u8; 16])>, CryptoError> {
+        if self.end != 0 || self.found.is_empty() {
+            return Err(CryptoError::Streams(
+                "the walk did not reach the object's start",
+            ));
+        }
+        self.found.reverse();
+        Ok(self.found)
+    }
+}
+
+/// The ETag S3 clients expect of an object made of `streams` (as [`FooterWalk::finish`]
+/// returns them): the plaintext's MD5 for a single-part object; for a multipart one, the MD5
+/// of the parts' MD5s and `-N`.
+pub fn object_etag(streams: &[(u32, u64, [u8; 16])], multipart: bool) -> String {
+    use md5::Digest as _;
+    if !multipart && let [(_, _, md5)] = streams {
+        return hex::encode(md5);
+    }
+    let mut all = md5::Md5::new();
+    for (_, _, md5) in streams {
+        all.update(md5);
+    }
+    format!("{}-{}", hex::encode(all.finalize()), streams.len())
+}

@@ -1,4 +1,4 @@
-//! The `sluice` command line: `serve`, `check`, `keys …`, `dev-cert`, `master-key`.
+//! The `sluice` command line: `serve`, `check`, `keys …`, `dev-cert`, `master-key`, `decrypt`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,24 @@ enum Command {
     },
     /// Print a new random master key (base64) for `key_store.master_key`.
     MasterKey,
+    /// Decrypt an encrypted object offline, from its stored bytes (as the storage holds them:
+    /// one stream, or a multipart object's streams end to end) and its envelope (the
+    /// `sluice-enc` metadata), with the config's `encryption` keys. Every segment and footer is
+    /// checked; the object's ETag is printed on stderr.
+    Decrypt {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The envelope: `v1;seg=...;kek=...;dk=...`.
+        #[arg(long)]
+        envelope: String,
+        /// The object is a multipart object (its streams are parts).
+        #[arg(long)]
+        multipart: bool,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long = "out")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +127,27 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::DevCert { out, names } => {
             crate::server::tls::write_dev_cert(&out, names)?;
             println!("wrote {0}/cert.pem and {0}/key.pem", out.display());
+            Ok(())
+        }
+        Command::Decrypt {
+            config,
+            envelope,
+            multipart,
+            input,
+            output,
+        } => {
+            let config = load(&config)?;
+            let keyring = config
+                .keyring
+                .as_ref()
+                .ok_or("the config has no encryption section")?;
+            let etag =
+                crate::decrypt::decrypt_file(keyring, &envelope, multipart, &input, &output)?;
+            eprintln!(
+                "decrypted {} to {} (ETag \"{etag}\")",
+                input.display(),
+                output.display()
+            );
             Ok(())
         }
         Command::MasterKey => {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod decrypt;
 pub mod gateway;
 pub mod keys;
 pub mod pipeline;

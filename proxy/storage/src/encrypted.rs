@@ -23,11 +23,11 @@ use std::task::{Context, Poll, ready};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use md5::{Digest as _, Md5};
 use sluice_crypto::stream::{FOOTER_LEN, HEADER_LEN};
 use sluice_crypto::{
-    CryptoError, DataKey, Envelope, Footer, Keyring, Layout, PartMap, StreamDecryptor,
-    StreamEncryptor, StreamHeader, Wrapping, check_upload_mac, split_upload_token, upload_token,
+    CryptoError, DataKey, Envelope, FooterWalk, Keyring, Layout, PartMap, StreamDecryptor,
+    StreamEncryptor, StreamHeader, Wrapping, check_upload_mac, object_etag, split_upload_token,
+    upload_token,
 };
 
 use crate::{
@@ -104,8 +104,6 @@ impl std::fmt::Debug for Encrypted {
 
 /// How many objects' descriptions are remembered (single-part: about 200 bytes each).
 const DESCRIBED_CACHE: u64 = 100_000;
-/// S3's most parts in one object.
-const MAX_PARTS: usize = 10_000;
 
 /// A stored object as its record describes it.
 struct Stored<'a> {
@@ -310,55 +308,28 @@ impl Encrypted {
         if let Some(described) = self.described.get(&cache_key) {
             return Ok(described);
         }
-        let mut found: Vec<(u32, u64, [u8; 16])> = Vec::new();
-        let mut end = object.size;
-        while end > 0 {
-            if found.len() == MAX_PARTS || (object.parts.is_none() && !found.is_empty()) {
-                return Err(corrupt("more streams than the object has parts"));
-            }
-            let first = end
-                .checked_sub(FOOTER_LEN as u64)
-                .ok_or_else(|| corrupt("a part shorter than its footer"))?;
+        let multipart = object.parts.is_some();
+        let mut walk = FooterWalk::new(data_key, layout, object.size, multipart);
+        while let Some((first, last)) = walk.next_read().map_err(sealed)? {
             let bytes = self
-                .read_stored(tenant, bucket, key, first, end - 1, object.etag)
+                .read_stored(tenant, bucket, key, first, last, object.etag)
                 .await?;
-            let footer = Footer::open(data_key, &bytes).map_err(sealed)?;
-            if found
-                .last()
-                .is_some_and(|&(later, _, _)| footer.part >= later)
-                || (object.parts.is_none() && footer.part != 0)
-            {
-                return Err(corrupt("parts out of order"));
-            }
-            let len = layout.stored_len(footer.plain_len);
-            end = end
-                .checked_sub(len)
-                .ok_or_else(|| corrupt("a part longer than the object"))?;
-            found.push((footer.part, len, footer.md5));
+            walk.feed(&bytes).map_err(sealed)?;
         }
-        found.reverse();
-        let described = match object.parts {
-            None => {
-                let (_, _, md5) = found.first().ok_or_else(|| corrupt("no footer"))?;
-                Described {
-                    etag: hex::encode(md5),
-                    parts: None,
-                }
-            }
-            Some(count) => {
-                if found.len() != count as usize {
-                    return Err(corrupt("the parts found are not the parts the object has"));
-                }
-                let mut md5 = Md5::new();
-                for (_, _, part_md5) in &found {
-                    md5.update(part_md5);
-                }
-                let sizes: Vec<(u32, u64)> = found.iter().map(|&(n, len, _)| (n, len)).collect();
-                Described {
-                    etag: format!("{}-{}", hex::encode(md5.finalize()), found.len()),
-                    parts: Some(PartMap::new(layout, &sizes).map_err(sealed)?),
-                }
-            }
+        let streams = walk.finish().map_err(sealed)?;
+        if object.parts.is_some_and(|n| n as usize != streams.len()) {
+            return Err(corrupt("the parts found are not the parts the object has"));
+        }
+        let described = Described {
+            etag: object_etag(&streams, multipart),
+            parts: multipart
+                .then(|| {
+                    let sizes: Vec<(u32, u64)> =
+                        streams.iter().map(|&(n, len, _)| (n, len)).collect();
+                    PartMap::new(layout, &sizes)
+                })
+                .transpose()
+                .map_err(sealed)?,
         };
         let described = Arc::new(described);
         self.described.insert(cache_key, Arc::clone(&described));
