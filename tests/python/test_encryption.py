@@ -229,3 +229,40 @@ def test_objects_swapped_at_rest_are_refused_not_served(s3, vault: str, sluice: 
                 s3.get_object(Bucket=vault, Key=key, **extra)["Body"].read()
             assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
             assert error_code(e.value) == "InternalError"
+
+
+SSE_CONFIG = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+
+
+def test_bucket_default_encryption_within_what_the_route_allows(s3, bucket: str, vault: str,
+                                                                 sluice: Sluice) -> None:
+    # A plain route: no default until one is set; then every write is encrypted.
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_encryption(Bucket=bucket)
+    assert error_code(e.value) == "ServerSideEncryptionConfigurationNotFoundError"
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_CONFIG)
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    data = os.urandom(80_000)
+    put = s3.put_object(Bucket=bucket, Key="by-default", Body=data)
+    assert put["ServerSideEncryption"] == "AES256"
+    at_rest = [p.read_bytes() for p in (sluice.root / "srv" / "data").rglob("*") if p.is_file()]
+    assert not any(data[1000:1064] in f for f in at_rest), "stored in plaintext"
+    assert s3.get_object(Bucket=bucket, Key="by-default")["Body"].read() == data
+    # Deleted: new writes are plaintext again, the encrypted one stays readable.
+    s3.delete_bucket_encryption(Bucket=bucket)
+    assert "ServerSideEncryption" not in s3.put_object(Bucket=bucket, Key="after", Body=b"plain")
+    assert s3.get_object(Bucket=bucket, Key="by-default")["Body"].read() == data
+
+    # A `required` route reports its default whether set or not, and keeps it when deleted.
+    assert s3.get_bucket_encryption(Bucket=vault)["ServerSideEncryptionConfiguration"]["Rules"]
+    s3.delete_bucket_encryption(Bucket=vault)
+    assert s3.put_object(Bucket=vault, Key="still", Body=b"x")["ServerSideEncryption"] == "AES256"
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_encryption(
+            Bucket=vault,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]
+            },
+        )
+    assert error_code(e.value) == "NotImplemented"

@@ -37,6 +37,10 @@ use crate::{
     UploadListPage, UploadListRequest,
 };
 
+/// The bucket setting that holds a bucket's default encryption (`AES256`): writes to the bucket
+/// are then encrypted whatever the route's policy. DO NOT CHANGE: stored in bucket records.
+pub const BUCKET_DEFAULT: &str = "encryption";
+
 /// The system metadata that holds an object's envelope.
 pub const ENVELOPE_META: &str = "sluice-enc";
 /// The system metadata that holds an encrypted object's plaintext ETag, where the store keeps
@@ -137,6 +141,19 @@ impl Encrypted {
 
     fn encrypts_new_objects(&self) -> bool {
         self.policy != Policy::Off
+    }
+
+    /// Whether the bucket's default encryption (PutBucketEncryption) is set.
+    async fn bucket_default(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+    ) -> Result<bool, StorageError> {
+        Ok(self
+            .inner
+            .bucket_config(tenant, bucket, BUCKET_DEFAULT)
+            .await?
+            .is_some())
     }
 
     /// A fresh data key and its envelope, wrapped under the keyring's current key.
@@ -863,7 +880,10 @@ impl Backend for Encrypted {
         mut put: PutObject,
         body: PutBody,
     ) -> Result<ObjectMeta, StorageError> {
-        if !(self.encrypts_new_objects() || put.encrypt) {
+        if !(self.encrypts_new_objects()
+            || put.encrypt
+            || self.bucket_default(tenant, bucket).await?)
+        {
             return self.inner.put_object(tenant, bucket, key, put, body).await;
         }
         put.condition = self
@@ -984,7 +1004,10 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         mut upload: NewUpload,
     ) -> Result<String, StorageError> {
-        if !(self.encrypts_new_objects() || upload.encrypt) {
+        if !(self.encrypts_new_objects()
+            || upload.encrypt
+            || self.bucket_default(tenant, bucket).await?)
+        {
             return self
                 .inner
                 .create_multipart_upload(tenant, bucket, key, upload)

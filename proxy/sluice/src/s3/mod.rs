@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod bucket;
+mod bucket_encryption;
 pub mod conditional;
 mod copy;
 pub mod cors;

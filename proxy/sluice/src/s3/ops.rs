@@ -122,5 +122,8 @@ async fn bucket_op(
         BucketOp::GetCors => super::cors::get(ctx, bucket).await,
         BucketOp::PutCors => super::cors::put(ctx, bucket, body).await,
         BucketOp::DeleteCors => super::cors::delete(ctx, bucket).await,
+        BucketOp::GetEncryption => super::bucket_encryption::get(ctx, bucket).await,
+        BucketOp::PutEncryption => super::bucket_encryption::put(ctx, bucket, body).await,
+        BucketOp::DeleteEncryption => super::bucket_encryption::delete(ctx, bucket).await,
     }
 }

@@ -39,6 +39,9 @@ pub enum BucketOp {
     GetCors,
     PutCors,
     DeleteCors,
+    GetEncryption,
+    PutEncryption,
+    DeleteEncryption,
 }
 
 /// An object operation, its parameters parsed once: part numbers are S3's (1 to 10,000) and
@@ -98,6 +101,9 @@ impl S3Op {
                 BucketOp::GetCors => "GetBucketCors",
                 BucketOp::PutCors => "PutBucketCors",
                 BucketOp::DeleteCors => "DeleteBucketCors",
+                BucketOp::GetEncryption => "GetBucketEncryption",
+                BucketOp::PutEncryption => "PutBucketEncryption",
+                BucketOp::DeleteEncryption => "DeleteBucketEncryption",
             },
             Self::Unmodelled { .. } => "Unmodelled",
             Self::Object(_, _, op) => match op {
@@ -337,6 +343,9 @@ pub fn route(
             (Method::GET, [s]) if s == "cors" => BucketOp::GetCors,
             (Method::PUT, [s]) if s == "cors" => BucketOp::PutCors,
             (Method::DELETE, [s]) if s == "cors" => BucketOp::DeleteCors,
+            (Method::GET, [s]) if s == "encryption" => BucketOp::GetEncryption,
+            (Method::PUT, [s]) if s == "encryption" => BucketOp::PutEncryption,
+            (Method::DELETE, [s]) if s == "encryption" => BucketOp::DeleteEncryption,
             (Method::PUT, []) => BucketOp::Create,
             (Method::HEAD, []) => BucketOp::Head,
             (Method::DELETE, []) => BucketOp::Delete,
