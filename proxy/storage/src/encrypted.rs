@@ -247,7 +247,6 @@ impl Encrypted {
             md5: crate::body_md5::BodyMd5::default(),
             content_md5,
             late: Arc::clone(&late),
-            segment: layout.segment_size() as usize,
         };
         (sealing.into_body(), late)
     }
@@ -408,36 +407,22 @@ impl Encrypted {
     ) -> Result<ObjectBody, StorageError> {
         let layout = view.envelope.layout;
         let single;
-        let streams = match &view.parts {
-            Some(map) => map.parts(),
+        let map = match &view.parts {
+            Some(map) => map,
             None => {
-                single = [sluice_crypto::PartEntry {
-                    number: 0,
-                    plain_start: 0,
-                    plain_len: view.meta.size,
-                    stored_start: 0,
-                    stored_len: view.stored_size,
-                }];
-                &single[..]
+                single = PartMap::new(layout, &[(0, view.stored_size)]).map_err(sealed)?;
+                &single
             }
         };
-        let (first, last) = match range {
-            None => (0, view.meta.size.saturating_sub(1)),
-            Some(r) => (r.start, r.end_inclusive),
+        // The streams to read, each with the plaintext range within it (end exclusive): all of
+        // them for the whole object, else those holding the range.
+        let covering: Vec<_> = match range {
+            None => map.parts().iter().map(|p| (p, 0, p.plain_len)).collect(),
+            Some(r) => map
+                .covering(r.start, r.end_inclusive)
+                .map(|(p, from, to)| (p, from, to + 1))
+                .collect(),
         };
-        // The streams holding plaintext `first..=last`, each with the range within it.
-        let covering: Vec<_> = streams
-            .iter()
-            .filter(|p| range.is_none() || p.plain_len > 0)
-            .filter(|p| {
-                range.is_none() || (p.plain_start <= last && first < p.plain_start + p.plain_len)
-            })
-            .map(|p| {
-                let from = first.max(p.plain_start) - p.plain_start;
-                let to = (last + 1).min(p.plain_start + p.plain_len) - p.plain_start;
-                (p, from, to)
-            })
-            .collect();
         let mut steps = VecDeque::new();
         let (mut read_first, mut read_last) = (None, 0);
         for (i, &(part, from, to)) in covering.iter().enumerate() {
@@ -638,7 +623,6 @@ struct Sealing {
     md5: crate::body_md5::BodyMd5,
     content_md5: Option<[u8; 16]>,
     late: crate::LateMeta,
-    segment: usize,
 }
 
 impl Sealing {
@@ -653,7 +637,8 @@ impl Sealing {
                             if let Err(err) = this.md5.update(&piece).await {
                                 return Some((Err(BodyError(Box::new(err))), None));
                             }
-                            let grows = piece.len() / this.segment * 16 + 64;
+                            let segment = this.encryptor.header().layout.segment_size() as usize;
+                            let grows = piece.len() / segment * 16 + 64;
                             let mut out = Vec::with_capacity(piece.len() + grows + HEADER_LEN);
                             this.encryptor.push(&piece, &mut out);
                             if !out.is_empty() {
@@ -681,7 +666,8 @@ impl Sealing {
         if let Ok(mut late) = self.late.lock() {
             late.insert(ETAG_META.to_owned(), hex::encode(md5));
         }
-        let mut out = Vec::with_capacity(self.segment + 16 + FOOTER_LEN);
+        let segment = self.encryptor.header().layout.segment_size() as usize;
+        let mut out = Vec::with_capacity(segment + 16 + FOOTER_LEN);
         self.encryptor.finish(md5, &mut out);
         Ok(out.into())
     }
@@ -990,8 +976,14 @@ impl Backend for Encrypted {
     ) -> Result<ListPage, StorageError> {
         let mut page = self.inner.list_objects(tenant, bucket, request).await?;
         for (key, meta) in &mut page.objects {
-            if let Some(view) = self.view(tenant, bucket, key, meta.clone()).await? {
-                *meta = view.meta;
+            // Plaintext entries are left as they are (not even copied).
+            if meta.system_meta.contains_key(ENVELOPE_META) {
+                let stored = std::mem::take(meta);
+                *meta = self
+                    .view(tenant, bucket, key, stored)
+                    .await?
+                    .expect("an envelope makes a view")
+                    .meta;
             }
         }
         Ok(page)
