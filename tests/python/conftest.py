@@ -451,10 +451,14 @@ def rclone(sluice: Sluice, tmp_path_factory) -> Rclone:
     dev certificate as CA: rclone sends single-part uploads as presigned PUTs with an
     UNSIGNED-PAYLOAD body, which sluice refuses on plain HTTP by policy. Retries are off so
     that a server error fails the command instead of being retried away."""
+    return rclone_for(sluice, tmp_path_factory.mktemp("rclone"))
+
+
+def rclone_for(sluice: Sluice, home: Path) -> Rclone:
+    """rclone as the `rclone` fixture sets it up, for `sluice`, its files under `home`."""
     found = shutil.which("rclone")
     if found is None:
         pytest.skip("rclone is not installed (tests/run.sh installs the Debian package `rclone`)")
-    home = tmp_path_factory.mktemp("rclone")
     config = home / "rclone.conf"
     config.write_text("")
     prefix = f"RCLONE_CONFIG_{RCLONE_REMOTE.upper()}_"

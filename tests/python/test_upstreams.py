@@ -44,6 +44,8 @@ from upstreams import (  # noqa: F401  (fixtures are used by name)
     KEY_PREFIX,
     MOTO_TARGET,
     Env,
+    abort_uploads,
+    buckets,
     unique_bucket,
     upstream_aws,
     upstream_env,
@@ -127,32 +129,6 @@ def keys_of(pages: list[dict]) -> list[str]:
 
 def prefixes_of(pages: list[dict]) -> list[str]:
     return [c["Prefix"] for p in pages for c in p.get("CommonPrefixes", [])]
-
-
-@pytest.fixture
-def buckets(upstream_env: Env, request):
-    """Creates uniquely named buckets through Sluice (`make(kind)`), emptied and deleted after
-    the test."""
-    made: list[str] = []
-
-    def make(kind: str) -> str:
-        name = unique_bucket(kind, request.node.originalname)
-        upstream_env.s3.create_bucket(Bucket=name)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        abort_uploads(upstream_env.s3, name)
-        empty_and_delete(upstream_env.s3, name)
-
-
-def abort_uploads(client, bucket: str) -> None:
-    try:
-        for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-            client.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
-    except ClientError:
-        pass  # s3s-fs has no ListMultipartUploads
 
 
 @pytest.fixture(params=["http", "https"])

@@ -34,8 +34,10 @@ from typing import Iterator
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import (
+    ENCRYPTION_KEY,
     READY_RE,
     READY_TIMEOUT,
     REPO,
@@ -47,6 +49,7 @@ from conftest import (
     _run_setup,
     _stop,
     client_config,
+    empty_and_delete,
     make_client,
     random_secret,
     sluice_bin,
@@ -225,6 +228,10 @@ limits:
 key_store:
   path: keys.yaml
   master_key: "{master_key}"
+encryption:
+  current: up-1
+  keys:
+    - {{ id: up-1, key: "{ENCRYPTION_KEY}" }}
 backends:
   local: {{ type: local, path: srv/data }}
 {_backend_yaml("fs", fs, "minio")}{_backend_yaml("moto", moto, "generic")}tenants:
@@ -234,6 +241,8 @@ backends:
         secret: "{secret}"
         state: active
     routes:
+      - {{ bucket: "fsenc-*", backend: fs, encryption: required }}
+      - {{ bucket: "motoenc-*", backend: moto, encryption: required }}
       - {{ bucket: "fs-*", backend: fs }}
       - {{ bucket: "moto-*", backend: moto }}
       - {{ bucket: "fsren", backend: fs, target_bucket: {FS_TARGET}, key_prefix: "{KEY_PREFIX}" }}
@@ -251,10 +260,16 @@ def start_sluice(root: Path, fs: Upstream, moto: Upstream) -> Sluice:
     master = _run_setup(binary, "master-key").strip()
     secret = random_secret()
     config_path = _write_config(root, secret, master, fs, moto)
+    return launch_sluice(root, config_path, secret, "server")
+
+
+def launch_sluice(root: Path, config_path: Path, secret: str, name: str) -> Sluice:
+    """Runs `sluice serve` on `config_path` (checked first) and waits for its two listeners."""
+    binary = sluice_bin()
     check = subprocess.run([str(binary), "check", "--config", str(config_path)],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, f"`sluice check` refused the config:\n{check.stdout}{check.stderr}"
-    log_path = root / "server.stderr.log"
+    log_path = root / f"{name}.stderr.log"
     env = dict(os.environ)
     env.setdefault("SLUICE_LOG", "info")
     with open(log_path, "wb") as log:
@@ -354,6 +369,32 @@ def upstream_env() -> Iterator[Env]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def buckets(upstream_env: Env, request):
+    """Creates uniquely named buckets through Sluice (`make(kind)`), emptied and deleted after
+    the test."""
+    made: list[str] = []
+
+    def make(kind: str) -> str:
+        name = unique_bucket(kind, request.node.originalname)
+        upstream_env.s3.create_bucket(Bucket=name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        abort_uploads(upstream_env.s3, name)
+        empty_and_delete(upstream_env.s3, name)
+
+
+def abort_uploads(client, bucket: str) -> None:
+    try:
+        for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+    except ClientError:
+        pass  # s3s-fs has no ListMultipartUploads
+
+
 @pytest.fixture(scope="session")
 def upstream_aws(upstream_env: Env, tmp_path_factory) -> AwsCli:
     """The aws CLI (v1, this venv) pointed at the upstream Sluice's plain-HTTP listener, with the
@@ -368,7 +409,8 @@ _counter = iter(range(1, 1_000_000))
 
 
 def unique_bucket(kind: str, hint: str = "b") -> str:
-    """A bucket name routed to `kind` ("local", "fs" or "moto"), unique to the session."""
-    prefix = {"local": "loc", "fs": "fs", "moto": "moto"}[kind]
+    """A bucket name routed to `kind` ("local", "fs" or "moto"; "fsenc" or "motoenc" for the
+    same upstreams with `encryption: required`), unique to the session."""
+    prefix = {"local": "loc", "fs": "fs", "moto": "moto", "fsenc": "fsenc", "motoenc": "motoenc"}[kind]
     hint = re.sub(r"[^a-z0-9-]+", "-", hint.lower()).strip("-")[:20].strip("-") or "b"
     return f"{prefix}-{hint}-{next(_counter)}-{uuid.uuid4().hex[:8]}"

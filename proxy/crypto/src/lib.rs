@@ -20,7 +20,9 @@ pub use keyring::{DataKey, KeyId, Keyring, Wrapping, WrappingKey};
 pub use layout::{Layout, PartEntry, PartMap, Span};
 pub use master_key::MasterKey;
 pub use sealed::{SEALED_VERSION, open, seal};
-pub use stream::{Footer, FooterWalk, StreamDecryptor, StreamEncryptor, StreamHeader, object_etag};
+pub use stream::{
+    Footer, FooterWalk, StreamDecryptor, StreamEncryptor, StreamHeader, is_multipart, object_etag,
+};
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

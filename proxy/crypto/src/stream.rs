@@ -486,13 +486,15 @@ impl<A: SegmentAead> StreamDecryptor<A> {
 /// Finds the streams of a stored object from its end: each footer gives its stream's stored
 /// size, so where the one before ends. A state machine: ask [`next_read`](Self::next_read)
 /// which stored bytes to read, [`feed`](Self::feed) them, until it says the walk is done.
-/// Part numbers must fall walking back (rise in the object); a single-part object is one
-/// stream, part 0.
+///
+/// Whether the object is multipart is read from its last footer (authenticated, so the store's
+/// own account of it is not needed: a store's server-side copy may not keep it): a single-part
+/// object is one stream, part 0; a multipart object's part numbers fall walking back (rise in
+/// the object), none of them 0.
 #[derive(Debug)]
 pub struct FooterWalk {
     key: DataKey,
     layout: Layout,
-    multipart: bool,
     /// Where the streams not yet found end (exclusive).
     end: u64,
     /// (part number, stored length, plaintext MD5), last stream first.
@@ -503,11 +505,10 @@ pub struct FooterWalk {
 const MAX_STREAMS: usize = 10_000;
 
 impl FooterWalk {
-    pub fn new(key: &DataKey, layout: Layout, stored_len: u64, multipart: bool) -> Self {
+    pub fn new(key: &DataKey, layout: Layout, stored_len: u64) -> Self {
         Self {
             key: key.clone(),
             layout,
-            multipart,
             end: stored_len,
             found: Vec::new(),
         }
@@ -519,7 +520,8 @@ impl FooterWalk {
         if self.end == 0 {
             return Ok(None);
         }
-        if self.found.len() == MAX_STREAMS || (!self.multipart && !self.found.is_empty()) {
+        let single = self.found.first().is_some_and(|&(part, _, _)| part == 0);
+        if self.found.len() == MAX_STREAMS || single {
             return Err(CryptoError::Streams(
                 "more streams than the object can have",
             ));
@@ -534,11 +536,9 @@ impl FooterWalk {
     /// The footer bytes asked for by [`next_read`](Self::next_read).
     pub fn feed(&mut self, footer: &[u8]) -> Result<(), CryptoError> {
         let footer = Footer::open(&self.key, footer)?;
-        let part_ok = match self.found.last() {
-            Some(&(later, _, _)) => footer.part < later,
-            None => self.multipart || footer.part == 0,
-        };
-        if !part_ok || (self.multipart && footer.part == 0) {
+        if let Some(&(later, _, _)) = self.found.last()
+            && (footer.part >= later || footer.part == 0)
+        {
             return Err(CryptoError::Streams("parts out of order"));
         }
         let len = self.layout.stored_len(footer.plain_len);
@@ -562,12 +562,19 @@ impl FooterWalk {
     }
 }
 
+/// Whether `streams` (as [`FooterWalk::finish`] returns them) are a multipart object's parts.
+pub fn is_multipart(streams: &[(u32, u64, [u8; 16])]) -> bool {
+    streams.first().is_some_and(|&(part, _, _)| part != 0)
+}
+
 /// The ETag S3 clients expect of an object made of `streams` (as [`FooterWalk::finish`]
 /// returns them): the plaintext's MD5 for a single-part object; for a multipart one, the MD5
 /// of the parts' MD5s and `-N`.
-pub fn object_etag(streams: &[(u32, u64, [u8; 16])], multipart: bool) -> String {
+pub fn object_etag(streams: &[(u32, u64, [u8; 16])]) -> String {
     use md5::Digest as _;
-    if !multipart && let [(_, _, md5)] = streams {
+    if !is_multipart(streams)
+        && let [(_, _, md5)] = streams
+    {
         return hex::encode(md5);
     }
     let mut all = md5::Md5::new();

@@ -1,4 +1,5 @@
-//! The `sluice` command line: `serve`, `check`, `keys …`, `dev-cert`, `master-key`, `decrypt`.
+//! The `sluice` command line: `serve`, `check`, `keys …`, `dev-cert`, `master-key`, `decrypt`,
+//! `scan`, `rewrap`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::at_rest::Action;
 use crate::config::{self, Config};
 use crate::gateway::Gateway;
 use crate::keys::{KeyState, KeyStore};
@@ -63,13 +65,35 @@ enum Command {
         /// The envelope: `v1;seg=...;kek=...;dk=...`.
         #[arg(long)]
         envelope: String,
-        /// The object is a multipart object (its streams are parts).
-        #[arg(long)]
-        multipart: bool,
         #[arg(long = "in")]
         input: PathBuf,
         #[arg(long = "out")]
         output: PathBuf,
+    },
+    /// Report every object of a bucket that is not ciphertext under the current key
+    /// (plaintext, an older key, an SSE-C key, or damaged), reading the backend directly. Exits
+    /// 1 if there is any. A local backend must not be in use by a running server.
+    Scan {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant whose bucket it is (needed if the config has several).
+        #[arg(long, short)]
+        tenant: Option<String>,
+        #[arg(long, short)]
+        bucket: String,
+    },
+    /// Rewrap the data keys of a bucket's objects under the current key, keeping their stored
+    /// bytes. Safe to interrupt; run again (or with --start-after) to resume.
+    Rewrap {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        tenant: Option<String>,
+        #[arg(long, short)]
+        bucket: String,
+        /// Resume after this key (as an interrupted run printed it).
+        #[arg(long)]
+        start_after: Option<String>,
     },
 }
 
@@ -132,7 +156,6 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Decrypt {
             config,
             envelope,
-            multipart,
             input,
             output,
         } => {
@@ -141,8 +164,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .keyring
                 .as_ref()
                 .ok_or("the config has no encryption section")?;
-            let etag =
-                crate::decrypt::decrypt_file(keyring, &envelope, multipart, &input, &output)?;
+            let etag = crate::decrypt::decrypt_file(keyring, &envelope, &input, &output)?;
             eprintln!(
                 "decrypted {} to {} (ETag \"{etag}\")",
                 input.display(),
@@ -150,10 +172,39 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Scan {
+            config,
+            tenant,
+            bucket,
+        } => at_rest(&config, tenant, &bucket, None, Action::Scan),
+        Command::Rewrap {
+            config,
+            tenant,
+            bucket,
+            start_after,
+        } => at_rest(&config, tenant, &bucket, start_after, Action::Rewrap),
         Command::MasterKey => {
             println!("{}", sluice_crypto::MasterKey::generate_base64());
             Ok(())
         }
+    }
+}
+
+fn at_rest(
+    config: &Path,
+    tenant: Option<String>,
+    bucket: &str,
+    start_after: Option<String>,
+    action: Action,
+) -> Result<(), String> {
+    init_tracing();
+    let config = load(config)?;
+    match crate::at_rest::run(config, tenant.as_deref(), bucket, start_after, action)? {
+        true => Ok(()),
+        false => Err(match action {
+            Action::Scan => "objects not encrypted under the current key were found".into(),
+            Action::Rewrap => "some objects could not be rewrapped (see above)".into(),
+        }),
     }
 }
 

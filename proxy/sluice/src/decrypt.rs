@@ -15,7 +15,6 @@ use sluice_crypto::{
 pub fn decrypt_file(
     keyring: &Keyring,
     envelope: &str,
-    multipart: bool,
     input: &Path,
     output: &Path,
 ) -> Result<String, String> {
@@ -30,7 +29,7 @@ pub fn decrypt_file(
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     let fail = |e: sluice_crypto::CryptoError| format!("{}: {e}", input.display());
 
-    let mut walk = FooterWalk::new(&key, envelope.layout, size, multipart);
+    let mut walk = FooterWalk::new(&key, envelope.layout, size);
     while let Some((first, last)) = walk.next_read().map_err(fail)? {
         let mut footer = vec![0u8; (last - first + 1) as usize];
         file.seek(SeekFrom::Start(first))
@@ -46,7 +45,7 @@ pub fn decrypt_file(
         let _ = std::fs::remove_file(output);
         format!("{}: {e}", input.display())
     });
-    written.map(|()| object_etag(&streams, multipart))
+    written.map(|()| object_etag(&streams))
 }
 
 fn write_plaintext(
@@ -119,9 +118,9 @@ mod tests {
         let (input, output) = (dir.path().join("stored"), dir.path().join("plain"));
         let keyring = keyring();
         let one = vec![(0, (0..10_000u32).map(|i| i as u8).collect::<Vec<u8>>())];
-        let (bytes, envelope) = stored(&keyring, &one);
-        std::fs::write(&input, &bytes).unwrap();
-        let etag = decrypt_file(&keyring, &envelope, false, &input, &output).unwrap();
+        let (single, envelope) = stored(&keyring, &one);
+        std::fs::write(&input, &single).unwrap();
+        let etag = decrypt_file(&keyring, &envelope, &input, &output).unwrap();
         assert_eq!(std::fs::read(&output).unwrap(), one[0].1);
         use md5::Digest as _;
         assert_eq!(etag, hex::encode(md5::Md5::digest(&one[0].1)));
@@ -129,7 +128,7 @@ mod tests {
         let parts = vec![(1, vec![1u8; 9000]), (3, vec![]), (7, vec![7u8; 5000])];
         let (bytes, envelope) = stored(&keyring, &parts);
         std::fs::write(&input, &bytes).unwrap();
-        let etag = decrypt_file(&keyring, &envelope, true, &input, &output).unwrap();
+        let etag = decrypt_file(&keyring, &envelope, &input, &output).unwrap();
         assert_eq!(
             std::fs::read(&output).unwrap(),
             [&parts[0].1[..], &parts[2].1[..]].concat()
@@ -141,10 +140,12 @@ mod tests {
         bad[6000] ^= 4;
         std::fs::write(&input, &bad).unwrap();
         std::fs::remove_file(&output).unwrap();
-        assert!(decrypt_file(&keyring, &envelope, true, &input, &output).is_err());
+        assert!(decrypt_file(&keyring, &envelope, &input, &output).is_err());
         assert!(!output.exists());
-        // Read as single-part, a multipart object's streams do not add up.
-        std::fs::write(&input, &bytes).unwrap();
-        assert!(decrypt_file(&keyring, &envelope, false, &input, &output).is_err());
+        // A single-part object's stream twice: its last footer says single-part (part 0), so
+        // the bytes before it are refused, not read as another part.
+        let (single, envelope) = stored(&keyring, &[one[0].clone(), one[0].clone()]);
+        std::fs::write(&input, &single).unwrap();
+        assert!(decrypt_file(&keyring, &envelope, &input, &output).is_err());
     }
 }

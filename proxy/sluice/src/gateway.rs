@@ -28,6 +28,8 @@ pub struct Gateway {
 struct Tenant {
     config: TenantConfig,
     stores: Vec<Arc<dyn Backend>>,
+    /// Each route's encryption layer, where it has one (the same store as in `stores`).
+    layers: Vec<Option<Arc<Encrypted>>>,
 }
 
 impl Gateway {
@@ -61,7 +63,7 @@ impl Gateway {
             .map(|mut t| {
                 // Static key secrets live in the key table only; no second copy stays here.
                 t.keys.clear();
-                let stores = t
+                let (stores, layers) = t
                     .routes
                     .iter()
                     .map(|route| {
@@ -76,20 +78,29 @@ impl Gateway {
                             store = Arc::new(Renamed::new(store, rename, route.key_prefix.clone()));
                         }
                         // With a keyring, every local route reads encrypted objects (whatever
-                        // its own policy), and writes them as its policy says.
+                        // its own policy), and writes them as its policy says. An upstream
+                        // route encrypts where its policy says so (its listings cost a read
+                        // per object not seen before: plain routes are spared that).
                         if let Some(keyring) = &config.keyring
-                            && local_backends.contains(&route.backend)
+                            && (local_backends.contains(&route.backend)
+                                || route.encryption != sluice_storage::Policy::Off)
                         {
-                            store = Arc::new(Encrypted::new(
+                            let layer = Arc::new(Encrypted::new(
                                 store,
                                 Arc::clone(keyring),
                                 route.encryption,
                             ));
+                            return (Arc::clone(&layer) as Arc<dyn Backend>, Some(layer));
                         }
-                        store
+                        (store, None)
                     })
-                    .collect();
-                (t.id.as_str().to_owned(), Tenant { config: t, stores })
+                    .unzip();
+                let tenant = Tenant {
+                    config: t,
+                    stores,
+                    layers,
+                };
+                (tenant.config.id.as_str().to_owned(), tenant)
             })
             .collect();
         Ok(Self {
@@ -163,6 +174,34 @@ impl Gateway {
             .iter()
             .position(|r| r.bucket.matches(bucket))?;
         Some((&tenant.config.routes[index], tenant.stores.get(index)?))
+    }
+
+    /// The encryption layer of the route a tenant's `bucket` takes (`sluice scan`, `sluice
+    /// rewrap`); for a route without one, a layer that writes nothing new over the same store.
+    pub fn encryption_for(
+        &self,
+        tenant: &str,
+        bucket: &BucketName,
+        keyring: &Arc<sluice_crypto::Keyring>,
+    ) -> Result<Arc<Encrypted>, String> {
+        let t = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| format!("no tenant named {tenant:?}"))?;
+        let index = t
+            .config
+            .routes
+            .iter()
+            .position(|r| r.bucket.matches(bucket))
+            .ok_or_else(|| format!("no route of tenant {tenant:?} takes bucket {bucket}"))?;
+        Ok(match &t.layers[index] {
+            Some(layer) => Arc::clone(layer),
+            None => Arc::new(Encrypted::new(
+                Arc::clone(&t.stores[index]),
+                Arc::clone(keyring),
+                sluice_storage::Policy::Off,
+            )),
+        })
     }
 
     /// For an unauthenticated CORS preflight: every tenant whose routes reach `bucket`, with

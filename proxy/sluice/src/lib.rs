@@ -10,6 +10,7 @@
 //! - [`s3`]: routing to operations, executing them, XML, and the one error mapping;
 //! - [`gateway`]: the shared state built from the config.
 
+pub mod at_rest;
 pub mod auth;
 pub mod body;
 pub mod cli;

@@ -86,6 +86,10 @@ pub struct CopyObject {
     pub headers: Option<StoredHeaders>,
     pub tags: Option<BTreeMap<String, String>>,
     pub condition: PutCondition,
+    /// System metadata for the copy (a layer's, e.g. a rewrapped envelope: the stored bytes
+    /// are copied as they are); `None` keeps none of the source's. A store that copies on its
+    /// side then replaces the headers too, so `headers` must be given with it.
+    pub system_meta: Option<crate::SystemMeta>,
 }
 
 #[async_trait]
@@ -105,6 +109,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// encryption must then be refused, never stored in plaintext).
     fn encryption(&self) -> Option<crate::Policy> {
         None
+    }
+
+    /// Whether listings carry each object's system metadata (the local backend's index does;
+    /// an S3 listing carries none, so a layer that needs it must read it per object).
+    fn lists_system_meta(&self) -> bool {
+        true
     }
 
     /// The tenant's buckets in this store.
@@ -335,6 +345,7 @@ pub async fn stream_copy(
         tags,
         condition: copy.condition,
         expected_size: Some(src.size),
+        system_meta: copy.system_meta.unwrap_or_default(),
         ..Default::default()
     };
     dest.put_object(tenant, bucket, key, put, storage_body(read.body))

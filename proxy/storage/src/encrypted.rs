@@ -12,8 +12,13 @@
 //! A multipart upload's data key travels in the upload id given to the client
 //! ([`sluice_crypto::upload_token`]); each part is a stream of its own.
 //!
-//! Not built yet: SSE-C, rewrapping copies that keep the stored bytes, and stores that list no
-//! system metadata (upstreams: their listings need the envelope found per key).
+//! A store whose listings carry no metadata (an upstream) has each listed object probed once
+//! (its last 72 bytes, whose answer carries the envelope too), remembered by its stored ETag.
+//! Copies within the layer keep the stored bytes and rewrap the data key; so does `sluice
+//! rewrap` ([`Encrypted::rewrap`]), and `sluice scan` reports what is stored
+//! ([`Encrypted::scan`]).
+//!
+//! Not built yet: SSE-C.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
@@ -26,8 +31,8 @@ use futures_util::{Stream, StreamExt};
 use sluice_crypto::stream::{FOOTER_LEN, HEADER_LEN};
 use sluice_crypto::{
     CryptoError, DataKey, Envelope, FooterWalk, Keyring, Layout, PartMap, StreamDecryptor,
-    StreamEncryptor, StreamHeader, Wrapping, check_upload_mac, object_etag, split_upload_token,
-    upload_token,
+    StreamEncryptor, StreamHeader, Wrapping, check_upload_mac, is_multipart, object_etag,
+    split_upload_token, upload_token,
 };
 
 use crate::{
@@ -46,6 +51,24 @@ pub const ENVELOPE_META: &str = "sluice-enc";
 /// The system metadata that holds an encrypted object's plaintext ETag, where the store keeps
 /// metadata learnt at the body's end.
 pub const ETAG_META: &str = "sluice-etag";
+
+/// The system metadata that holds an encrypted object's checksum (`x-amz-checksum-*`, as
+/// "name value"), verified on its plaintext.
+const CHECKSUM_META: &str = "sluice-checksum";
+
+fn checksum_text((name, value): &(String, String)) -> String {
+    format!("{name} {value}")
+}
+
+fn checksum_of(text: &str) -> Option<(String, String)> {
+    let (name, value) = text.split_once(' ')?;
+    Some((name.to_owned(), value.to_owned()))
+}
+
+/// The checksum a sealed body ended with.
+fn sealed_checksum(late: &crate::LateMeta) -> Option<(String, String)> {
+    checksum_of(late.lock().ok()?.get(CHECKSUM_META)?)
+}
 
 /// The system metadata an encrypted object's view carries for the S3 layer, which answers it
 /// as `x-amz-server-side-encryption` (and shows no other system metadata).
@@ -86,12 +109,17 @@ pub struct Encrypted {
     /// Stream headers read for ranges, by (bucket, key, stored ETag, part number): a range
     /// of an object read before costs only its segments.
     headers: moka::sync::Cache<(String, String, String, u32), StreamHeader>,
+    /// Listed objects found to be plaintext, by (bucket, key, stored ETag), where listings
+    /// carry no metadata.
+    plaintext: moka::sync::Cache<(String, String, String), ()>,
 }
 
 /// What an encrypted object's footers say.
 #[derive(Debug)]
 struct Described {
     etag: String,
+    /// The plaintext size.
+    size: u64,
     /// A multipart object's streams, in order.
     parts: Option<PartMap>,
 }
@@ -136,6 +164,7 @@ impl Encrypted {
             policy,
             described: moka::sync::Cache::new(DESCRIBED_CACHE),
             headers: moka::sync::Cache::new(DESCRIBED_CACHE),
+            plaintext: moka::sync::Cache::new(DESCRIBED_CACHE),
         }
     }
 
@@ -241,11 +270,22 @@ impl Encrypted {
         let content_md5 = put.content_md5.take();
         put.sha256 = None;
         put.etag = None;
+        // A checksum verified on the plaintext is kept beside it, not given to the store (an
+        // upstream would check it against the ciphertext): where known up front, as system
+        // metadata; from a trailer, as metadata learnt at the end (which an upstream cannot
+        // keep).
+        let checksum = put.checksum.take();
+        if let Some(checksum) = &checksum {
+            put.system_meta
+                .insert(CHECKSUM_META.to_owned(), checksum_text(checksum));
+        }
         let sealing = Sealing {
             body,
             encryptor: StreamEncryptor::new(data_key, layout, part),
             md5: crate::body_md5::BodyMd5::default(),
             content_md5,
+            checksum,
+            late_checksum: put.late_checksum.take(),
             late: Arc::clone(&late),
         };
         (sealing.into_body(), late)
@@ -276,23 +316,35 @@ impl Encrypted {
         let stored_size = meta.size;
         let stored_etag = meta.etag.clone();
         let kept_etag = meta.system_meta.remove(ETAG_META);
+        if let Some(checksum) = meta.system_meta.get(CHECKSUM_META) {
+            meta.checksum = checksum_of(checksum);
+        }
         mark_encrypted(&mut meta);
         let described = match (meta.parts, kept_etag) {
-            (None, Some(etag)) => Arc::new(Described { etag, parts: None }),
+            (None, Some(etag)) => Arc::new(Described {
+                etag,
+                size: envelope.layout.plain_len(stored_size).map_err(sealed)?,
+                parts: None,
+            }),
             (parts, _) => {
                 let object = Stored {
                     etag: &stored_etag,
                     size: stored_size,
                     parts,
                 };
-                self.describe(tenant, bucket, key, &object, &data_key, envelope.layout)
-                    .await?
+                self.describe(
+                    tenant,
+                    bucket,
+                    key,
+                    &object,
+                    &data_key,
+                    envelope.layout,
+                    None,
+                )
+                .await?
             }
         };
-        meta.size = match &described.parts {
-            Some(map) => map.plain_len(),
-            None => envelope.layout.plain_len(stored_size).map_err(sealed)?,
-        };
+        meta.size = described.size;
         meta.etag = described.etag.clone();
         Ok(Some(View {
             envelope,
@@ -306,7 +358,9 @@ impl Encrypted {
 
     /// What an object's footers say, remembered by its stored ETag: one footer for a
     /// single-part object; for a multipart one, each part's, walked back from the end (each
-    /// gives its part's stored size, so where the part before ends).
+    /// gives its part's stored size, so where the part before ends). `last_footer` is the
+    /// object's last 72 bytes where already read.
+    #[allow(clippy::too_many_arguments)]
     async fn describe(
         &self,
         tenant: &TenantId,
@@ -315,6 +369,7 @@ impl Encrypted {
         object: &Stored<'_>,
         data_key: &DataKey,
         layout: Layout,
+        mut last_footer: Option<Vec<u8>>,
     ) -> Result<Arc<Described>, StorageError> {
         let cache_key = (
             bucket.as_str().to_owned(),
@@ -324,32 +379,300 @@ impl Encrypted {
         if let Some(described) = self.described.get(&cache_key) {
             return Ok(described);
         }
-        let multipart = object.parts.is_some();
-        let mut walk = FooterWalk::new(data_key, layout, object.size, multipart);
+        let mut walk = FooterWalk::new(data_key, layout, object.size);
         while let Some((first, last)) = walk.next_read().map_err(sealed)? {
-            let bytes = self
-                .read_stored(tenant, bucket, key, first, last, object.etag)
-                .await?;
+            let bytes = match last_footer.take() {
+                Some(bytes) => bytes,
+                None => {
+                    self.read_stored(tenant, bucket, key, first, last, object.etag)
+                        .await?
+                }
+            };
             walk.feed(&bytes).map_err(sealed)?;
         }
         let streams = walk.finish().map_err(sealed)?;
-        if object.parts.is_some_and(|n| n as usize != streams.len()) {
+        let multipart = is_multipart(&streams);
+        if object
+            .parts
+            .is_some_and(|n| !multipart || n as usize != streams.len())
+        {
             return Err(corrupt("the parts found are not the parts the object has"));
         }
+        let parts = multipart
+            .then(|| {
+                let sizes: Vec<(u32, u64)> = streams.iter().map(|&(n, len, _)| (n, len)).collect();
+                PartMap::new(layout, &sizes)
+            })
+            .transpose()
+            .map_err(sealed)?;
         let described = Described {
-            etag: object_etag(&streams, multipart),
-            parts: multipart
-                .then(|| {
-                    let sizes: Vec<(u32, u64)> =
-                        streams.iter().map(|&(n, len, _)| (n, len)).collect();
-                    PartMap::new(layout, &sizes)
-                })
-                .transpose()
-                .map_err(sealed)?,
+            etag: object_etag(&streams),
+            size: match &parts {
+                Some(map) => map.plain_len(),
+                None => layout.plain_len(object.size).map_err(sealed)?,
+            },
+            parts,
         };
         let described = Arc::new(described);
         self.described.insert(cache_key, Arc::clone(&described));
         Ok(described)
+    }
+
+    /// A listing of a store that lists no metadata (an upstream), as clients see it: each
+    /// entry's kind and description is remembered by its stored ETag (objects written through
+    /// this layer are known from their write); the others are probed, a few at a time, with
+    /// one read of their last 72 bytes, which answers the envelope too. An object deleted or
+    /// replaced since it was listed is described as it is now, or left out if gone.
+    async fn describe_listed(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        objects: &mut Vec<(ObjectKey, ObjectMeta)>,
+    ) -> Result<(), StorageError> {
+        let smallest = Layout::default().stored_len(0);
+        let mut unknown = Vec::new();
+        for (i, (key, meta)) in objects.iter_mut().enumerate() {
+            if meta.size < smallest {
+                continue; // too small to be a stream: plaintext
+            }
+            let cache_key = (
+                bucket.as_str().to_owned(),
+                key.as_str().to_owned(),
+                listed_version(meta),
+            );
+            if let Some(described) = self.described.get(&cache_key) {
+                show_described(meta, &described);
+            } else if !self.plaintext.contains_key(&cache_key) {
+                unknown.push(i);
+            }
+        }
+        let probed: Vec<_> = futures_util::stream::iter(unknown)
+            .map(|i| {
+                let (key, meta) = &objects[i];
+                async move { (i, self.probe(tenant, bucket, key, meta).await) }
+            })
+            .buffered(PROBES_AT_ONCE)
+            .collect()
+            .await;
+        let mut gone = Vec::new();
+        for (i, probe) in probed {
+            match probe? {
+                Probed::Plaintext => {}
+                Probed::Encrypted(described) => show_described(&mut objects[i].1, &described),
+                Probed::Now(Some(meta)) => objects[i].1 = *meta,
+                Probed::Now(None) => gone.push(i),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            objects.remove(i);
+        }
+        Ok(())
+    }
+
+    /// What a listed object is, from one read of its last footer (and, for a multipart
+    /// object, its other parts' footers).
+    async fn probe(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        listed: &ObjectMeta,
+    ) -> Result<Probed, StorageError> {
+        let footer_at = listed.size - FOOTER_LEN as u64;
+        let mut footer_read = stored_read(footer_at, listed.size - 1, &listed.etag);
+        if listed.etag.is_empty() {
+            footer_read.conditions.if_match = None;
+        }
+        let read = self
+            .inner
+            .get_object(tenant, bucket, key, footer_read)
+            .await;
+        let read = match read {
+            // Of the object listed: the listing's ETag matched, or its size (without one).
+            Ok(read) if read.meta.size == listed.size => read,
+            Ok(_) | Err(StorageError::NoSuchKey | StorageError::PreconditionFailed { .. }) => {
+                // Changed since the listing: described as it is now.
+                let now = match self.stored_head(tenant, bucket, key).await {
+                    Err(StorageError::NoSuchKey) => return Ok(Probed::Now(None)),
+                    other => other?,
+                };
+                let shown = match self.view(tenant, bucket, key, now.clone()).await? {
+                    Some(view) => view.meta,
+                    None => now,
+                };
+                return Ok(Probed::Now(Some(Box::new(shown))));
+            }
+            Err(err) => return Err(err),
+        };
+        let mut footer = Vec::with_capacity(FOOTER_LEN);
+        let mut body = read.body;
+        while let Some(piece) = body.next().await {
+            footer.extend_from_slice(&piece?);
+        }
+        let cache_key = (
+            bucket.as_str().to_owned(),
+            key.as_str().to_owned(),
+            listed_version(listed),
+        );
+        let Some(text) = read.meta.system_meta.get(ENVELOPE_META) else {
+            self.plaintext.insert(cache_key, ());
+            return Ok(Probed::Plaintext);
+        };
+        let envelope = Envelope::from_meta(text).map_err(sealed)?;
+        let data_key = self.data_key(&envelope)?;
+        let object = Stored {
+            etag: &read.meta.etag,
+            size: listed.size,
+            parts: None,
+        };
+        let described = self
+            .describe(
+                tenant,
+                bucket,
+                key,
+                &object,
+                &data_key,
+                envelope.layout,
+                Some(footer),
+            )
+            .await?;
+        if listed.etag.is_empty() {
+            self.described.insert(cache_key, Arc::clone(&described));
+        }
+        Ok(Probed::Encrypted(described))
+    }
+
+    /// Copies the stored bytes of `from` (its record `stored`, its `view`) to `at` on the
+    /// store's side, with its data key wrapped anew under the keyring's current key: the
+    /// bytes are not decrypted. The source is copied only if it is still the one described.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_stored(
+        &self,
+        at: Place<'_>,
+        from: Place<'_>,
+        stored: &ObjectMeta,
+        view: &View,
+        headers: Option<crate::StoredHeaders>,
+        tags: Option<BTreeMap<String, String>>,
+        condition: PutCondition,
+    ) -> Result<ObjectMeta, StorageError> {
+        let (wrapping, wrapped) = self.keyring.wrap(&view.key);
+        let envelope = Envelope {
+            layout: view.envelope.layout,
+            wrapping,
+            wrapped,
+        };
+        let mut system_meta = stored.system_meta.clone();
+        system_meta.insert(ENVELOPE_META.to_owned(), envelope.to_meta());
+        let (store, source_bucket, source_key) = self.inner.resolve(from.bucket, from.key)?;
+        let conditions = crate::Preconditions {
+            if_match: Some(format!("\"{}\"", stored.etag)),
+            ..Default::default()
+        };
+        let source = CopySource {
+            store,
+            bucket: &source_bucket,
+            key: &source_key,
+            conditions: &conditions,
+        };
+        let copy = CopyObject {
+            headers: Some(headers.unwrap_or_else(|| view.meta.headers.clone())),
+            tags,
+            condition,
+            system_meta: Some(system_meta),
+        };
+        self.inner
+            .copy_object(at.tenant, at.bucket, at.key, source, copy)
+            .await
+            .map_err(replaced_meanwhile)
+    }
+
+    /// Rewraps one stored object's data key under the keyring's current key, keeping its
+    /// stored bytes (`sluice rewrap`): a copy onto itself, only of the version examined, so
+    /// a write racing it wins and an interrupted run leaves every object whole.
+    pub async fn rewrap(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Finding, StorageError> {
+        let stored = self.stored_head(tenant, bucket, key).await?;
+        let finding = self.examine(&stored);
+        if finding != Finding::OldKey {
+            return Ok(finding);
+        }
+        let view = self
+            .view(tenant, bucket, key, stored.clone())
+            .await?
+            .ok_or_else(|| corrupt("the envelope went missing"))?;
+        let place = Place {
+            tenant,
+            bucket,
+            key,
+        };
+        self.copy_stored(place, place, &stored, &view, None, None, PutCondition::None)
+            .await?;
+        Ok(Finding::OldKey)
+    }
+
+    /// What an object's stored record says of its encryption (without reading its bytes).
+    fn examine(&self, stored: &ObjectMeta) -> Finding {
+        let Some(text) = stored.system_meta.get(ENVELOPE_META) else {
+            return Finding::Plaintext;
+        };
+        match Envelope::from_meta(text) {
+            Err(_) => Finding::Unreadable,
+            Ok(envelope) => match envelope.wrapping {
+                Wrapping::Customer => Finding::CustomerKey,
+                Wrapping::Keyring(id) if &id == self.keyring.current() => Finding::Current,
+                Wrapping::Keyring(id) if self.keyring.unwrap(&id, &envelope.wrapped).is_ok() => {
+                    Finding::OldKey
+                }
+                Wrapping::Keyring(_) => Finding::Unreadable,
+            },
+        }
+    }
+
+    /// `sluice scan`: what one object is, read from the store directly: its record and its
+    /// last footer, which only opens under the object's data key (so a record that claims
+    /// encryption over bytes that are not its ciphertext is found out).
+    pub async fn scan(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Finding, StorageError> {
+        let stored = self.stored_head(tenant, bucket, key).await?;
+        let finding = self.examine(&stored);
+        if !matches!(finding, Finding::Current | Finding::OldKey) {
+            return Ok(finding);
+        }
+        let walked = async {
+            let text = &stored.system_meta[ENVELOPE_META];
+            let envelope = Envelope::from_meta(text).map_err(sealed)?;
+            let data_key = self.data_key(&envelope)?;
+            let mut walk = FooterWalk::new(&data_key, envelope.layout, stored.size);
+            while let Some((first, last)) = walk.next_read().map_err(sealed)? {
+                let bytes = self
+                    .read_stored(tenant, bucket, key, first, last, &stored.etag)
+                    .await?;
+                walk.feed(&bytes).map_err(sealed)?;
+            }
+            walk.finish().map_err(sealed)
+        };
+        Ok(match walked.await {
+            Ok(_) => finding,
+            Err(StorageError::NoSuchKey) => Finding::Gone,
+            Err(err) => {
+                tracing::warn!(bucket = %bucket, key = %key, error = %err, "scan: not its ciphertext");
+                Finding::Unreadable
+            }
+        })
+    }
+
+    /// The store underneath: what `sluice scan` and `rewrap` list.
+    pub fn inner(&self) -> &Arc<dyn Backend> {
+        &self.inner
     }
 
     /// Stored bytes `first..=last` of an object, whole, if its stored ETag is still
@@ -405,6 +728,30 @@ impl Encrypted {
         view: &View,
         range: Option<crate::ByteRange>,
     ) -> Result<ObjectBody, StorageError> {
+        let (read_first, read_last, steps) = self.plan(tenant, bucket, key, view, range).await?;
+        let read = self
+            .inner
+            .get_object(
+                tenant,
+                bucket,
+                key,
+                stored_read(read_first, read_last, &view.stored_etag),
+            )
+            .await
+            .map_err(replaced_meanwhile)?;
+        decrypting(read.body, steps, read_last - read_first + 1).await
+    }
+
+    /// Which stored bytes (first, last; inclusive) hold `range` of `view` (all of it if
+    /// `None`), and the steps that turn them into its plaintext.
+    async fn plan(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        view: &View,
+        range: Option<crate::ByteRange>,
+    ) -> Result<(u64, u64, VecDeque<Step>), StorageError> {
         let layout = view.envelope.layout;
         let single;
         let map = match &view.parts {
@@ -487,34 +834,7 @@ impl Encrypted {
             }
         }
         let read_first = read_first.ok_or_else(|| corrupt("nothing to read"))?;
-        let read = self
-            .inner
-            .get_object(
-                tenant,
-                bucket,
-                key,
-                stored_read(read_first, read_last, &view.stored_etag),
-            )
-            .await
-            .map_err(replaced_meanwhile)?;
-        let mut opening = Opening {
-            body: read.body,
-            steps,
-            failed: false,
-        };
-        let first = match opening.next().await {
-            None => return Ok(Box::pin(futures_util::stream::empty())),
-            Some(Err(err)) => return Err(err),
-            Some(Ok(first)) => first,
-        };
-        let rest: ObjectBody = if read_last - read_first >= PIPELINE_AFTER {
-            pipelined(opening)
-        } else {
-            Box::pin(opening)
-        };
-        Ok(Box::pin(
-            futures_util::stream::once(async move { Ok(first) }).chain(rest),
-        ))
+        Ok((read_first, read_last, steps))
     }
 
     async fn read(
@@ -525,6 +845,9 @@ impl Encrypted {
         read: ReadRequest,
         with_body: bool,
     ) -> Result<ObjectRead, StorageError> {
+        if with_body && read.range.is_none() {
+            return self.read_whole(tenant, bucket, key, read).await;
+        }
         let meta = self.stored_head(tenant, bucket, key).await?;
         let Some(view) = self.view(tenant, bucket, key, meta).await? else {
             // A plaintext object (written before encryption was on): read as it is.
@@ -557,6 +880,97 @@ impl Encrypted {
             body,
         })
     }
+
+    /// A GET of a whole object: one read of the store gives its record and its bytes (an
+    /// upstream is asked once, not for a HEAD first). Conditions are checked on the record
+    /// before any byte is passed on.
+    async fn read_whole(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        read: ReadRequest,
+    ) -> Result<ObjectRead, StorageError> {
+        let stored = self
+            .inner
+            .get_object(tenant, bucket, key, ReadRequest::default())
+            .await?;
+        if stored.range.is_some() {
+            return Err(corrupt("the store sent a range, not the object"));
+        }
+        let Some(view) = self.view(tenant, bucket, key, stored.meta.clone()).await? else {
+            read.conditions.check(&stored.meta)?;
+            return Ok(stored);
+        };
+        read.conditions.check(&view.meta)?;
+        let body = if view.meta.size == 0 {
+            Box::pin(futures_util::stream::empty()) as ObjectBody
+        } else {
+            let (first, last, steps) = self.plan(tenant, bucket, key, &view, None).await?;
+            if (first, last) != (0, view.stored_size - 1) {
+                return Err(corrupt("a whole read that is not the whole object"));
+            }
+            decrypting(stored.body, steps, view.stored_size).await?
+        };
+        Ok(ObjectRead {
+            meta: view.meta,
+            range: None,
+            body,
+        })
+    }
+}
+
+/// An object in a store, as `sluice scan` and `sluice rewrap` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// Ciphertext, its data key wrapped under the keyring's current key.
+    Current,
+    /// Ciphertext under an older key of the keyring (`sluice rewrap` moves it on).
+    OldKey,
+    /// Ciphertext under a client's SSE-C key.
+    CustomerKey,
+    /// Stored as sent.
+    Plaintext,
+    /// Claims encryption, but its envelope, key or stored bytes do not check out.
+    Unreadable,
+    /// Deleted while being looked at.
+    Gone,
+}
+
+/// Where an object is.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    tenant: &'a TenantId,
+    bucket: &'a BucketName,
+    key: &'a ObjectKey,
+}
+
+/// What a probe found a listed object to be.
+enum Probed {
+    Plaintext,
+    Encrypted(Arc<Described>),
+    /// It changed since the listing: as it is now (`None`: deleted).
+    Now(Option<Box<ObjectMeta>>),
+}
+
+/// Which version of an object a listing names, to remember what it is by: its ETag, or for a
+/// store whose listings carry none (s3s-fs), its size and modification time.
+fn listed_version(meta: &ObjectMeta) -> String {
+    if meta.etag.is_empty() {
+        format!("{}@{}", meta.size, meta.last_modified_ms)
+    } else {
+        meta.etag.clone()
+    }
+}
+
+/// How many listed objects are probed at once.
+const PROBES_AT_ONCE: usize = 16;
+
+/// A listing entry shown as its description says.
+fn show_described(meta: &mut ObjectMeta, described: &Described) {
+    meta.size = described.size;
+    meta.etag = described.etag.clone();
+    mark_encrypted(meta);
 }
 
 /// A read of stored bytes `first..=last`, only of the object with `stored_etag`.
@@ -568,6 +982,34 @@ fn stored_read(first: u64, last: u64, stored_etag: &str) -> ReadRequest {
             ..Default::default()
         },
     }
+}
+
+/// The plaintext of `len` stored bytes arriving in `body`, by `steps`. The first piece is
+/// decrypted before this returns, so damage at the start fails the request before any
+/// response; large reads are decrypted on a task of their own.
+async fn decrypting(
+    body: ObjectBody,
+    steps: VecDeque<Step>,
+    len: u64,
+) -> Result<ObjectBody, StorageError> {
+    let mut opening = Opening {
+        body,
+        steps,
+        failed: false,
+    };
+    let first = match opening.next().await {
+        None => return Ok(Box::pin(futures_util::stream::empty())),
+        Some(Err(err)) => return Err(err),
+        Some(Ok(first)) => first,
+    };
+    let rest: ObjectBody = if len > PIPELINE_AFTER {
+        pipelined(opening)
+    } else {
+        Box::pin(opening)
+    };
+    Ok(Box::pin(
+        futures_util::stream::once(async move { Ok(first) }).chain(rest),
+    ))
 }
 
 /// The object changed between reading its record and its bytes: as S3 answers a read racing
@@ -622,6 +1064,8 @@ struct Sealing {
     encryptor: StreamEncryptor,
     md5: crate::body_md5::BodyMd5,
     content_md5: Option<[u8; 16]>,
+    checksum: Option<(String, String)>,
+    late_checksum: Option<crate::LateChecksum>,
     late: crate::LateMeta,
 }
 
@@ -663,8 +1107,16 @@ impl Sealing {
         if self.content_md5.is_some_and(|expected| expected != md5) {
             return Err(BodyError(Box::new(StorageError::BadDigest)));
         }
+        let checksum = self.checksum.or_else(|| {
+            self.late_checksum
+                .as_ref()
+                .and_then(|late| late.lock().ok()?.clone())
+        });
         if let Ok(mut late) = self.late.lock() {
             late.insert(ETAG_META.to_owned(), hex::encode(md5));
+            if let Some(checksum) = &checksum {
+                late.insert(CHECKSUM_META.to_owned(), checksum_text(checksum));
+            }
         }
         let segment = self.encryptor.header().layout.segment_size() as usize;
         let mut out = Vec::with_capacity(segment + 16 + FOOTER_LEN);
@@ -890,6 +1342,7 @@ impl Backend for Encrypted {
             .ok()
             .and_then(|late| late.get(ETAG_META).cloned())
             .ok_or_else(|| corrupt("the body ended without its ETag"))?;
+        let size = layout.plain_len(stored.size).map_err(sealed)?;
         self.described.insert(
             (
                 bucket.as_str().to_owned(),
@@ -898,12 +1351,14 @@ impl Backend for Encrypted {
             ),
             Arc::new(Described {
                 etag: etag.clone(),
+                size,
                 parts: None,
             }),
         );
         let mut meta = stored;
-        meta.size = layout.plain_len(meta.size).map_err(sealed)?;
+        meta.size = size;
         meta.etag = etag;
+        meta.checksum = sealed_checksum(&late);
         mark_encrypted(&mut meta);
         Ok(meta)
     }
@@ -936,6 +1391,39 @@ impl Backend for Encrypted {
         source: CopySource<'_>,
         copy: CopyObject,
     ) -> Result<ObjectMeta, StorageError> {
+        let same_layer = std::ptr::addr_eq(source.store as *const dyn Backend, self as *const Self);
+        if same_layer
+            && (self.encrypts_new_objects() || self.bucket_default(tenant, bucket).await?)
+        {
+            let stored = self.stored_head(tenant, source.bucket, source.key).await?;
+            if let Some(view) = self
+                .view(tenant, source.bucket, source.key, stored.clone())
+                .await?
+            {
+                // An encrypted source stays as it is stored: only its envelope is rewritten.
+                source.conditions.check_copy_source(&view.meta)?;
+                let condition = self
+                    .store_condition(tenant, bucket, key, copy.condition)
+                    .await?;
+                let at = Place {
+                    tenant,
+                    bucket,
+                    key,
+                };
+                let from = Place {
+                    tenant,
+                    bucket: source.bucket,
+                    key: source.key,
+                };
+                let mut meta = self
+                    .copy_stored(at, from, &stored, &view, copy.headers, copy.tags, condition)
+                    .await?;
+                meta.size = view.meta.size;
+                meta.etag = view.meta.etag;
+                mark_encrypted(&mut meta);
+                return Ok(meta);
+            }
+        }
         // Through this layer both ways: the source decrypted, the copy sealed anew.
         crate::stream_copy(self, tenant, bucket, key, source, copy).await
     }
@@ -975,6 +1463,11 @@ impl Backend for Encrypted {
         request: ListRequest,
     ) -> Result<ListPage, StorageError> {
         let mut page = self.inner.list_objects(tenant, bucket, request).await?;
+        if !self.inner.lists_system_meta() {
+            self.describe_listed(tenant, bucket, &mut page.objects)
+                .await?;
+            return Ok(page);
+        }
         for (key, meta) in &mut page.objects {
             // Plaintext entries are left as they are (not even copied).
             if meta.system_meta.contains_key(ENVELOPE_META) {
@@ -1047,7 +1540,7 @@ impl Backend for Encrypted {
         };
         // Each part is a stream of its own, its number in its header.
         let layout = envelope.layout;
-        let (sealed_body, _) = Self::seal(&mut put, body, &data_key, layout, part.number);
+        let (sealed_body, late) = Self::seal(&mut put, body, &data_key, layout, part.number);
         let store_part = PartId {
             upload_id: &store_id,
             number: part.number,
@@ -1058,6 +1551,7 @@ impl Backend for Encrypted {
             .await
             .map_err(bad_digest)?;
         info.size = layout.plain_len(info.size).map_err(sealed)?;
+        info.checksum = sealed_checksum(&late);
         Ok(info)
     }
 
@@ -1098,12 +1592,23 @@ impl Backend for Encrypted {
         let object = Stored {
             etag: &meta.etag,
             size: meta.size,
-            parts: Some(meta.parts.unwrap_or(0)),
+            parts: meta.parts,
         };
         let described = self
-            .describe(tenant, bucket, key, &object, &data_key, envelope.layout)
+            .describe(
+                tenant,
+                bucket,
+                key,
+                &object,
+                &data_key,
+                envelope.layout,
+                None,
+            )
             .await?;
-        meta.size = described.parts.as_ref().map_or(0, PartMap::plain_len);
+        if described.parts.is_none() {
+            return Err(corrupt("a completed upload that is not multipart"));
+        }
+        meta.size = described.size;
         meta.etag = described.etag.clone();
         mark_encrypted(&mut meta);
         Ok(meta)

@@ -22,7 +22,7 @@ pub use backend::{
     storage_body, stream_copy, stream_copy_part,
 };
 pub use conditions::Preconditions;
-pub use encrypted::{Encrypted, Policy};
+pub use encrypted::{Encrypted, Finding, Policy};
 pub use error::{BodyError, Fault, StorageError, UpstreamError};
 pub use local::LocalBackend;
 pub use names::{BucketName, MAX_KEY_BYTES, NameError, ObjectKey, TenantId};

@@ -112,6 +112,10 @@ impl Backend for Renamed {
         self.inner.encryption()
     }
 
+    fn lists_system_meta(&self) -> bool {
+        self.inner.lists_system_meta()
+    }
+
     async fn list_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         let listed = self.inner.list_buckets(tenant).await?;
         Ok(match &self.bucket {

@@ -473,6 +473,10 @@ impl Backend for UpstreamBackend {
         Ok((self, bucket.clone(), key.clone()))
     }
 
+    fn lists_system_meta(&self) -> bool {
+        false
+    }
+
     async fn list_buckets(&self, _tenant: &TenantId) -> Result<Vec<BucketInfo>, StorageError> {
         let response = self.send(Call::new(Method::GET, Subject::Service)).await?;
         let doc = self.document(response).await?;
@@ -547,10 +551,13 @@ impl Backend for UpstreamBackend {
         &self,
         _tenant: &TenantId,
         _bucket: &BucketName,
-        _name: &'static str,
+        name: &'static str,
         _value: Option<String>,
     ) -> Result<(), StorageError> {
-        Err(StorageError::Unsupported("Bucket CORS configuration"))
+        Err(StorageError::Unsupported(match name {
+            "cors" => "Bucket CORS configuration",
+            _ => "Bucket settings kept by Sluice on this backend",
+        }))
     }
 
     async fn put_object(
@@ -621,9 +628,13 @@ impl Backend for UpstreamBackend {
             self.object_headers(
                 &mut call.headers,
                 headers,
-                &SystemMeta::new(),
+                copy.system_meta.as_ref().unwrap_or(&SystemMeta::new()),
                 &BTreeMap::new(),
             )?;
+        } else if copy.system_meta.is_some() {
+            return Err(StorageError::Unsupported(
+                "A copy with new system metadata and the source's headers",
+            ));
         }
         if let Some(tags) = &copy.tags {
             if !self.quirks.tagging && !tags.is_empty() {

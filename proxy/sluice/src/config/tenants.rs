@@ -277,11 +277,11 @@ fn route(
         raw::RawPolicy::On => sluice_storage::Policy::On,
         raw::RawPolicy::Required => sluice_storage::Policy::Required,
     };
-    if encryption != sluice_storage::Policy::Off && matches!(backend, Some(RawBackend::S3(_))) {
+    if encryption != sluice_storage::Policy::Off && r.passthrough {
+        // Operations Sluice does not model could read or write bodies past the encryption.
         check.err(
-            format_args!("{place}.encryption"),
-            "encryption on upstream (type: s3) backends is not available yet; only local \
-             backends encrypt",
+            format_args!("{place}.passthrough"),
+            "cannot be combined with encryption",
         );
     }
     Some(Route {

@@ -347,12 +347,17 @@ fn encryption_keys_and_route_policies() {
         "  local: { type: local, path: data }\n",
         "  local: { type: local, path: data }\n  up: { type: s3, endpoint: \"http://127.0.0.1:9\", region: us-east-1, access_key_id: AKIAUP, secret_access_key: s }\n",
     );
-    let errors = parse_str(&upstream).unwrap_err();
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.starts_with("tenants[0].routes[0].encryption: encryption on upstream")),
-        "{errors:?}"
+    let c = parse_str(&upstream).expect("encryption on an upstream route");
+    assert_eq!(
+        c.tenants[0].routes[0].encryption,
+        sluice_storage::Policy::On
+    );
+    let errors =
+        parse_str(&upstream.replace("encryption: on", "encryption: on, passthrough: true"))
+            .unwrap_err();
+    assert_eq!(
+        errors,
+        ["tenants[0].routes[0].passthrough: cannot be combined with encryption"]
     );
     let errors = parse_str(&with_keys(
         "      - { bucket: \"*\", backend: local }\n",

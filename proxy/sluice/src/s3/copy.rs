@@ -112,7 +112,15 @@ pub(super) async fn copy_object(
     let source = resolve_source(ctx)?;
     let replace_meta = directive(ctx, "x-amz-metadata-directive")?;
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
-    if source.bucket == *bucket && source.key == *key && !replace_meta && !replace_tags {
+    // Asking for encryption again changes the object's encryption attributes, as S3 counts
+    // them: on an encrypting route the copy rewraps its data key under the current key.
+    let asks_encryption = ctx.headers.contains_key("x-amz-server-side-encryption");
+    if source.bucket == *bucket
+        && source.key == *key
+        && !replace_meta
+        && !replace_tags
+        && !asks_encryption
+    {
         return Err(S3Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
@@ -125,6 +133,7 @@ pub(super) async fn copy_object(
             .then(|| super::tagging::from_header(ctx.headers))
             .transpose()?,
         condition: put_condition(ctx.headers)?,
+        system_meta: None,
     };
     let meta = ctx
         .backend()
