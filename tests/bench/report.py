@@ -93,6 +93,9 @@ def main(src, out_md, out_svg):
         ("enc-get-4KiB-c64", "encrypted", "plaintext", "req_per_s", "≥ 0.8"),
         ("enc-" + big_get, "encrypted", "plaintext", "MB_per_s", "≥ 0.8"),
         ("enc-" + big_put, "encrypted", "plaintext", "MB_per_s", "≥ 0.8"),
+        ("enc-upstream-get-4KiB-c64", "encrypted-up", "plaintext-up", "req_per_s", "≥ 0.8"),
+        ("enc-upstream-" + big_get, "encrypted-up", "plaintext-up", "MB_per_s", "≥ 0.8"),
+        ("enc-upstream-" + big_put, "encrypted-up", "plaintext-up", "MB_per_s", "≥ 0.8"),
     ]
     for scenario, a, b, key, goal in goals:
         r = ratio(scenario, a, b, key)

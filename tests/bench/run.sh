@@ -14,6 +14,8 @@
 #
 #   encrypted / plaintext           Sluice (TLS) on the local backend, objects encrypted at rest
 #                                   (a second Sluice with `encryption: required`) or not
+#   encrypted-up / plaintext-up     the same Sluice to an upstream S3 server (s3s-fs, installed by
+#                                   tests/upstreams/install.sh), one route encrypting, one not
 #
 #   tests/bench/run.sh [--quick] [--only local|upstream|encryption] [--rounds N] [--out DIR]
 #
@@ -65,6 +67,7 @@ spid=""
 cleanup() {
   [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true
   [ -n "${epid:-}" ] && kill "$epid" 2>/dev/null && wait "$epid" 2>/dev/null || true
+  [ -n "${fspid:-}" ] && kill "$fspid" 2>/dev/null && wait "$fspid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && "$nginx_bin" -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
   rm -rf "$work"
 }
@@ -163,6 +166,19 @@ for _ in $(seq 1 300); do [ "$(grep -c 'listening on' "$work/sluice.out" 2>/dev/
 # A second Sluice whose local backend encrypts every object (its own data directory: one
 # process per index).
 enc_key=$(python3 -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())')
+# Its upstream: s3s-fs, a real S3 server (the encrypted route keeps its envelope as metadata).
+fs_up="http://127.0.0.1:9"
+if wants encryption; then
+  s3s_fs=$(bash tests/upstreams/install.sh)
+  fs_secret=$(python3 -c 'import secrets;print(secrets.token_hex(20))')
+  mkdir -p "$work/s3s-data"
+  RUST_LOG=s3s_fs=info NO_COLOR=1 "$s3s_fs" --host 127.0.0.1 --port 0 --access-key BENCHS3SFS000000 \
+    --secret-key "$fs_secret" "$work/s3s-data" > "$work/s3s.out" 2>&1 &
+  fspid=$!
+  for _ in $(seq 1 300); do grep -q 'http://127.0.0.1:' "$work/s3s.out" 2>/dev/null && break; sleep 0.1; done
+  fs_up=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/s3s.out" | head -1)
+  [ -n "$fs_up" ] || { cat "$work/s3s.out"; exit 1; }
+fi
 cat > "$work/enc.yaml" <<YAML
 listeners:
   - bind: 127.0.0.1:0
@@ -172,10 +188,21 @@ encryption:
   keys: [{ id: bench, key: "$enc_key" }]
 backends:
   local: { type: local, path: data-enc }
+  fs-up:
+    type: s3
+    profile: minio
+    endpoint: $fs_up
+    region: us-east-1
+    addressing: path
+    access_key_id: BENCHS3SFS000000
+    secret_access_key: "${fs_secret:-unused}"
 tenants:
   - name: bench
     keys: [{ access_id: BENCHKEY00000001, secret: "$secret" }]
-    routes: [{ bucket: "*", backend: local, encryption: required }]
+    routes:
+      - { bucket: "up-plain", backend: fs-up }
+      - { bucket: "up-enc", backend: fs-up, encryption: required }
+      - { bucket: "*", backend: local, encryption: required }
 YAML
 SLUICE_LOG=warn "$sluice" serve --config "$work/enc.yaml" > "$work/sluice-enc.out" 2> "$work/sluice-enc.err" &
 epid=$!
@@ -198,6 +225,8 @@ run() {
     sluice) target=(--endpoint "$s_plain" --server-pid "$spid") ;;
     sluice-tls|plaintext) target=(--endpoint "$s_tls" --ca "$work/certs/cert.pem" --server-pid "$spid") ;;
     encrypted) target=(--endpoint "$e_tls" --ca "$work/certs/cert.pem" --server-pid "$epid") ;;
+    plaintext-up) target=(--endpoint "$e_tls" --ca "$work/certs/cert.pem" --server-pid "$epid" --bucket up-plain) ;;
+    encrypted-up) target=(--endpoint "$e_tls" --ca "$work/certs/cert.pem" --server-pid "$epid" --bucket up-enc) ;;
     nginx-static) target=(--raw --endpoint "http://127.0.0.1:$p_static") ;;
     nginx-static-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
     nginx-proxy) target=(--raw --endpoint "http://127.0.0.1:$p_proxy") ;;
@@ -219,8 +248,13 @@ if wants encryption; then
   echo "== setup: the same objects in the encrypting Sluice"
   run encrypted setup 0 --op get --size "$small" --requests 1 >/dev/null
   run encrypted setup 0 --op get --size "$big" --requests 1 >/dev/null
+  for sys in plaintext-up encrypted-up; do
+    run "$sys" setup 0 --op get --size "$small" --requests 1 >/dev/null
+    run "$sys" setup 0 --op get --size "$big" --requests 1 >/dev/null
+  done
 fi
 enc_systems=(plaintext encrypted)
+enc_up_systems=(plaintext-up encrypted-up)
 for r in $(seq 1 "$rounds"); do
   echo "== round $r of $rounds"
   if wants encryption; then
@@ -235,6 +269,15 @@ for r in $(seq 1 "$rounds"); do
     done
     for sys in "${enc_systems[@]}"; do
       run "$sys" "enc-range-1KiB-of-$((big >> 20))MiB" "$r" --op get --size "$big" --range-bytes 1024 --requests 200 --no-setup
+    done
+    for sys in "${enc_up_systems[@]}"; do
+      run "$sys" enc-upstream-get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
+    done
+    for sys in "${enc_up_systems[@]}"; do
+      run "$sys" "enc-upstream-get-$((big >> 20))MiB" "$r" --op get --size "$big" --requests 1 --no-setup
+    done
+    for sys in "${enc_up_systems[@]}"; do
+      run "$sys" "enc-upstream-put-$((big >> 20))MiB" "$r" --op put --size "$big" --requests 1 --no-setup
     done
   fi
   if wants local; then

@@ -699,7 +699,7 @@ async fn conditional_gets_and_unsupported_headers() {
         .unwrap_err();
     assert_eq!(http_status(&err), 412);
 
-    // Features not implemented yet are refused, never silently ignored.
+    // SSE-C over plain HTTP is refused, as S3 refuses it.
     let err = c
         .put_object()
         .bucket(&b)
@@ -708,6 +708,21 @@ async fn conditional_gets_and_unsupported_headers() {
         .sse_customer_algorithm("AES256")
         .sse_customer_key("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
         .sse_customer_key_md5("zZ5FnqcIqUjVwvWmyog4zw==")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (code(&err).as_str(), http_status(&err)),
+        ("InvalidRequest", 400)
+    );
+    // Features not implemented are refused, never silently ignored.
+    let err = c
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(ByteStream::from_static(b"v2"))
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/some-key")
         .send()
         .await
         .unwrap_err();

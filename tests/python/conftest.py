@@ -43,6 +43,11 @@ READY_RE = re.compile(r"^sluice listening on (https?://\S+)\s*$")
 ENCRYPTION_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def ssec_key() -> str:
+    """An SSE-C key as boto3 takes it: a string of 32 bytes (it base64-encodes them)."""
+    return secrets.token_hex(16)
+
+
 def sluice_bin() -> Path:
     path = Path(os.environ.get("SLUICE_BIN") or REPO / "target" / "debug" / "sluice")
     if not path.is_file():

@@ -8,6 +8,7 @@ multipart objects with odd part sizes.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -19,7 +20,7 @@ import pytest
 
 from botocore.exceptions import ClientError
 
-from conftest import AwsCli, Rclone, Sluice, aws_cli_for, empty_and_delete, error_code
+from conftest import AwsCli, Rclone, Sluice, aws_cli_for, empty_and_delete, error_code, ssec_key
 
 MIB = 1 << 20
 
@@ -266,3 +267,97 @@ def test_bucket_default_encryption_within_what_the_route_allows(s3, bucket: str,
             },
         )
     assert error_code(e.value) == "NotImplemented"
+
+
+# --------------------------------------------------------------------------------------------
+# SSE-C: the client's own key (boto3's SSECustomerKey; over TLS only, as S3 requires)
+
+
+def key_md5(key: str) -> str:
+    return base64.b64encode(hashlib.md5(key.encode()).digest()).decode()
+
+
+def raises(code: str, status: int, fn, *args, **kwargs) -> None:
+    with pytest.raises(ClientError) as e:
+        fn(*args, **kwargs)
+    got = (error_code(e.value), e.value.response["ResponseMetadata"]["HTTPStatusCode"])
+    # A HEAD's error has no body: its code is the status.
+    assert got in [(code, status), (str(status), status)], got
+
+
+@pytest.mark.parametrize("route", ["plain", "vault"])
+def test_sse_c_objects_need_their_key_and_rest_as_ciphertext(s3_tls, s3, bucket: str, vault: str,
+                                                             sluice: Sluice, route: str) -> None:
+    b = bucket if route == "plain" else vault
+    key, other = ssec_key(), ssec_key()
+    ssec = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    data = os.urandom(150_001)
+    put = s3_tls.put_object(Bucket=b, Key="c", Body=data, **ssec)
+    assert (put["SSECustomerAlgorithm"], put["SSECustomerKeyMD5"]) == ("AES256", key_md5(key))
+    assert "ServerSideEncryption" not in put
+    head = s3_tls.head_object(Bucket=b, Key="c", **ssec)
+    assert (head["ContentLength"], head["ETag"]) == (len(data), f'"{md5(data)}"')
+    assert head["SSECustomerKeyMD5"] == key_md5(key)
+    assert s3_tls.get_object(Bucket=b, Key="c", **ssec)["Body"].read() == data
+    got = s3_tls.get_object(Bucket=b, Key="c", Range="bytes=65530-131080", **ssec)
+    assert got["Body"].read() == data[65_530:131_081]
+    # Without the key, or with another one: refused, as S3 refuses.
+    raises("InvalidRequest", 400, s3_tls.get_object, Bucket=b, Key="c")
+    raises("InvalidRequest", 400, s3_tls.head_object, Bucket=b, Key="c")
+    raises("AccessDenied", 403, s3_tls.get_object, Bucket=b, Key="c",
+           SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+    # Listed with its plaintext size, without any key.
+    listed = {o["Key"]: o for o in s3_tls.list_objects_v2(Bucket=b)["Contents"]}
+    assert listed["c"]["Size"] == len(data)
+    # A key for an object that has none.
+    s3_tls.put_object(Bucket=b, Key="plain", Body=b"no key")
+    raises("InvalidRequest", 400, s3_tls.get_object, Bucket=b, Key="plain", **ssec)
+    root = sluice.root / "srv" / ("data" if route == "plain" else "vault")
+    at_rest = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
+    assert not any(data[70_000:70_064] in f for f in at_rest), "an SSE-C object stored in plaintext"
+
+    # Copies: from SSE-C (the source's key given) to no key, and to another key.
+    s3_tls.copy_object(Bucket=b, Key="out", CopySource={"Bucket": b, "Key": "c"},
+                       CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key)
+    assert s3_tls.get_object(Bucket=b, Key="out")["Body"].read() == data
+    s3_tls.copy_object(Bucket=b, Key="rekeyed", CopySource={"Bucket": b, "Key": "c"},
+                       CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key,
+                       SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+    assert s3_tls.get_object(Bucket=b, Key="rekeyed", SSECustomerAlgorithm="AES256",
+                             SSECustomerKey=other)["Body"].read() == data
+    raises("InvalidRequest", 400, s3_tls.copy_object, Bucket=b, Key="x",
+           CopySource={"Bucket": b, "Key": "c"})
+
+    # Over plain HTTP the key is refused before anything is stored.
+    raises("InvalidRequest", 400, s3.put_object, Bucket=b, Key="http", Body=b"x", **ssec)
+    raises("404", 404, s3_tls.head_object, Bucket=b, Key="http")
+    # A key that does not match its MD5; a key of the wrong length.
+    raises("InvalidArgument", 400, s3_tls.put_object, Bucket=b, Key="bad", Body=b"x",
+           SSECustomerAlgorithm="AES256", SSECustomerKey=key, SSECustomerKeyMD5=key_md5(other))
+    raises("InvalidArgument", 400, s3_tls.put_object, Bucket=b, Key="bad", Body=b"x",
+           SSECustomerAlgorithm="AES256", SSECustomerKey=key[:16])
+    raises("InvalidArgument", 400, s3_tls.put_object, Bucket=b, Key="bad", Body=b"x",
+           ServerSideEncryption="AES256", **ssec)
+
+
+def test_sse_c_multipart_needs_the_key_on_every_part(s3_tls, vault: str) -> None:
+    key = ssec_key()
+    ssec = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    parts = [os.urandom(5 * MIB + 7), os.urandom(1000)]
+    upload = s3_tls.create_multipart_upload(Bucket=vault, Key="mp", **ssec)
+    assert upload["SSECustomerKeyMD5"] == key_md5(key)
+    upload_id = upload["UploadId"]
+    raises("InvalidRequest", 400, s3_tls.upload_part, Bucket=vault, Key="mp", UploadId=upload_id,
+           PartNumber=1, Body=parts[0])
+    etags = [s3_tls.upload_part(Bucket=vault, Key="mp", UploadId=upload_id, PartNumber=n + 1,
+                                Body=p, **ssec)["ETag"] for n, p in enumerate(parts)]
+    s3_tls.complete_multipart_upload(
+        Bucket=vault, Key="mp", UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+    whole = b"".join(parts)
+    assert s3_tls.get_object(Bucket=vault, Key="mp", **ssec)["Body"].read() == whole
+    assert s3_tls.get_object(Bucket=vault, Key="mp", PartNumber=2, **ssec)["Body"].read() == parts[1]
+    assert s3_tls.head_object(Bucket=vault, Key="mp", **ssec)["ContentLength"] == len(whole)
+    listed = s3_tls.list_objects_v2(Bucket=vault)["Contents"]
+    assert [(o["Key"], o["Size"]) for o in listed] == [("mp", len(whole))]
+    raises("InvalidRequest", 400, s3_tls.get_object, Bucket=vault, Key="mp")

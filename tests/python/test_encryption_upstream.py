@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import _stop, aws_cli_for, empty_and_delete, error_code, make_client, rclone_for
+from conftest import _stop, aws_cli_for, empty_and_delete, error_code, make_client, rclone_for, ssec_key
 from upstreams import (  # noqa: F401  (fixtures are used by name)
     REGION,
     Env,
@@ -512,3 +512,27 @@ def test_rotation_rewrap_and_scan_keep_stored_bytes(upstream_env: Env, tmp_path:
                     assert o["Size"] == len(data[o["Key"]]), o
         empty_and_delete(s3, local_bucket)
     empty_and_delete(env.fs_direct, fs_bucket)
+
+
+def test_sse_c_on_an_upstream_lists_without_the_key(upstream_env: Env, enc_buckets):
+    """An SSE-C object's data key is wrapped under the client's key, which is never stored; its
+    footer key under the keyring, so listings (even from a Sluice that never saw it) show its
+    plaintext size and ETag without the client's key."""
+    env = upstream_env
+    bucket = enc_buckets("fs")
+    key = ssec_key()
+    ssec = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    data = os.urandom(100_000)
+    env.s3_tls.put_object(Bucket=bucket, Key="c", Body=data, **ssec)
+    stored = env.fs_direct.get_object(Bucket=bucket, Key="c")
+    envelope = stored["Metadata"]["sluice-sys-sluice-enc"]
+    assert envelope.startswith("v1;seg=16;ssec;dk=") and ";fk=up-1:" in envelope, envelope
+    assert_ciphertext(stored["Body"].read(), data)
+    with fresh_sluice(env, "ssec-cold") as cold:
+        listed = cold.list_objects_v2(Bucket=bucket)["Contents"]
+        assert [(o["Key"], o["Size"], o["ETag"]) for o in listed] == [("c", len(data), f'"{md5(data)}"')]
+    got = env.s3_tls.get_object(Bucket=bucket, Key="c", Range="bytes=70000-70009", **ssec)
+    assert got["Body"].read() == data[70_000:70_010]
+    with pytest.raises(ClientError) as e:
+        env.s3_tls.get_object(Bucket=bucket, Key="c")
+    assert error_code(e.value) == "InvalidRequest"

@@ -277,3 +277,48 @@ def test_hand_presigned_expiry(sluice, s3, bucket):
     # X-Amz-Expires beyond S3's maximum of 7 days is rejected.
     status, body = send(sluice, "GET", presign(sluice, now, f"/{bucket}/p", 604801), {})
     assert status in (400, 403) and error_code_of(body) in ("AuthorizationQueryParametersError", "AccessDenied"), body
+
+
+def _read_head(sock) -> bytes:
+    """Bytes up to and including the first blank line (one response head)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(1)
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def test_expect_continue_with_an_empty_body_ends_the_connection(sluice, bucket, signer):
+    """hyper answers an `Expect: 100-continue` request whose body is empty without a `100
+    Continue`; botocore then misreads the next response on that connection (the aws CLI lost an
+    UploadPart after syncing an empty file). Sluice closes such a connection after its answer;
+    one whose body was asked for with `100 Continue` stays open."""
+    import socket
+
+    url = urllib.parse.urlsplit(sluice.endpoint)
+
+    def head_of(path: str, body: bytes) -> bytes:
+        headers = {"Host": host_of(sluice), "x-amz-date": signer.amz_date,
+                   "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+                   "Expect": "100-continue", "Content-Length": str(len(body))}
+        signature, signed = signer.seed("PUT", path, "", {k: v for k, v in headers.items()
+                                                          if k not in ("Expect", "Content-Length")},
+                                        headers["x-amz-content-sha256"])
+        headers["Authorization"] = signer.authorization(signature, signed)
+        return (f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                + "\r\n").encode()
+
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head_of(f"/{bucket}/with-body", b"abc"))
+        assert _read_head(sock).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"abc")
+        answer = _read_head(sock).lower()
+        assert answer.startswith(b"http/1.1 200") and b"connection: close" not in answer, answer
+        # The same connection carries the next request: an empty body, no 100 Continue.
+        sock.sendall(head_of(f"/{bucket}/empty", b""))
+        answer = _read_head(sock).lower()
+        assert answer.startswith(b"http/1.1 200"), answer
+        assert b"connection: close" in answer, answer
+        assert sock.recv(1) == b"", "the connection should end after that answer"

@@ -3,7 +3,8 @@
 //! size, who wraps the data key and the wrapped key itself.
 //!
 //! Text form, one header value: `v1;seg=16;kek=<key id>;dk=<base64>` for a keyring key, or
-//! `v1;seg=16;ssec;dk=<base64>` for an SSE-C customer key. Rewrapping (rotation, a copy) changes
+//! `v1;seg=16;ssec;dk=<base64>;fk=<key id>:<base64>` for an SSE-C customer key (the data key
+//! wrapped under the customer's key; the footer key under a keyring key). Rewrapping (rotation, a copy) changes
 //! only this value, never the stored bytes.
 
 use base64::Engine as _;
@@ -18,6 +19,10 @@ pub struct Envelope {
     pub layout: Layout,
     pub wrapping: Wrapping,
     pub wrapped: [u8; WRAPPED_LEN],
+    /// An SSE-C object's footer key ([`crate::FooterKey`]) wrapped under a keyring key, so
+    /// that sizes and ETags can be read without the customer's key (listings). `None` for a
+    /// keyring-wrapped object, whose footer key follows from its data key.
+    pub footer: Option<(KeyId, [u8; WRAPPED_LEN])>,
 }
 
 impl Envelope {
@@ -26,8 +31,12 @@ impl Envelope {
             Wrapping::Keyring(id) => format!("kek={id}"),
             Wrapping::Customer => "ssec".to_owned(),
         };
+        let footer = match &self.footer {
+            Some((id, wrapped)) => format!(";fk={id}:{}", STANDARD.encode(wrapped)),
+            None => String::new(),
+        };
         format!(
-            "v1;seg={};{who};dk={}",
+            "v1;seg={};{who};dk={}{footer}",
             self.layout.segment_log2(),
             STANDARD.encode(self.wrapped)
         )
@@ -53,12 +62,29 @@ impl Envelope {
             "ssec" => Wrapping::Customer,
             f => Wrapping::Keyring(KeyId::new(f.strip_prefix("kek=").ok_or_else(bad)?)?),
         };
+        let decode = |b: &str| {
+            STANDARD
+                .decode(b)
+                .ok()
+                .and_then(|b| <[u8; WRAPPED_LEN]>::try_from(b.as_slice()).ok())
+        };
         let wrapped = fields
             .next()
             .and_then(|f| f.strip_prefix("dk="))
-            .and_then(|b| STANDARD.decode(b).ok())
-            .and_then(|b| <[u8; WRAPPED_LEN]>::try_from(b.as_slice()).ok())
+            .and_then(decode)
             .ok_or_else(bad)?;
+        let footer = match fields.next() {
+            None => None,
+            // Only an SSE-C envelope carries its footer key.
+            Some(f) if wrapping == Wrapping::Customer => {
+                let (id, b) = f
+                    .strip_prefix("fk=")
+                    .and_then(|f| f.split_once(':'))
+                    .ok_or_else(bad)?;
+                Some((KeyId::new(id)?, decode(b).ok_or_else(bad)?))
+            }
+            Some(_) => return Err(bad()),
+        };
         if fields.next().is_some() {
             return Err(bad());
         }
@@ -66,6 +92,7 @@ impl Envelope {
             layout,
             wrapping,
             wrapped,
+            footer,
         })
     }
 }

@@ -17,6 +17,10 @@ use crate::aead::{AwsLc, KEY_LEN, NONCE_LEN, SegmentAead, TAG_LEN};
 pub struct DataKey([u8; KEY_LEN]);
 
 impl DataKey {
+    pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
     pub fn generate() -> Self {
         let mut key = [0u8; KEY_LEN];
         rand::fill(&mut key);

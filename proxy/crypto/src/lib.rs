@@ -16,12 +16,16 @@ mod sealed;
 pub mod stream;
 
 pub use envelope::{Envelope, check_upload_mac, split_upload_token, upload_token};
-pub use keyring::{DataKey, KeyId, Keyring, Wrapping, WrappingKey};
+pub use keyring::{
+    DataKey, KeyId, Keyring, WRAPPED_LEN, Wrapping, WrappingKey, unwrap_for_customer,
+    wrap_for_customer,
+};
 pub use layout::{Layout, PartEntry, PartMap, Span};
 pub use master_key::MasterKey;
 pub use sealed::{SEALED_VERSION, open, seal};
 pub use stream::{
-    Footer, FooterWalk, StreamDecryptor, StreamEncryptor, StreamHeader, is_multipart, object_etag,
+    Footer, FooterKey, FooterWalk, StreamDecryptor, StreamEncryptor, StreamHeader, is_multipart,
+    object_etag,
 };
 
 /// Everything that can go wrong in this crate.

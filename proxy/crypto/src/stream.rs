@@ -98,9 +98,41 @@ pub struct Footer {
     salt: [u8; SALT_LEN],
 }
 
+/// The key that seals an object's footers, derived from its data key: what reading sizes and
+/// MD5s takes, without the key to the body (an SSE-C object's envelope keeps it wrapped under
+/// the keyring, so listings need no customer key).
+#[derive(Clone)]
+pub struct FooterKey(DataKey);
+
+impl FooterKey {
+    pub fn of(key: &DataKey) -> Self {
+        Self(DataKey::from_bytes(*crate::aead::derive(
+            key.bytes(),
+            b"sluice/v1/footer",
+            b"",
+        )))
+    }
+
+    /// The key as a data key, to wrap or unwrap it with the keyring's keys.
+    pub fn as_data_key(&self) -> &DataKey {
+        &self.0
+    }
+
+    pub fn from_data_key(key: DataKey) -> Self {
+        Self(key)
+    }
+}
+
+impl std::fmt::Debug for FooterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FooterKey(..)")
+    }
+}
+
 impl Footer {
-    /// Opens a footer (the last [`FOOTER_LEN`] stored bytes of a stream) with the data key alone.
-    pub fn open(key: &DataKey, stored: &[u8]) -> Result<Self, CryptoError> {
+    /// Opens a footer (the last [`FOOTER_LEN`] stored bytes of a stream) with the footer key
+    /// alone.
+    pub fn open(key: &FooterKey, stored: &[u8]) -> Result<Self, CryptoError> {
         let stored: &[u8; FOOTER_LEN] = stored.try_into().map_err(|_| CryptoError::Truncated)?;
         let nonce: [u8; NONCE_LEN] = stored[..NONCE_LEN].try_into().expect("nonce length");
         let mut sealed = Zeroizing::new(stored[NONCE_LEN..].to_vec());
@@ -121,8 +153,8 @@ impl Footer {
     }
 }
 
-fn footer_aead<A: SegmentAead>(key: &DataKey) -> A {
-    A::new(&crate::aead::derive(key.bytes(), b"sluice/v1/footer", b""))
+fn footer_aead<A: SegmentAead>(key: &FooterKey) -> A {
+    A::new(key.0.bytes())
 }
 
 fn stream_aead<A: SegmentAead>(key: &DataKey, header: &StreamHeader) -> A {
@@ -172,7 +204,7 @@ impl<A: SegmentAead> StreamEncryptor<A> {
     pub fn with_header(key: &DataKey, header: StreamHeader) -> Self {
         Self {
             aead: stream_aead(key, &header),
-            footer_aead: footer_aead(key),
+            footer_aead: footer_aead(&FooterKey::of(key)),
             pending: Vec::with_capacity(header.layout.segment_size() as usize),
             header,
             index: 0,
@@ -465,7 +497,7 @@ impl<A: SegmentAead> StreamDecryptor<A> {
             self.index += 1;
             return Ok(());
         }
-        let footer = Footer::open(&self.key, unit)?;
+        let footer = Footer::open(&FooterKey::of(&self.key), unit)?;
         if !footer.belongs_to(&header) || footer.plain_len != self.plain_len {
             return Err(CryptoError::Footer);
         }
@@ -493,7 +525,7 @@ impl<A: SegmentAead> StreamDecryptor<A> {
 /// the object), none of them 0.
 #[derive(Debug)]
 pub struct FooterWalk {
-    key: DataKey,
+    key: FooterKey,
     layout: Layout,
     /// Where the streams not yet found end (exclusive).
     end: u64,
@@ -505,7 +537,7 @@ pub struct FooterWalk {
 const MAX_STREAMS: usize = 10_000;
 
 impl FooterWalk {
-    pub fn new(key: &DataKey, layout: Layout, stored_len: u64) -> Self {
+    pub fn new(key: &FooterKey, layout: Layout, stored_len: u64) -> Self {
         Self {
             key: key.clone(),
             layout,

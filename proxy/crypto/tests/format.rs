@@ -6,8 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use sluice_crypto::aead::{AwsLc, RustCrypto, SegmentAead};
 use sluice_crypto::{
-    CryptoError, DataKey, Envelope, Footer, KeyId, Keyring, Layout, PartMap, StreamDecryptor,
-    StreamEncryptor, StreamHeader, Wrapping, WrappingKey,
+    CryptoError, DataKey, Envelope, Footer, FooterKey, KeyId, Keyring, Layout, PartMap,
+    StreamDecryptor, StreamEncryptor, StreamHeader, Wrapping, WrappingKey,
 };
 
 const FOOTER: usize = sluice_crypto::stream::FOOTER_LEN;
@@ -141,7 +141,7 @@ fn streams_round_trip_in_any_pieces_and_are_sized_as_the_layout_says() {
         assert_eq!(footer.plain_len, len as u64);
         assert_eq!(footer.md5, md5(&plain));
         // The footer alone, as a listing or HEAD reads it.
-        let alone = Footer::open(&key, &stored[stored.len() - FOOTER..]).unwrap();
+        let alone = Footer::open(&FooterKey::of(&key), &stored[stored.len() - FOOTER..]).unwrap();
         assert_eq!(alone, footer);
         assert!(alone.belongs_to(&StreamHeader::parse(&stored).unwrap()));
         if len >= 16 {
@@ -461,15 +461,31 @@ fn envelopes_round_trip_through_metadata_text_and_refuse_damage() {
         layout: Layout::default(),
         wrapping: Wrapping::Keyring(KeyId::new("k1").unwrap()),
         wrapped: [5; 60],
+        footer: None,
     };
     let text = envelope.to_meta();
     assert!(text.starts_with("v1;seg=16;kek=k1;dk="), "{text}");
     assert_eq!(Envelope::from_meta(&text).unwrap(), envelope);
     let ssec = Envelope {
         wrapping: Wrapping::Customer,
+        footer: Some((KeyId::new("k2").unwrap(), [6; 60])),
         ..envelope.clone()
     };
-    assert_eq!(Envelope::from_meta(&ssec.to_meta()).unwrap(), ssec);
+    let ssec_text = ssec.to_meta();
+    assert!(
+        ssec_text.starts_with("v1;seg=16;ssec;dk=BQUF"),
+        "{ssec_text}"
+    );
+    assert!(ssec_text.contains(";fk=k2:BgYG"), "{ssec_text}");
+    assert_eq!(Envelope::from_meta(&ssec_text).unwrap(), ssec);
+    // A footer key only travels with an SSE-C envelope.
+    assert!(
+        Envelope::from_meta(&format!(
+            "{text};fk=k2:{}",
+            &ssec_text[ssec_text.len() - 80..]
+        ))
+        .is_err()
+    );
     for bad in [
         "",
         "v1",
@@ -550,6 +566,7 @@ fn write_golden_vectors() {
             layout,
             wrapping,
             wrapped,
+            footer: None,
         };
         let plain = plaintext(len, len as u64);
         let stored = encrypt::<AwsLc>(&dk, layout, 0, &plain, 1);
@@ -607,6 +624,7 @@ fn upload_tokens_carry_the_envelope_and_bind_it_to_one_upload() {
         layout: Layout::default(),
         wrapping,
         wrapped,
+        footer: None,
     };
     let token = sluice_crypto::upload_token("store-upload-1", &envelope, &dk);
     assert!(

@@ -2,8 +2,9 @@
 //! store its route names (through the route's renaming, never through a running server).
 //!
 //! - scan: every object that is not ciphertext under the keyring's current key is reported
-//!   (plaintext, an older key, a customer's SSE-C key, or a record whose envelope, key or
-//!   footers do not check out); the exit status says whether there were any.
+//!   (plaintext, an older key, or a record whose envelope, key or footers do not check out);
+//!   the exit status says whether there were any. Objects under a client's SSE-C key are
+//!   listed too (`customer-key`), as ciphertext.
 //! - rewrap: every object under an older key gets its data key wrapped under the current one,
 //!   its stored bytes untouched (a copy onto itself, of the version examined). Each object is
 //!   rewrapped atomically, so an interrupted run leaves nothing half done; a second run skips
@@ -182,5 +183,7 @@ async fn walk(
         tally.plaintext,
         tally.unreadable
     );
-    Ok(tally.old_key + tally.customer_key + tally.plaintext + tally.unreadable == 0)
+    // SSE-C objects are ciphertext (their footer key under the current key): reported, not
+    // failed.
+    Ok(tally.old_key + tally.plaintext + tally.unreadable == 0)
 }

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use sluice_crypto::{
-    DataKey, Envelope, FooterWalk, Keyring, StreamDecryptor, Wrapping, object_etag,
+    DataKey, Envelope, FooterKey, FooterWalk, Keyring, StreamDecryptor, Wrapping, object_etag,
 };
 
 /// Writes the plaintext of the object stored in `input` to `output`; returns its ETag.
@@ -29,7 +29,7 @@ pub fn decrypt_file(
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     let fail = |e: sluice_crypto::CryptoError| format!("{}: {e}", input.display());
 
-    let mut walk = FooterWalk::new(&key, envelope.layout, size);
+    let mut walk = FooterWalk::new(&FooterKey::of(&key), envelope.layout, size);
     while let Some((first, last)) = walk.next_read().map_err(fail)? {
         let mut footer = vec![0u8; (last - first + 1) as usize];
         file.seek(SeekFrom::Start(first))
@@ -108,6 +108,7 @@ mod tests {
             layout,
             wrapping,
             wrapped,
+            footer: None,
         };
         (out, envelope.to_meta())
     }

@@ -119,7 +119,8 @@ pub async fn handle(
         let Some(bucket) = op.bucket() else {
             return list_buckets(&gateway, tenant).await;
         };
-        let ctx = authorise(&gateway, tenant, bucket, &parts, &line.request_id)?;
+        let mut ctx = authorise(&gateway, tenant, bucket, &parts, &line.request_id)?;
+        ctx.tls = conn.tls;
         if parts.headers.contains_key(http::header::ORIGIN) {
             cors_target = Some((bucket.clone(), ctx.backend.clone(), ctx.tenant.clone()));
         }
@@ -178,6 +179,12 @@ pub async fn handle(
         .await;
     }
     let headers = response.headers_mut();
+    if http1 && !request_has_body && expects_continue(&parts.headers) {
+        // hyper sends no `100 Continue` for an empty body, and botocore (boto/botocore#3010)
+        // then misreads the next response on the connection: the aws CLI loses an UploadPart
+        // when a sync also puts an empty file. Such a connection ends with its answer.
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(v) = HeaderValue::from_str(&line.request_id) {
         headers.insert(X_AMZ_REQUEST_ID, v.clone());
         headers.insert(X_AMZ_ID_2, v);
@@ -185,6 +192,13 @@ pub async fn handle(
     headers.insert(http::header::SERVER, HeaderValue::from_static("Sluice"));
     line.status = Some(response.status());
     response
+}
+
+fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
 
 /// nginx's status for a request whose client closed the connection before the answer.
@@ -253,6 +267,7 @@ fn authorise<'a>(
         headers: &parts.headers,
         query: parts.uri.query(),
         request_id,
+        tls: false,
     })
 }
 

@@ -64,6 +64,8 @@ impl std::fmt::Debug for Forwarded {
 pub struct PartId<'a> {
     pub upload_id: &'a str,
     pub number: u32,
+    /// The SSE-C key of an upload started with one.
+    pub customer_key: Option<&'a crate::CustomerKey>,
 }
 
 /// S3's part numbers.
@@ -77,6 +79,8 @@ pub struct CopySource<'a> {
     pub bucket: &'a BucketName,
     pub key: &'a ObjectKey,
     pub conditions: &'a crate::Preconditions,
+    /// The source's SSE-C key (`x-amz-copy-source-server-side-encryption-customer-*`).
+    pub customer_key: Option<&'a crate::CustomerKey>,
 }
 
 /// What CopyObject writes beside the copied bytes: the source's headers and tags unless
@@ -90,6 +94,8 @@ pub struct CopyObject {
     /// are copied as they are); `None` keeps none of the source's. A store that copies on its
     /// side then replaces the headers too, so `headers` must be given with it.
     pub system_meta: Option<crate::SystemMeta>,
+    /// The copy's SSE-C key, to encrypt it under.
+    pub customer_key: Option<crate::CustomerKey>,
 }
 
 #[async_trait]
@@ -346,6 +352,7 @@ pub async fn stream_copy(
         condition: copy.condition,
         expected_size: Some(src.size),
         system_meta: copy.system_meta.unwrap_or_default(),
+        customer_key: copy.customer_key,
         ..Default::default()
     };
     dest.put_object(tenant, bucket, key, put, storage_body(read.body))
@@ -385,6 +392,7 @@ async fn open_copy_source(
     let read = ReadRequest {
         range,
         conditions: source.conditions.clone(),
+        customer_key: source.customer_key.cloned(),
     };
     match source
         .store

@@ -30,16 +30,17 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sluice_crypto::stream::{FOOTER_LEN, HEADER_LEN};
 use sluice_crypto::{
-    CryptoError, DataKey, Envelope, FooterWalk, Keyring, Layout, PartMap, StreamDecryptor,
-    StreamEncryptor, StreamHeader, Wrapping, check_upload_mac, is_multipart, object_etag,
-    split_upload_token, upload_token,
+    CryptoError, DataKey, Envelope, FooterKey, FooterWalk, KeyId, Keyring, Layout, PartMap,
+    StreamDecryptor, StreamEncryptor, StreamHeader, WRAPPED_LEN, Wrapping, check_upload_mac,
+    is_multipart, object_etag, split_upload_token, unwrap_for_customer, upload_token,
+    wrap_for_customer,
 };
 
 use crate::{
-    Backend, BodyError, BucketInfo, BucketName, CompletePart, CopyObject, CopySource, ListPage,
-    ListRequest, NewUpload, ObjectBody, ObjectKey, ObjectMeta, ObjectRead, PartId, PartInfo,
-    PutBody, PutCondition, PutObject, ReadRange, ReadRequest, StorageError, TenantId,
-    UploadListPage, UploadListRequest,
+    Backend, BodyError, BucketInfo, BucketName, CompletePart, CopyObject, CopySource, CustomerKey,
+    CustomerKeyProblem, ListPage, ListRequest, NewUpload, ObjectBody, ObjectKey, ObjectMeta,
+    ObjectRead, PartId, PartInfo, PutBody, PutCondition, PutObject, ReadRange, ReadRequest,
+    StorageError, TenantId, UploadListPage, UploadListRequest,
 };
 
 /// The bucket setting that holds a bucket's default encryption (`AES256`): writes to the bucket
@@ -74,16 +75,30 @@ fn sealed_checksum(late: &crate::LateMeta) -> Option<(String, String)> {
 /// as `x-amz-server-side-encryption` (and shows no other system metadata).
 const SSE_META: &str = "sluice-sse";
 
-/// `x-amz-server-side-encryption` for an object this layer reported: `AES256` if encrypted.
+/// The mark of an object encrypted under a client's SSE-C key.
+const SSE_C_META: &str = "sluice-sse-c";
+
+/// `x-amz-server-side-encryption` for an object this layer reported: `AES256` if encrypted
+/// (under the keyring; an SSE-C object answers [`customer_encrypted`] instead).
 pub fn server_side_encryption(meta: &ObjectMeta) -> Option<&str> {
     meta.system_meta.get(SSE_META).map(String::as_str)
 }
 
+/// Whether an object this layer reported is encrypted under a client's SSE-C key (its
+/// responses then echo the key's algorithm and MD5).
+pub fn customer_encrypted(meta: &ObjectMeta) -> bool {
+    meta.system_meta.contains_key(SSE_C_META)
+}
+
 /// A record as a client sees an encrypted object: no Sluice metadata but the SSE mark.
-fn mark_encrypted(meta: &mut ObjectMeta) {
+fn mark_encrypted(meta: &mut ObjectMeta, wrapping: &Wrapping) {
     meta.system_meta.clear();
+    let mark = match wrapping {
+        Wrapping::Keyring(_) => SSE_META,
+        Wrapping::Customer => SSE_C_META,
+    };
     meta.system_meta
-        .insert(SSE_META.to_owned(), "AES256".to_owned());
+        .insert(mark.to_owned(), "AES256".to_owned());
 }
 
 /// When new objects are encrypted.
@@ -148,7 +163,8 @@ struct Stored<'a> {
 /// An encrypted object as a client sees it.
 struct View {
     envelope: Envelope,
-    key: DataKey,
+    /// `None` for an SSE-C object viewed without its key (enough for sizes and ETags).
+    key: Option<DataKey>,
     /// The stored record with the plaintext size and ETag, and no Sluice metadata.
     meta: ObjectMeta,
     stored_size: u64,
@@ -185,30 +201,75 @@ impl Encrypted {
             .is_some())
     }
 
-    /// A fresh data key and its envelope, wrapped under the keyring's current key.
-    fn new_key(&self) -> (DataKey, Envelope) {
+    /// A fresh data key and its envelope: wrapped under the keyring's current key, or under
+    /// the client's SSE-C key (its footer key then under the keyring's).
+    fn new_key(&self, customer: Option<&CustomerKey>) -> (DataKey, Envelope) {
         let data_key = DataKey::generate();
-        let (wrapping, wrapped) = self.keyring.wrap(&data_key);
-        let envelope = Envelope {
-            layout: Layout::default(),
-            wrapping,
-            wrapped,
+        let envelope = match customer {
+            None => {
+                let (wrapping, wrapped) = self.keyring.wrap(&data_key);
+                Envelope {
+                    layout: Layout::default(),
+                    wrapping,
+                    wrapped,
+                    footer: None,
+                }
+            }
+            Some(customer) => Envelope {
+                layout: Layout::default(),
+                wrapping: Wrapping::Customer,
+                wrapped: wrap_for_customer(customer.bytes(), &data_key),
+                footer: Some(self.wrap_footer_key(&FooterKey::of(&data_key))),
+            },
         };
         (data_key, envelope)
     }
 
-    /// The store's upload id and the upload's data key, from an upload id this layer gave a
-    /// client; `None` for a store's own id (an upload started without encryption). An id whose
+    fn wrap_footer_key(&self, key: &FooterKey) -> (KeyId, [u8; WRAPPED_LEN]) {
+        let (wrapping, wrapped) = self.keyring.wrap(key.as_data_key());
+        let Wrapping::Keyring(id) = wrapping else {
+            unreachable!("the keyring wraps under its own keys")
+        };
+        (id, wrapped)
+    }
+
+    /// The key an upload token's MAC is made with: the data key; for an SSE-C upload, the
+    /// footer key (which opens without the customer's key, so that the upload can be
+    /// completed, listed or aborted without it).
+    fn upload_mac_key(&self, envelope: &Envelope) -> Result<DataKey, StorageError> {
+        match &envelope.wrapping {
+            Wrapping::Keyring(_) => self.data_key(envelope, None),
+            Wrapping::Customer => Ok(self.footer_key(envelope, None)?.as_data_key().clone()),
+        }
+    }
+
+    /// The store's upload id, the upload's envelope, and its data key where `customer` opens it
+    /// (always for an upload under the keyring), from an upload id this layer gave a client;
+    /// `None` for a store's own id (an upload started without encryption). An id whose
     /// envelope or MAC does not check out names no upload.
-    fn upload_key(&self, id: &str) -> Result<Option<(String, Envelope, DataKey)>, StorageError> {
+    #[allow(clippy::type_complexity)]
+    fn upload_key(
+        &self,
+        id: &str,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Option<(String, Envelope, Option<DataKey>)>, StorageError> {
         let Some((store_id, envelope, mac)) = split_upload_token(id) else {
+            if customer.is_some() {
+                return Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable));
+            }
             return Ok(None);
         };
-        let key = self
-            .data_key(&envelope)
+        let mac_key = self
+            .upload_mac_key(&envelope)
             .map_err(|_| StorageError::NoSuchUpload)?;
-        check_upload_mac(store_id, &envelope, mac, &key).map_err(|_| StorageError::NoSuchUpload)?;
-        Ok(Some((store_id.to_owned(), envelope, key)))
+        check_upload_mac(store_id, &envelope, mac, &mac_key)
+            .map_err(|_| StorageError::NoSuchUpload)?;
+        let data_key = match (&envelope.wrapping, customer) {
+            (Wrapping::Keyring(_), None) => Some(mac_key),
+            (Wrapping::Customer, None) => None,
+            (_, Some(_)) => Some(self.data_key(&envelope, customer)?),
+        };
+        Ok(Some((store_id.to_owned(), envelope, data_key)))
     }
 
     /// An upload started without encryption may not go on where plaintext must never be
@@ -241,7 +302,7 @@ impl Encrypted {
             Err(err) => Err(err),
             Ok(meta) => {
                 let stored_etag = meta.etag.clone();
-                let current = match self.view(tenant, bucket, key, meta).await? {
+                let current = match self.view(tenant, bucket, key, meta, None).await? {
                     Some(view) => view.meta.etag,
                     None => stored_etag.clone(),
                 };
@@ -291,35 +352,78 @@ impl Encrypted {
         (sealing.into_body(), late)
     }
 
-    fn data_key(&self, envelope: &Envelope) -> Result<DataKey, StorageError> {
-        match &envelope.wrapping {
-            Wrapping::Keyring(id) => self.keyring.unwrap(id, &envelope.wrapped).map_err(sealed),
-            Wrapping::Customer => Err(StorageError::Unsupported(
-                "Reading an object encrypted with a customer key (SSE-C)",
-            )),
+    /// An object's data key, opened with the keyring, or with the request's SSE-C key for an
+    /// object encrypted under one (which must then be given, and only then).
+    fn data_key(
+        &self,
+        envelope: &Envelope,
+        customer: Option<&CustomerKey>,
+    ) -> Result<DataKey, StorageError> {
+        match (&envelope.wrapping, customer) {
+            (Wrapping::Keyring(id), None) => {
+                self.keyring.unwrap(id, &envelope.wrapped).map_err(sealed)
+            }
+            (Wrapping::Keyring(_), Some(_)) => {
+                Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable))
+            }
+            (Wrapping::Customer, None) => {
+                Err(StorageError::CustomerKey(CustomerKeyProblem::Missing))
+            }
+            (Wrapping::Customer, Some(customer)) => {
+                unwrap_for_customer(customer.bytes(), &envelope.wrapped)
+                    .map_err(|_| StorageError::CustomerKey(CustomerKeyProblem::Wrong))
+            }
         }
     }
 
-    /// The client's view of a stored record: `None` for a plaintext object.
+    /// The key to an object's footers: from its data key where open, else (an SSE-C object
+    /// read without its key: a listing) from the envelope, under the keyring.
+    fn footer_key(
+        &self,
+        envelope: &Envelope,
+        data_key: Option<&DataKey>,
+    ) -> Result<FooterKey, StorageError> {
+        if let Some(data_key) = data_key {
+            return Ok(FooterKey::of(data_key));
+        }
+        match (&envelope.wrapping, &envelope.footer) {
+            (Wrapping::Keyring(_), _) => Ok(FooterKey::of(&self.data_key(envelope, None)?)),
+            (Wrapping::Customer, Some((id, wrapped))) => self
+                .keyring
+                .unwrap(id, wrapped)
+                .map(FooterKey::from_data_key)
+                .map_err(sealed),
+            (Wrapping::Customer, None) => Err(corrupt("an SSE-C envelope without its footer key")),
+        }
+    }
+
+    /// The client's view of a stored record: `None` for a plaintext object. The data key is
+    /// opened where it can be: always under the keyring; for an SSE-C object only with
+    /// `customer` (which must be its key).
     async fn view(
         &self,
         tenant: &TenantId,
         bucket: &BucketName,
         key: &ObjectKey,
         mut meta: ObjectMeta,
+        customer: Option<&CustomerKey>,
     ) -> Result<Option<View>, StorageError> {
         let Some(text) = meta.system_meta.remove(ENVELOPE_META) else {
             return Ok(None);
         };
         let envelope = Envelope::from_meta(&text).map_err(sealed)?;
-        let data_key = self.data_key(&envelope)?;
+        let data_key = match (&envelope.wrapping, customer) {
+            (Wrapping::Customer, None) => None,
+            _ => Some(self.data_key(&envelope, customer)?),
+        };
+        let footer_key = self.footer_key(&envelope, data_key.as_ref())?;
         let stored_size = meta.size;
         let stored_etag = meta.etag.clone();
         let kept_etag = meta.system_meta.remove(ETAG_META);
         if let Some(checksum) = meta.system_meta.get(CHECKSUM_META) {
             meta.checksum = checksum_of(checksum);
         }
-        mark_encrypted(&mut meta);
+        mark_encrypted(&mut meta, &envelope.wrapping);
         let described = match (meta.parts, kept_etag) {
             (None, Some(etag)) => Arc::new(Described {
                 etag,
@@ -337,7 +441,7 @@ impl Encrypted {
                     bucket,
                     key,
                     &object,
-                    &data_key,
+                    &footer_key,
                     envelope.layout,
                     None,
                 )
@@ -367,7 +471,7 @@ impl Encrypted {
         bucket: &BucketName,
         key: &ObjectKey,
         object: &Stored<'_>,
-        data_key: &DataKey,
+        footer_key: &FooterKey,
         layout: Layout,
         mut last_footer: Option<Vec<u8>>,
     ) -> Result<Arc<Described>, StorageError> {
@@ -379,7 +483,7 @@ impl Encrypted {
         if let Some(described) = self.described.get(&cache_key) {
             return Ok(described);
         }
-        let mut walk = FooterWalk::new(data_key, layout, object.size);
+        let mut walk = FooterWalk::new(footer_key, layout, object.size);
         while let Some((first, last)) = walk.next_read().map_err(sealed)? {
             let bytes = match last_footer.take() {
                 Some(bytes) => bytes,
@@ -496,7 +600,7 @@ impl Encrypted {
                     Err(StorageError::NoSuchKey) => return Ok(Probed::Now(None)),
                     other => other?,
                 };
-                let shown = match self.view(tenant, bucket, key, now.clone()).await? {
+                let shown = match self.view(tenant, bucket, key, now.clone(), None).await? {
                     Some(view) => view.meta,
                     None => now,
                 };
@@ -519,7 +623,7 @@ impl Encrypted {
             return Ok(Probed::Plaintext);
         };
         let envelope = Envelope::from_meta(text).map_err(sealed)?;
-        let data_key = self.data_key(&envelope)?;
+        let footer_key = self.footer_key(&envelope, None)?;
         let object = Stored {
             etag: &read.meta.etag,
             size: listed.size,
@@ -531,7 +635,7 @@ impl Encrypted {
                 bucket,
                 key,
                 &object,
-                &data_key,
+                &footer_key,
                 envelope.layout,
                 Some(footer),
             )
@@ -542,26 +646,37 @@ impl Encrypted {
         Ok(Probed::Encrypted(described))
     }
 
-    /// Copies the stored bytes of `from` (its record `stored`, its `view`) to `at` on the
-    /// store's side, with its data key wrapped anew under the keyring's current key: the
-    /// bytes are not decrypted. The source is copied only if it is still the one described.
+    /// `envelope` with its keys wrapped anew under the keyring's current key: the data key (or,
+    /// for an SSE-C object, whose data key is the client's to wrap, its footer key).
+    fn rewrapped(&self, envelope: &Envelope) -> Result<Envelope, StorageError> {
+        let mut new = envelope.clone();
+        match &envelope.wrapping {
+            Wrapping::Keyring(_) => {
+                let data_key = self.data_key(envelope, None)?;
+                (new.wrapping, new.wrapped) = self.keyring.wrap(&data_key);
+            }
+            Wrapping::Customer => {
+                let footer_key = self.footer_key(envelope, None)?;
+                new.footer = Some(self.wrap_footer_key(&footer_key));
+            }
+        }
+        Ok(new)
+    }
+
+    /// Copies the stored bytes of `from` (its record `stored`) to `at` with `envelope`, on the
+    /// store's side where it can: the bytes are not decrypted. The source is copied only if it
+    /// is still the one described. `headers` default to the source's.
     #[allow(clippy::too_many_arguments)]
     async fn copy_stored(
         &self,
         at: Place<'_>,
         from: Place<'_>,
         stored: &ObjectMeta,
-        view: &View,
-        headers: Option<crate::StoredHeaders>,
+        envelope: &Envelope,
+        headers: crate::StoredHeaders,
         tags: Option<BTreeMap<String, String>>,
         condition: PutCondition,
     ) -> Result<ObjectMeta, StorageError> {
-        let (wrapping, wrapped) = self.keyring.wrap(&view.key);
-        let envelope = Envelope {
-            layout: view.envelope.layout,
-            wrapping,
-            wrapped,
-        };
         let mut system_meta = stored.system_meta.clone();
         system_meta.insert(ENVELOPE_META.to_owned(), envelope.to_meta());
         let (store, source_bucket, source_key) = self.inner.resolve(from.bucket, from.key)?;
@@ -574,12 +689,14 @@ impl Encrypted {
             bucket: &source_bucket,
             key: &source_key,
             conditions: &conditions,
+            customer_key: None,
         };
         let copy = CopyObject {
-            headers: Some(headers.unwrap_or_else(|| view.meta.headers.clone())),
+            headers: Some(headers),
             tags,
             condition,
             system_meta: Some(system_meta),
+            customer_key: None,
         };
         self.inner
             .copy_object(at.tenant, at.bucket, at.key, source, copy)
@@ -601,17 +718,24 @@ impl Encrypted {
         if finding != Finding::OldKey {
             return Ok(finding);
         }
-        let view = self
-            .view(tenant, bucket, key, stored.clone())
-            .await?
-            .ok_or_else(|| corrupt("the envelope went missing"))?;
+        let envelope = Envelope::from_meta(&stored.system_meta[ENVELOPE_META]).map_err(sealed)?;
+        let envelope = self.rewrapped(&envelope)?;
         let place = Place {
             tenant,
             bucket,
             key,
         };
-        self.copy_stored(place, place, &stored, &view, None, None, PutCondition::None)
-            .await?;
+        let headers = stored.headers.clone();
+        self.copy_stored(
+            place,
+            place,
+            &stored,
+            &envelope,
+            headers,
+            None,
+            PutCondition::None,
+        )
+        .await?;
         Ok(Finding::OldKey)
     }
 
@@ -620,16 +744,23 @@ impl Encrypted {
         let Some(text) = stored.system_meta.get(ENVELOPE_META) else {
             return Finding::Plaintext;
         };
-        match Envelope::from_meta(text) {
-            Err(_) => Finding::Unreadable,
-            Ok(envelope) => match envelope.wrapping {
-                Wrapping::Customer => Finding::CustomerKey,
-                Wrapping::Keyring(id) if &id == self.keyring.current() => Finding::Current,
-                Wrapping::Keyring(id) if self.keyring.unwrap(&id, &envelope.wrapped).is_ok() => {
-                    Finding::OldKey
-                }
-                Wrapping::Keyring(_) => Finding::Unreadable,
-            },
+        let Ok(envelope) = Envelope::from_meta(text) else {
+            return Finding::Unreadable;
+        };
+        // The keyring key in the envelope: the data key's, or an SSE-C object's footer key's.
+        let (id, wrapped) = match (&envelope.wrapping, &envelope.footer) {
+            (Wrapping::Keyring(id), _) => (id, &envelope.wrapped),
+            (Wrapping::Customer, Some((id, wrapped))) => (id, wrapped),
+            (Wrapping::Customer, None) => return Finding::Unreadable,
+        };
+        if self.keyring.unwrap(id, wrapped).is_err() {
+            Finding::Unreadable
+        } else if id != self.keyring.current() {
+            Finding::OldKey
+        } else if envelope.wrapping == Wrapping::Customer {
+            Finding::CustomerKey
+        } else {
+            Finding::Current
         }
     }
 
@@ -644,14 +775,17 @@ impl Encrypted {
     ) -> Result<Finding, StorageError> {
         let stored = self.stored_head(tenant, bucket, key).await?;
         let finding = self.examine(&stored);
-        if !matches!(finding, Finding::Current | Finding::OldKey) {
+        if !matches!(
+            finding,
+            Finding::Current | Finding::OldKey | Finding::CustomerKey
+        ) {
             return Ok(finding);
         }
         let walked = async {
             let text = &stored.system_meta[ENVELOPE_META];
             let envelope = Envelope::from_meta(text).map_err(sealed)?;
-            let data_key = self.data_key(&envelope)?;
-            let mut walk = FooterWalk::new(&data_key, envelope.layout, stored.size);
+            let footer_key = self.footer_key(&envelope, None)?;
+            let mut walk = FooterWalk::new(&footer_key, envelope.layout, stored.size);
             while let Some((first, last)) = walk.next_read().map_err(sealed)? {
                 let bytes = self
                     .read_stored(tenant, bucket, key, first, last, &stored.etag)
@@ -752,6 +886,10 @@ impl Encrypted {
         view: &View,
         range: Option<crate::ByteRange>,
     ) -> Result<(u64, u64, VecDeque<Step>), StorageError> {
+        let data_key = view
+            .key
+            .as_ref()
+            .ok_or(StorageError::CustomerKey(CustomerKeyProblem::Missing))?;
         let layout = view.envelope.layout;
         let single;
         let map = match &view.parts {
@@ -813,7 +951,7 @@ impl Encrypted {
                 };
                 let span = layout.span(part.plain_len, from, to - 1);
                 steps.push_back(Step::Open(Box::new(StreamDecryptor::span(
-                    &view.key,
+                    data_key,
                     &header,
                     part.plain_len,
                     &span,
@@ -823,7 +961,7 @@ impl Encrypted {
             } else {
                 let take = if whole_stream { part.plain_len } else { to };
                 steps.push_back(Step::Open(Box::new(StreamDecryptor::prefix(
-                    &view.key,
+                    data_key,
                     layout,
                     part.plain_len,
                     Some(part.number),
@@ -849,14 +987,22 @@ impl Encrypted {
             return self.read_whole(tenant, bucket, key, read).await;
         }
         let meta = self.stored_head(tenant, bucket, key).await?;
-        let Some(view) = self.view(tenant, bucket, key, meta).await? else {
+        let customer = read.customer_key.as_ref();
+        let Some(view) = self.view(tenant, bucket, key, meta, customer).await? else {
             // A plaintext object (written before encryption was on): read as it is.
+            if customer.is_some() {
+                return Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable));
+            }
             return if with_body {
                 self.inner.get_object(tenant, bucket, key, read).await
             } else {
                 self.inner.head_object(tenant, bucket, key, read).await
             };
         };
+        if view.key.is_none() {
+            // Even a HEAD of an SSE-C object needs its key, as in S3.
+            return Err(StorageError::CustomerKey(CustomerKeyProblem::Missing));
+        }
         read.conditions.check(&view.meta)?;
         let size = view.meta.size;
         let part_sizes: Vec<u64> = match &view.parts {
@@ -898,10 +1044,20 @@ impl Encrypted {
         if stored.range.is_some() {
             return Err(corrupt("the store sent a range, not the object"));
         }
-        let Some(view) = self.view(tenant, bucket, key, stored.meta.clone()).await? else {
+        let customer = read.customer_key.as_ref();
+        let view = self
+            .view(tenant, bucket, key, stored.meta.clone(), customer)
+            .await?;
+        let Some(view) = view else {
+            if customer.is_some() {
+                return Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable));
+            }
             read.conditions.check(&stored.meta)?;
             return Ok(stored);
         };
+        if view.key.is_none() {
+            return Err(StorageError::CustomerKey(CustomerKeyProblem::Missing));
+        }
         read.conditions.check(&view.meta)?;
         let body = if view.meta.size == 0 {
             Box::pin(futures_util::stream::empty()) as ObjectBody
@@ -970,7 +1126,7 @@ const PROBES_AT_ONCE: usize = 16;
 fn show_described(meta: &mut ObjectMeta, described: &Described) {
     meta.size = described.size;
     meta.etag = described.etag.clone();
-    mark_encrypted(meta);
+    meta.system_meta.clear();
 }
 
 /// A read of stored bytes `first..=last`, only of the object with `stored_etag`.
@@ -981,6 +1137,7 @@ fn stored_read(first: u64, last: u64, stored_etag: &str) -> ReadRequest {
             if_match: Some(format!("\"{stored_etag}\"")),
             ..Default::default()
         },
+        customer_key: None,
     }
 }
 
@@ -1318,8 +1475,10 @@ impl Backend for Encrypted {
         mut put: PutObject,
         body: PutBody,
     ) -> Result<ObjectMeta, StorageError> {
+        let customer = put.customer_key.take();
         if !(self.encrypts_new_objects()
             || put.encrypt
+            || customer.is_some()
             || self.bucket_default(tenant, bucket).await?)
         {
             return self.inner.put_object(tenant, bucket, key, put, body).await;
@@ -1327,7 +1486,7 @@ impl Backend for Encrypted {
         put.condition = self
             .store_condition(tenant, bucket, key, std::mem::take(&mut put.condition))
             .await?;
-        let (data_key, envelope) = self.new_key();
+        let (data_key, envelope) = self.new_key(customer.as_ref());
         let layout = envelope.layout;
         put.system_meta
             .insert(ENVELOPE_META.to_owned(), envelope.to_meta());
@@ -1359,7 +1518,7 @@ impl Backend for Encrypted {
         meta.size = size;
         meta.etag = etag;
         meta.checksum = sealed_checksum(&late);
-        mark_encrypted(&mut meta);
+        mark_encrypted(&mut meta, &envelope.wrapping);
         Ok(meta)
     }
 
@@ -1392,14 +1551,17 @@ impl Backend for Encrypted {
         copy: CopyObject,
     ) -> Result<ObjectMeta, StorageError> {
         let same_layer = std::ptr::addr_eq(source.store as *const dyn Backend, self as *const Self);
+        // SSE-C on either side: streamed, decrypted with one key and sealed with the other.
         if same_layer
+            && source.customer_key.is_none()
+            && copy.customer_key.is_none()
             && (self.encrypts_new_objects() || self.bucket_default(tenant, bucket).await?)
         {
             let stored = self.stored_head(tenant, source.bucket, source.key).await?;
-            if let Some(view) = self
-                .view(tenant, source.bucket, source.key, stored.clone())
-                .await?
-            {
+            let view = self
+                .view(tenant, source.bucket, source.key, stored.clone(), None)
+                .await?;
+            if let Some(view) = view.filter(|v| v.key.is_some()) {
                 // An encrypted source stays as it is stored: only its envelope is rewritten.
                 source.conditions.check_copy_source(&view.meta)?;
                 let condition = self
@@ -1415,12 +1577,14 @@ impl Backend for Encrypted {
                     bucket: source.bucket,
                     key: source.key,
                 };
+                let envelope = self.rewrapped(&view.envelope)?;
+                let headers = copy.headers.unwrap_or_else(|| view.meta.headers.clone());
                 let mut meta = self
-                    .copy_stored(at, from, &stored, &view, copy.headers, copy.tags, condition)
+                    .copy_stored(at, from, &stored, &envelope, headers, copy.tags, condition)
                     .await?;
                 meta.size = view.meta.size;
                 meta.etag = view.meta.etag;
-                mark_encrypted(&mut meta);
+                mark_encrypted(&mut meta, &envelope.wrapping);
                 return Ok(meta);
             }
         }
@@ -1473,7 +1637,7 @@ impl Backend for Encrypted {
             if meta.system_meta.contains_key(ENVELOPE_META) {
                 let stored = std::mem::take(meta);
                 *meta = self
-                    .view(tenant, bucket, key, stored)
+                    .view(tenant, bucket, key, stored, None)
                     .await?
                     .expect("an envelope makes a view")
                     .meta;
@@ -1489,8 +1653,10 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         mut upload: NewUpload,
     ) -> Result<String, StorageError> {
+        let customer = upload.customer_key.take();
         if !(self.encrypts_new_objects()
             || upload.encrypt
+            || customer.is_some()
             || self.bucket_default(tenant, bucket).await?)
         {
             return self
@@ -1498,7 +1664,7 @@ impl Backend for Encrypted {
                 .create_multipart_upload(tenant, bucket, key, upload)
                 .await;
         }
-        let (data_key, envelope) = self.new_key();
+        let (_, envelope) = self.new_key(customer.as_ref());
         upload
             .system_meta
             .insert(ENVELOPE_META.to_owned(), envelope.to_meta());
@@ -1506,7 +1672,8 @@ impl Backend for Encrypted {
             .inner
             .create_multipart_upload(tenant, bucket, key, upload)
             .await?;
-        Ok(upload_token(&store_id, &envelope, &data_key))
+        let mac_key = self.upload_mac_key(&envelope)?;
+        Ok(upload_token(&store_id, &envelope, &mac_key))
     }
 
     async fn head_upload(
@@ -1516,7 +1683,7 @@ impl Backend for Encrypted {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<(), StorageError> {
-        self.upload_key(upload_id)?;
+        self.upload_key(upload_id, None)?;
         self.inner
             .head_upload(tenant, bucket, key, store_upload_id(upload_id))
             .await
@@ -1531,7 +1698,9 @@ impl Backend for Encrypted {
         mut put: PutObject,
         body: PutBody,
     ) -> Result<PartInfo, StorageError> {
-        let Some((store_id, envelope, data_key)) = self.upload_key(part.upload_id)? else {
+        let Some((store_id, envelope, data_key)) =
+            self.upload_key(part.upload_id, part.customer_key)?
+        else {
             self.plaintext_upload_allowed()?;
             return self
                 .inner
@@ -1539,11 +1708,13 @@ impl Backend for Encrypted {
                 .await;
         };
         // Each part is a stream of its own, its number in its header.
+        let data_key = data_key.ok_or(StorageError::CustomerKey(CustomerKeyProblem::Missing))?;
         let layout = envelope.layout;
         let (sealed_body, late) = Self::seal(&mut put, body, &data_key, layout, part.number);
         let store_part = PartId {
             upload_id: &store_id,
             number: part.number,
+            customer_key: None,
         };
         let mut info = self
             .inner
@@ -1577,7 +1748,7 @@ impl Backend for Encrypted {
         parts: Vec<CompletePart>,
         condition: PutCondition,
     ) -> Result<ObjectMeta, StorageError> {
-        let Some((store_id, envelope, data_key)) = self.upload_key(upload_id)? else {
+        let Some((store_id, envelope, data_key)) = self.upload_key(upload_id, None)? else {
             self.plaintext_upload_allowed()?;
             return self
                 .inner
@@ -1589,6 +1760,7 @@ impl Backend for Encrypted {
             .inner
             .complete_multipart_upload(tenant, bucket, key, &store_id, parts, condition)
             .await?;
+        let footer_key = self.footer_key(&envelope, data_key.as_ref())?;
         let object = Stored {
             etag: &meta.etag,
             size: meta.size,
@@ -1600,7 +1772,7 @@ impl Backend for Encrypted {
                 bucket,
                 key,
                 &object,
-                &data_key,
+                &footer_key,
                 envelope.layout,
                 None,
             )
@@ -1610,7 +1782,7 @@ impl Backend for Encrypted {
         }
         meta.size = described.size;
         meta.etag = described.etag.clone();
-        mark_encrypted(&mut meta);
+        mark_encrypted(&mut meta, &envelope.wrapping);
         Ok(meta)
     }
 
@@ -1635,7 +1807,7 @@ impl Backend for Encrypted {
         after: u32,
         max: usize,
     ) -> Result<(Vec<PartInfo>, bool), StorageError> {
-        let encrypted = self.upload_key(upload_id)?;
+        let encrypted = self.upload_key(upload_id, None)?;
         let (mut parts, more) = self
             .inner
             .list_parts(tenant, bucket, key, store_upload_id(upload_id), after, max)

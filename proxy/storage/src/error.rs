@@ -107,6 +107,10 @@ pub enum StorageError {
     /// them): S3's `NotImplemented`, never a silent success.
     #[error("{0} is not supported by this store")]
     Unsupported(&'static str),
+    /// An SSE-C key (`x-amz-server-side-encryption-customer-*`) missing, wrong, or given for
+    /// an object not encrypted with one.
+    #[error("{0}")]
+    CustomerKey(CustomerKeyProblem),
     /// A listing continuation token this store did not issue.
     #[error("the continuation token provided is incorrect")]
     InvalidToken,
@@ -129,6 +133,21 @@ pub enum StorageError {
     /// An upstream store could not be reached or broke off (connect, TLS, timeout, reset).
     #[error("upstream {backend} unreachable: {detail}")]
     Unreachable { backend: String, detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CustomerKeyProblem {
+    /// The object is encrypted with a customer key the request did not give (400).
+    #[error(
+        "the object was stored using a form of server-side encryption; the correct parameters must be provided to retrieve it"
+    )]
+    Missing,
+    /// The key given is not the object's (403).
+    #[error("the secret key given is not the object's")]
+    Wrong,
+    /// A customer key given for an object (or upload) not encrypted with one (400).
+    #[error("the encryption parameters are not applicable to this object")]
+    NotApplicable,
 }
 
 impl StorageError {

@@ -23,13 +23,13 @@ pub use backend::{
 };
 pub use conditions::Preconditions;
 pub use encrypted::{Encrypted, Finding, Policy};
-pub use error::{BodyError, Fault, StorageError, UpstreamError};
+pub use error::{BodyError, CustomerKeyProblem, Fault, StorageError, UpstreamError};
 pub use local::LocalBackend;
 pub use names::{BucketName, MAX_KEY_BYTES, NameError, ObjectKey, TenantId};
 pub use object::{
-    BucketInfo, CompletePart, LateChecksum, LateMeta, ListPage, ListRequest, NewUpload, ObjectBody,
-    ObjectMeta, ObjectRead, PartInfo, PutCondition, PutObject, ReadRequest, StoredHeaders,
-    SystemMeta, UploadInfo, UploadListPage, UploadListRequest,
+    BucketInfo, CompletePart, CustomerKey, LateChecksum, LateMeta, ListPage, ListRequest,
+    NewUpload, ObjectBody, ObjectMeta, ObjectRead, PartInfo, PutCondition, PutObject, ReadRequest,
+    StoredHeaders, SystemMeta, UploadInfo, UploadListPage, UploadListRequest,
 };
 pub use range::{ByteRange, ReadRange};
 pub use renamed::Renamed;

@@ -15,6 +15,42 @@ use crate::{ByteRange, ObjectKey, Preconditions, ReadRange, StorageError};
 /// `x-amz-meta-*`. Names are lowercase ASCII.
 pub type SystemMeta = BTreeMap<String, String>;
 
+/// An SSE-C key a client sent (`x-amz-server-side-encryption-customer-key`, checked against
+/// its MD5 by the S3 layer): it opens the object's data key and is never stored or printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomerKey {
+    key: [u8; 32],
+    /// The key's MD5, base64, as the client sent it (echoed in responses).
+    md5: String,
+}
+
+impl CustomerKey {
+    pub fn new(key: [u8; 32], md5: String) -> Self {
+        Self { key, md5 }
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    pub fn md5(&self) -> &str {
+        &self.md5
+    }
+}
+
+impl Drop for CustomerKey {
+    fn drop(&mut self) {
+        // Not left behind in freed memory.
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomerKey(md5 {})", self.md5)
+    }
+}
+
 /// The standard headers S3 keeps with an object and returns on GET/HEAD.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredHeaders {
@@ -83,6 +119,9 @@ pub struct PutObject {
     /// AES256`): only a store whose [`encryption`](crate::Backend::encryption) is `Some` is
     /// given this.
     pub encrypt: bool,
+    /// The client's SSE-C key: the object is encrypted under it (given only to a store whose
+    /// [`encryption`](crate::Backend::encryption) is `Some`).
+    pub customer_key: Option<CustomerKey>,
     pub system_meta: SystemMeta,
 }
 
@@ -116,6 +155,8 @@ pub struct ObjectMeta {
 pub struct ReadRequest {
     pub range: Option<ReadRange>,
     pub conditions: Preconditions,
+    /// The SSE-C key the object was written with, if it was.
+    pub customer_key: Option<CustomerKey>,
 }
 
 /// An object opened for reading: its record, the bytes the body holds, and the body.
@@ -144,6 +185,8 @@ pub struct NewUpload {
     pub system_meta: SystemMeta,
     /// As [`PutObject::encrypt`].
     pub encrypt: bool,
+    /// As [`PutObject::customer_key`]: every part must then carry it too.
+    pub customer_key: Option<CustomerKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -392,6 +392,7 @@ async fn plaintext_objects_from_before_stay_readable_and_copies_are_encrypted() 
                 bucket: &bucket,
                 key: &source,
                 conditions: &conditions,
+                customer_key: None,
             },
             CopyObject::default(),
         )
@@ -416,7 +417,11 @@ async fn plaintext_objects_from_before_stay_readable_and_copies_are_encrypted() 
 const MIB: usize = 1 << 20;
 
 async fn upload(s: &Stack, upload_id: &str, number: u32, data: &[u8]) -> PartInfo {
-    let part = PartId { upload_id, number };
+    let part = PartId {
+        upload_id,
+        number,
+        customer_key: None,
+    };
     s.encrypted
         .upload_part(&t(), &b(), &k("mp"), part, put_of(data), body(data))
         .await
@@ -584,6 +589,7 @@ async fn upload_ids_bind_their_data_key_and_plaintext_uploads_cannot_go_on_where
     let part = PartId {
         upload_id: &forged,
         number: 1,
+        customer_key: None,
     };
     let err = s
         .encrypted
@@ -601,6 +607,7 @@ async fn upload_ids_bind_their_data_key_and_plaintext_uploads_cannot_go_on_where
     let part = PartId {
         upload_id: &plain,
         number: 1,
+        customer_key: None,
     };
     let err = s
         .encrypted
@@ -652,12 +659,14 @@ async fn upload_part_copy_takes_plaintext_from_encrypted_and_plaintext_sources()
                 PartId {
                     upload_id: &id,
                     number,
+                    customer_key: None,
                 },
                 CopySource {
                     store: &s.encrypted,
                     bucket: &bucket,
                     key: &source_key,
                     conditions: &conditions,
+                    customer_key: None,
                 },
                 range,
             )

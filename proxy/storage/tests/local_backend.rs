@@ -642,6 +642,7 @@ async fn multipart_upload_complete_and_read_back() {
                 sluice_storage::PartId {
                     upload_id: &id,
                     number: n,
+                    customer_key: None,
                 },
                 put,
                 part_body(data),
@@ -664,6 +665,7 @@ async fn multipart_upload_complete_and_read_back() {
             sluice_storage::PartId {
                 upload_id: &id,
                 number: 3,
+                customer_key: None,
             },
             put,
             part_body(b"tail!"),
@@ -831,6 +833,7 @@ async fn uploads_list_abort_and_expire() {
             sluice_storage::PartId {
                 upload_id: &ids[2].1,
                 number: 1,
+                customer_key: None,
             },
             put,
             part_body(b"abc"),
@@ -925,6 +928,7 @@ async fn uploads_list_abort_and_expire() {
             sluice_storage::PartId {
                 upload_id: &ids[0].1,
                 number: 1,
+                customer_key: None,
             },
             put,
             part_body(b"abc"),
@@ -1207,6 +1211,7 @@ async fn upload_listing_pages_past_common_prefixes_and_bucket_delete_aborts_uplo
             sluice_storage::PartId {
                 upload_id: &id,
                 number: 1,
+                customer_key: None,
             },
             put,
             part_body(b"abc"),
@@ -1266,8 +1271,8 @@ async fn conditional_reads_answer_not_modified_or_precondition_failed() {
     put(&backend, &bucket, "k", b"conditional").await;
     let etag = md5_hex(b"conditional");
     let when = |conditions: Preconditions| ReadRequest {
-        range: None,
         conditions,
+        ..Default::default()
     };
 
     let if_none_match = Preconditions {

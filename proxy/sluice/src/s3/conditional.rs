@@ -1,7 +1,7 @@
 //! Conditional requests on GET and HEAD (`If-Match`, `If-None-Match`, `If-Modified-Since`,
 //! `If-Unmodified-Since`), evaluated in RFC 9110 order as S3 does, and the request headers that
 //! ask for features Sluice does not implement yet: those answer `NotImplemented` rather than
-//! being silently ignored (an ignored `x-amz-server-side-encryption-customer-key` would store
+//! being silently ignored (an ignored `x-amz-server-side-encryption-aws-kms-key-id` would store
 //! plaintext that the client believes is encrypted).
 
 use http::HeaderMap;
@@ -76,9 +76,8 @@ pub fn evaluate_copy_source(headers: &HeaderMap, meta: &ObjectMeta) -> Result<()
 /// Request headers for features not implemented yet, per operation. A value of `None` means
 /// any value is refused; `Some(ok)` lists the values that mean "nothing special".
 const UNSUPPORTED_ON_PUT: &[(&str, Option<&[&str]>)] = &[
-    ("x-amz-server-side-encryption-customer-algorithm", None),
-    ("x-amz-server-side-encryption-customer-key", None),
     ("x-amz-server-side-encryption-aws-kms-key-id", None),
+    ("x-amz-server-side-encryption-context", None),
     ("x-amz-object-lock-mode", None),
     ("x-amz-object-lock-retain-until-date", None),
     ("x-amz-object-lock-legal-hold", None),
@@ -91,10 +90,7 @@ const UNSUPPORTED_ON_PUT: &[(&str, Option<&[&str]>)] = &[
     ("x-amz-grant-write-acp", None),
 ];
 
-const UNSUPPORTED_ON_GET: &[(&str, Option<&[&str]>)] = &[
-    ("x-amz-server-side-encryption-customer-algorithm", None),
-    ("x-amz-server-side-encryption-customer-key", None),
-];
+const UNSUPPORTED_ON_GET: &[(&str, Option<&[&str]>)] = &[("x-amz-request-payer", None)];
 
 const UNSUPPORTED_ON_CREATE_BUCKET: &[(&str, Option<&[&str]>)] = &[
     ("x-amz-bucket-object-lock-enabled", Some(&["false"])),
@@ -255,13 +251,14 @@ mod tests {
         h.insert("x-amz-acl", "private".parse().unwrap());
         assert!(refuse_unsupported(&h, Checked::Put).is_ok());
         h.insert(
-            "x-amz-server-side-encryption-customer-key",
+            "x-amz-server-side-encryption-aws-kms-key-id",
             "k".parse().unwrap(),
         );
         assert_eq!(
             refuse_unsupported(&h, Checked::Put).unwrap_err().code,
             "NotImplemented"
         );
+        h.insert("x-amz-request-payer", "requester".parse().unwrap());
         assert_eq!(
             refuse_unsupported(&h, Checked::Get).unwrap_err().code,
             "NotImplemented"

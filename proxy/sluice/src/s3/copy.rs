@@ -6,7 +6,9 @@
 
 use http::{Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use sluice_storage::{Backend, BucketName, CopyObject, CopySource, ObjectKey, Preconditions};
+use sluice_storage::{
+    Backend, BucketName, CopyObject, CopySource, CustomerKey, ObjectKey, Preconditions,
+};
 
 use super::S3Error;
 use super::conditional::{Checked, copy_source_preconditions, refuse_unsupported};
@@ -30,6 +32,8 @@ pub(super) struct ResolvedSource<'a> {
     stored_bucket: BucketName,
     stored_key: ObjectKey,
     conditions: Preconditions,
+    /// The source's SSE-C key (`x-amz-copy-source-server-side-encryption-customer-*`).
+    customer_key: Option<CustomerKey>,
 }
 
 impl ResolvedSource<'_> {
@@ -39,6 +43,7 @@ impl ResolvedSource<'_> {
             bucket: &self.stored_bucket,
             key: &self.stored_key,
             conditions: &self.conditions,
+            customer_key: self.customer_key.as_ref(),
         }
     }
 }
@@ -84,6 +89,12 @@ pub(super) fn resolve_source<'a>(ctx: &OpContext<'a>) -> Result<ResolvedSource<'
             ))
         })?;
     let (store, stored_bucket, stored_key) = backend.resolve(&bucket, &key)?;
+    let customer_key = super::customer_key::from_headers(
+        ctx.headers,
+        super::customer_key::COPY_SOURCE,
+        ctx.tls,
+        store.encryption(),
+    )?;
     Ok(ResolvedSource {
         store,
         bucket,
@@ -91,6 +102,7 @@ pub(super) fn resolve_source<'a>(ctx: &OpContext<'a>) -> Result<ResolvedSource<'
         stored_bucket,
         stored_key,
         conditions: copy_source_preconditions(ctx.headers),
+        customer_key,
     })
 }
 
@@ -100,7 +112,12 @@ pub(super) async fn copy_object(
     key: &ObjectKey,
 ) -> Result<Response<ResponseBody>, S3Error> {
     refuse_unsupported(ctx.headers, Checked::Put)?;
-    super::conditional::server_side_encryption(ctx.headers, ctx.backend().encryption(), true)?;
+    let encrypt =
+        super::conditional::server_side_encryption(ctx.headers, ctx.backend().encryption(), true)?;
+    let customer_key = ctx.customer_key()?;
+    if encrypt && customer_key.is_some() {
+        return Err(super::object::both_encryptions());
+    }
     // S3 copies ranges only part by part (UploadPartCopy); a CopyObject that ignored the header
     // would store the whole source where the client asked for a slice.
     if ctx.headers.contains_key("x-amz-copy-source-range") {
@@ -114,7 +131,7 @@ pub(super) async fn copy_object(
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
     // Asking for encryption again changes the object's encryption attributes, as S3 counts
     // them: on an encrypting route the copy rewraps its data key under the current key.
-    let asks_encryption = ctx.headers.contains_key("x-amz-server-side-encryption");
+    let asks_encryption = encrypt || customer_key.is_some() || source.customer_key.is_some();
     if source.bucket == *bucket
         && source.key == *key
         && !replace_meta
@@ -134,6 +151,7 @@ pub(super) async fn copy_object(
             .transpose()?,
         condition: put_condition(ctx.headers)?,
         system_meta: None,
+        customer_key: customer_key.clone(),
     };
     let meta = ctx
         .backend()
@@ -144,10 +162,12 @@ pub(super) async fn copy_object(
     x.element("LastModified", &iso8601(&meta));
     x.element("ETag", &quoted(&meta.etag));
     x.close("CopyObjectResult");
-    Ok(empty(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/xml")
-        .body(full_body(x.finish()))
-        .unwrap())
+    let mut resp = empty(StatusCode::OK).header(http::header::CONTENT_TYPE, "application/xml");
+    if let Some(sse) = sluice_storage::encrypted::server_side_encryption(&meta) {
+        resp = resp.header("x-amz-server-side-encryption", sse);
+    }
+    resp = super::customer_key::echo_for(resp, &meta, customer_key.as_ref());
+    Ok(resp.body(full_body(x.finish())).unwrap())
 }
 
 /// `COPY` (default) or `REPLACE`; true for REPLACE.

@@ -206,6 +206,20 @@ impl S3Error {
                 out
             }
             StorageError::NotAllowed(why) => Self::access_denied(why),
+            StorageError::CustomerKey(problem) => {
+                use sluice_storage::CustomerKeyProblem as P;
+                match problem {
+                    P::Missing => Self::invalid_request(
+                        "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+                    ),
+                    P::Wrong => Self::access_denied(
+                        "The secret key provided does not match the one the object was encrypted with.",
+                    ),
+                    P::NotApplicable => Self::invalid_request(
+                        "The encryption parameters are not applicable to this object.",
+                    ),
+                }
+            }
             StorageError::Unsupported(what) => Self::new(
                 S::NOT_IMPLEMENTED,
                 "NotImplemented",

@@ -7,6 +7,7 @@ mod bucket_encryption;
 pub mod conditional;
 mod copy;
 pub mod cors;
+mod customer_key;
 mod error;
 pub mod list;
 pub mod multipart;

@@ -19,6 +19,14 @@ use super::xml::{XmlWriter, parse_tree};
 use crate::body::{RequestBody, ResponseBody, full_body};
 
 const MAX_PARTS_LISTED: usize = 1000;
+
+/// The SSE-C headers of a response built already.
+fn echo_headers(headers: &mut http::HeaderMap, key: &sluice_storage::CustomerKey) {
+    let echoed = super::customer_key::echo(Response::builder(), Some(key));
+    if let Some(echoed) = echoed.headers_ref() {
+        headers.extend(echoed.clone());
+    }
+}
 const MAX_UPLOADS_LISTED: usize = 1000;
 
 pub(super) async fn create(
@@ -35,11 +43,16 @@ pub(super) async fn create(
     }
     let encrypt =
         super::conditional::server_side_encryption(ctx.headers, ctx.backend().encryption(), false)?;
+    let customer_key = ctx.customer_key()?;
+    if encrypt && customer_key.is_some() {
+        return Err(super::object::both_encryptions());
+    }
     let upload = NewUpload {
         headers: stored_headers(ctx.headers)?,
         tags: super::tagging::from_header(ctx.headers)?,
         system_meta: Default::default(),
         encrypt,
+        customer_key: customer_key.clone(),
     };
     let upload_id = ctx
         .backend()
@@ -51,7 +64,11 @@ pub(super) async fn create(
     x.element("Key", key.as_str());
     x.element("UploadId", &upload_id);
     x.close("InitiateMultipartUploadResult");
-    Ok(xml_response(x.finish()))
+    let mut resp = xml_response(x.finish());
+    if let Some(key) = &customer_key {
+        echo_headers(resp.headers_mut(), key);
+    }
+    Ok(resp)
 }
 
 pub(super) async fn upload_part(
@@ -65,13 +82,18 @@ pub(super) async fn upload_part(
     let put = body_put(&body, ctx.headers)?;
     let checksum = put.checksum.clone();
     let late = put.late_checksum.clone();
+    let customer_key = ctx.customer_key()?;
     let part = ctx
         .backend()
         .upload_part(
             ctx.tenant,
             bucket,
             key,
-            PartId { upload_id, number },
+            PartId {
+                upload_id,
+                number,
+                customer_key: customer_key.as_ref(),
+            },
             put,
             body.into_put_body(),
         )
@@ -80,6 +102,7 @@ pub(super) async fn upload_part(
     if let Some((name, value)) = checksum.or_else(|| late.and_then(|l| l.lock().ok()?.clone())) {
         resp = resp.header(name, value);
     }
+    resp = super::customer_key::echo(resp, customer_key.as_ref());
     Ok(resp.body(full_body(Vec::new())).unwrap())
 }
 
@@ -92,13 +115,18 @@ pub(super) async fn upload_part_copy(
     source_range: Option<ReadRange>,
 ) -> Result<Response<ResponseBody>, S3Error> {
     let source = super::copy::resolve_source(ctx)?;
+    let customer_key = ctx.customer_key()?;
     let part = ctx
         .backend()
         .copy_part(
             ctx.tenant,
             bucket,
             key,
-            PartId { upload_id, number },
+            PartId {
+                upload_id,
+                number,
+                customer_key: customer_key.as_ref(),
+            },
             source.as_copy_source(),
             source_range,
         )
@@ -108,7 +136,11 @@ pub(super) async fn upload_part_copy(
     x.element("LastModified", &iso8601_ms(part.last_modified_ms));
     x.element("ETag", &quoted(&part.etag));
     x.close("CopyPartResult");
-    Ok(xml_response(x.finish()))
+    let mut resp = xml_response(x.finish());
+    if let Some(key) = &customer_key {
+        echo_headers(resp.headers_mut(), key);
+    }
+    Ok(resp)
 }
 
 /// Parses a `CompleteMultipartUpload` document into its part list, in document order (the

@@ -24,8 +24,13 @@ pub(super) async fn put(
     refuse_unsupported(headers, Checked::Put)?;
     let encrypt =
         super::conditional::server_side_encryption(headers, ctx.backend().encryption(), false)?;
+    let customer_key = ctx.customer_key()?;
+    if encrypt && customer_key.is_some() {
+        return Err(both_encryptions());
+    }
     let put = PutObject {
         encrypt,
+        customer_key: customer_key.clone(),
         headers: stored_headers(headers)?,
         tags: super::tagging::from_header(headers)?,
         condition: put_condition(headers)?,
@@ -44,7 +49,16 @@ pub(super) async fn put(
     if let Some(sse) = sluice_storage::encrypted::server_side_encryption(&meta) {
         resp = resp.header("x-amz-server-side-encryption", sse);
     }
+    resp = super::customer_key::echo_for(resp, &meta, customer_key.as_ref());
     Ok(resp.body(full_body(Vec::new())).unwrap())
+}
+
+/// `x-amz-server-side-encryption` and SSE-C headers in one request.
+pub(super) fn both_encryptions() -> S3Error {
+    S3Error::invalid_argument(
+        "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
+    )
+    .with("ArgumentName", "x-amz-server-side-encryption")
 }
 
 pub(super) async fn delete(
@@ -66,9 +80,11 @@ pub(super) async fn get(
     head: bool,
 ) -> Result<Response<ResponseBody>, S3Error> {
     refuse_unsupported(ctx.headers, Checked::Get)?;
+    let customer_key = ctx.customer_key()?;
     let read = ReadRequest {
         range,
         conditions: preconditions(ctx.headers),
+        customer_key: customer_key.clone(),
     };
     let backend = ctx.backend();
     let opened = if head {
@@ -94,6 +110,7 @@ pub(super) async fn get(
     let checksum_mode = header_str(ctx.headers, "x-amz-checksum-mode")
         .is_some_and(|m| m.eq_ignore_ascii_case("enabled"));
     let mut resp = object_headers(meta, ctx.query, checksum_mode && opened.range.is_none())?;
+    resp = super::customer_key::echo_for(resp, meta, customer_key.as_ref());
     if matches!(range, Some(ReadRange::Part(_)))
         && let Some(parts) = meta.parts
     {

@@ -30,11 +30,23 @@ pub struct OpContext<'a> {
     pub passthrough: bool,
     /// For log lines about this request.
     pub request_id: &'a str,
+    /// The request came over TLS (SSE-C keys are refused otherwise, as S3 refuses them).
+    pub tls: bool,
 }
 
 impl OpContext<'_> {
     pub(super) fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
+    }
+
+    /// The SSE-C key the request gives for its object.
+    pub(super) fn customer_key(&self) -> Result<Option<sluice_storage::CustomerKey>, S3Error> {
+        super::customer_key::from_headers(
+            self.headers,
+            super::customer_key::OBJECT,
+            self.tls,
+            self.backend().encryption(),
+        )
     }
 }
 

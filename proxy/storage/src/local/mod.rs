@@ -441,6 +441,7 @@ impl Backend for LocalBackend {
         let PartId {
             upload_id,
             number: part_number,
+            ..
         } = part;
         check_upload_id(upload_id)?;
         // Refuse before reading a byte of the body.
