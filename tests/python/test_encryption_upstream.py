@@ -265,7 +265,7 @@ def test_tampered_stored_bytes_are_never_served(upstream_env: Env, enc_buckets):
     s3 = upstream_env.s3
     bucket = enc_buckets("fs")
     size = 5 * SEGMENT + 17
-    originals = {k: os.urandom(size) for k in ["first", "late", "cut", "a", "b"]}
+    originals = {k: os.urandom(size) for k in ["first", "late", "cut", "a", "b", "swapped"]}
     for key, data in originals.items():
         s3.put_object(Bucket=bucket, Key=key, Body=data)
     files = s3s_fs_files(upstream_env.fs, bucket)
@@ -282,6 +282,10 @@ def test_tampered_stored_bytes_are_never_served(upstream_env: Env, enc_buckets):
     a, b = files["a"].read_bytes(), files["b"].read_bytes()
     files["a"].write_bytes(b)
     files["b"].write_bytes(a)
+    # Segments 1 and 2 of one object change places (each still a valid sealed segment).
+    raw = files["swapped"].read_bytes()
+    seg = lambda i: raw[32 + i * (SEGMENT + 16):32 + (i + 1) * (SEGMENT + 16)]  # noqa: E731
+    files["swapped"].write_bytes(raw[:32] + seg(0) + seg(2) + seg(1) + raw[32 + 3 * (SEGMENT + 16):])
 
     def status_of_read(key: str, **extra) -> int | str:
         """The error status, the name of the error a cut body raised, or "served"."""
@@ -300,6 +304,10 @@ def test_tampered_stored_bytes_are_never_served(upstream_env: Env, enc_buckets):
     assert status_of_read("late", Range=f"bytes={3 * SEGMENT + 1}-{3 * SEGMENT + 9}") == 500
     assert s3.get_object(Bucket=bucket, Key="late", Range="bytes=0-99")["Body"].read() == originals["late"][:100]
     assert status_of_read("cut") not in ("served", 200)
+    swapped = status_of_read("swapped")
+    assert swapped not in ("served", 500), swapped  # segment 0 went out, then the body was cut
+    assert status_of_read("swapped", Range=f"bytes={SEGMENT + 5}-{SEGMENT + 10}") == 500
+    assert s3.get_object(Bucket=bucket, Key="swapped", Range="bytes=0-9")["Body"].read() == originals["swapped"][:10]
     for key in ["a", "b"]:
         assert status_of_read(key) == 500
         assert status_of_read(key, Range="bytes=200000-200010") == 500
@@ -350,7 +358,7 @@ KEY_1 = base64.b64encode(secrets.token_bytes(32)).decode()
 KEY_2 = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def rotation_config(root: Path, env: Env, keys: dict[str, str], current: str) -> Path:
+def rotation_config(root: Path, env: Env, name: str, keys: dict[str, str], current: str) -> Path:
     """A Sluice of its own: `fsenc-*` on the session's s3s-fs and everything else on a local
     backend, both `required`, wrapping under `keys` (id -> base64)."""
     certs = env.sluice.root / "certs"
@@ -381,7 +389,7 @@ encryption:
       - {{ bucket: "fsenc-*", backend: fs, encryption: required }}
       - {{ bucket: "*", backend: vault, encryption: required }}
 """
-    path = root / f"rotation-{current}-{len(keys)}.yaml"
+    path = root / f"{name}.yaml"
     path.write_text(text)
     return path
 
@@ -410,9 +418,9 @@ def test_rotation_rewrap_and_scan_keep_stored_bytes(upstream_env: Env, tmp_path:
     env = upstream_env
     root = tmp_path / "rotation"
     root.mkdir()
-    old = rotation_config(root, env, {"k1": KEY_1}, "k1")
-    both = rotation_config(root, env, {"k1": KEY_1, "k2": KEY_2}, "k2")
-    new_only = rotation_config(root, env, {"k2": KEY_2}, "k2")
+    old = rotation_config(root, env, "old", {"k1": KEY_1}, "k1")
+    both = rotation_config(root, env, "both", {"k1": KEY_1, "k2": KEY_2}, "k2")
+    new_only = rotation_config(root, env, "new-only", {"k2": KEY_2}, "k2")
     fs_bucket, local_bucket = unique_bucket("fsenc", "rotation"), "rotation-local"
     data = {f"obj-{i}": os.urandom(size) for i, size in enumerate([0, 70_000, 200_001, 5])}
     parts = [os.urandom(5 * MIB + 1), os.urandom(1000)]
@@ -499,6 +507,18 @@ def test_rotation_rewrap_and_scan_keep_stored_bytes(upstream_env: Env, tmp_path:
     scan = sluice_cli(env, "scan", "--config", str(both), "--bucket", fs_bucket)
     assert findings(scan) == {"legacy": "plaintext", "obj-3": "unreadable"}, scan.stdout
     files["obj-3"].write_bytes(stored_before["obj-3"])
+
+    # The right key id with the wrong key: nothing decrypts, the listing still answers.
+    wrong = rotation_config(root, env, "wrong", {"k2": KEY_1}, "k2")
+    with running(root, wrong, env) as s3:
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=local_bucket, Key="obj-2")
+        assert (error_code(e.value), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InternalError", 500)
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=fs_bucket, Key="obj-2", Range="bytes=10-20")
+        assert error_code(e.value) == "InternalError"
+        listed = {o["Key"] for o in s3.list_objects_v2(Bucket=fs_bucket)["Contents"]}
+        assert set(data) <= listed
 
     # Without the old key: everything still reads (it was all rewrapped).
     with running(root, new_only, env) as s3:

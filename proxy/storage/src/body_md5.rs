@@ -15,8 +15,11 @@ use crate::StorageError;
 
 /// Bodies up to this size (an 8 MiB multipart part, say) are hashed inline.
 const OFFLOAD_AFTER: u64 = 8 * 1024 * 1024;
-/// Chunks queued for a hashing thread at most (each is a body chunk, up to hyper's buffer).
-const QUEUE: usize = 32;
+/// Batches queued for a hashing thread at most.
+const QUEUE: usize = 8;
+/// Chunks go to the hashing thread in batches of about this many bytes: one hand-off (and one
+/// wake-up of the thread) per batch, not per chunk (a TLS record's 16 KiB).
+const BATCH: usize = 512 * 1024;
 /// Hashing threads at most, server-wide.
 const HASHERS: usize = 16;
 static HASHER_PERMITS: Semaphore = Semaphore::const_new(HASHERS);
@@ -28,7 +31,10 @@ pub(crate) enum BodyMd5 {
         hashed: u64,
     },
     Offloaded {
-        chunks: tokio::sync::mpsc::Sender<Bytes>,
+        batches: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+        /// Chunks not handed over yet, and their bytes.
+        pending: Vec<Bytes>,
+        pending_len: usize,
         hasher: tokio::task::JoinHandle<[u8; 16]>,
     },
 }
@@ -52,30 +58,61 @@ impl BodyMd5 {
                     && let Ok(permit) = HASHER_PERMITS.try_acquire()
                 {
                     let mut md5 = std::mem::take(md5);
-                    let (chunks, mut queued) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
+                    let (batches, mut queued) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
                     let hasher = tokio::task::spawn_blocking(move || {
                         let _permit = permit;
-                        while let Some(chunk) = queued.blocking_recv() {
-                            md5.update(&chunk);
+                        while let Some(batch) = queued.blocking_recv() {
+                            for chunk in batch {
+                                md5.update(&chunk);
+                            }
                         }
                         md5.finalize().into()
                     });
-                    *self = Self::Offloaded { chunks, hasher };
+                    *self = Self::Offloaded {
+                        batches,
+                        pending: Vec::new(),
+                        pending_len: 0,
+                        hasher,
+                    };
                 }
                 Ok(())
             }
-            Self::Offloaded { chunks, .. } => chunks
-                .send(chunk.clone())
-                .await
-                .map_err(|_| StorageError::Index("the body's MD5 thread stopped".into())),
+            Self::Offloaded {
+                batches,
+                pending,
+                pending_len,
+                ..
+            } => {
+                pending.push(chunk.clone());
+                *pending_len += chunk.len();
+                if *pending_len < BATCH {
+                    return Ok(());
+                }
+                *pending_len = 0;
+                batches
+                    .send(std::mem::take(pending))
+                    .await
+                    .map_err(|_| StorageError::Index("the body's MD5 thread stopped".into()))
+            }
         }
     }
 
     pub(crate) async fn finish(self) -> Result<[u8; 16], StorageError> {
         match self {
             Self::Inline { md5, .. } => Ok(md5.finalize().into()),
-            Self::Offloaded { chunks, hasher } => {
-                drop(chunks);
+            Self::Offloaded {
+                batches,
+                pending,
+                hasher,
+                ..
+            } => {
+                if !pending.is_empty() {
+                    batches
+                        .send(pending)
+                        .await
+                        .map_err(|_| StorageError::Index("the body's MD5 thread stopped".into()))?;
+                }
+                drop(batches);
                 hasher
                     .await
                     .map_err(|e| StorageError::Index(format!("the body's MD5 thread failed: {e}")))

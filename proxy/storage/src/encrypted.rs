@@ -560,7 +560,11 @@ impl Encrypted {
             .await;
         let mut gone = Vec::new();
         for (i, probe) in probed {
-            match probe? {
+            let probe = match probe {
+                Err(err) => listed_anyway(&objects[i].0, err)?,
+                Ok(probe) => probe,
+            };
+            match probe {
                 Probed::Plaintext => {}
                 Probed::Encrypted(described) => show_described(&mut objects[i].1, &described),
                 Probed::Now(Some(meta)) => objects[i].1 = *meta,
@@ -1109,6 +1113,19 @@ enum Probed {
     Now(Option<Box<ObjectMeta>>),
 }
 
+/// An object whose envelope, key or footers do not check out is listed as stored (its reads
+/// fail), not allowed to fail the listing of every other object; the store's own failures
+/// still do.
+fn listed_anyway(key: &ObjectKey, err: StorageError) -> Result<Probed, StorageError> {
+    match err {
+        StorageError::Corrupt(detail) => {
+            tracing::error!(key = %key, detail = detail.as_str(), "listing an object that cannot be decrypted");
+            Ok(Probed::Plaintext)
+        }
+        other => Err(other),
+    }
+}
+
 /// Which version of an object a listing names, to remember what it is by: its ETag, or for a
 /// store whose listings carry none (s3s-fs), its size and modification time.
 fn listed_version(meta: &ObjectMeta) -> String {
@@ -1636,11 +1653,14 @@ impl Backend for Encrypted {
             // Plaintext entries are left as they are (not even copied).
             if meta.system_meta.contains_key(ENVELOPE_META) {
                 let stored = std::mem::take(meta);
-                *meta = self
-                    .view(tenant, bucket, key, stored, None)
-                    .await?
-                    .expect("an envelope makes a view")
-                    .meta;
+                match self.view(tenant, bucket, key, stored.clone(), None).await {
+                    Ok(view) => *meta = view.expect("an envelope makes a view").meta,
+                    Err(err) => {
+                        listed_anyway(key, err)?;
+                        *meta = stored;
+                        meta.system_meta.clear();
+                    }
+                }
             }
         }
         Ok(page)
