@@ -1,0 +1,41 @@
+//! Sluice's plugin host: WebAssembly components of the world in `wit/plugin.wit`
+//! (`sluice:plugin@0.1.0`), each called per request to route it (`route`) and to decide whether
+//! it may proceed (`authorize`). The only crate that names wasmtime; its API speaks the
+//! interface's own types ([`types`], generated from the WIT).
+//!
+//! The sandbox, per plugin:
+//! - **capabilities**: only the host interfaces the config grants are linked (`log`,
+//!   `settings`, `tables`, `clock`); a component importing anything else (WASI included) is
+//!   refused when loaded, with the import named;
+//! - **CPU**: each call has a deadline (epoch interruption, 1 ms ticks), so no call holds a
+//!   thread longer than that;
+//! - **memory**: each instance's linear memory is capped;
+//! - **isolation**: warm instances are kept per (plugin, tenant), never shared between
+//!   tenants, and thrown away after a trap, a timeout or a number of calls.
+//!
+//! Module map: [`engine`] (the wasmtime engine, its pooling allocator and epoch ticker, and
+//! the on-disk cache of compiled components), [`plugin`] (a loaded plugin: its checked
+//! imports, `InstancePre`, warm instances, and calls with their failure kinds),
+//! [`capabilities`] (the host side of the granted interfaces).
+
+pub mod capabilities;
+pub mod engine;
+pub mod plugin;
+
+pub use capabilities::{Capabilities, Capability};
+pub use engine::PluginEngine;
+pub use plugin::{CallError, Limits, LoadError, LoadedPlugin};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "plugin",
+        imports: { default: trappable },
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+/// The interface's types (`sluice:plugin/types`), as plugins see them.
+pub mod types {
+    pub use crate::bindings::sluice::plugin::types::*;
+}

@@ -1,0 +1,326 @@
+//! A loaded plugin: a compiled component whose imports were checked against what the config
+//! grants, linked once (`InstancePre`), and called through warm instances kept per tenant.
+//!
+//! A call runs on the caller's thread under an epoch deadline (so it returns within its
+//! deadline, give or take one tick) with its instance's memory capped. Its failures are kept
+//! apart: the plugin trapped, ran out of time, hit its memory cap, answered something the
+//! interface does not allow, or there was no room for another instance. An instance is
+//! thrown away after any failure and after [`Limits::max_calls`] calls, so a plugin's state
+//! never outlives a fault and never crosses tenants.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings::{Plugin as Bindings, PluginPre};
+use crate::capabilities::{Capabilities, Capability, HostState, link};
+use crate::engine::{PluginEngine, TICK};
+use crate::types::{Authorization, RequestContext, RouteDecision, S3Error};
+
+/// A plugin's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most CPU time one call may take (rounded up to the epoch tick).
+    pub deadline: Duration,
+    /// The most linear memory one instance may have.
+    pub memory: usize,
+    /// A warm instance serves at most this many calls, then is replaced (1: a fresh
+    /// instance per call, `isolation: per-request`).
+    pub max_calls: u32,
+    /// Warm instances kept per tenant.
+    pub warm_per_tenant: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(5),
+            memory: 16 << 20,
+            max_calls: 10_000,
+            warm_per_tenant: 4,
+        }
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the plugin engine could not start: {0}")]
+    Engine(String),
+    #[error("the compiled-plugin cache failed: {0}")]
+    Cache(String),
+    #[error("not a WebAssembly component Sluice can run: {0}")]
+    Invalid(String),
+    /// The component imports an interface the config does not grant (or one Sluice does not
+    /// offer at all, such as WASI's).
+    #[error("it imports `{import}`, which {why}")]
+    NotGranted { import: String, why: String },
+    #[error("it does not fit the world sluice:plugin/plugin@0.1.0: {0}")]
+    WrongWorld(String),
+}
+
+/// Why a call gave no decision.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("the plugin ran past its deadline of {0:?}")]
+    Timeout(Duration),
+    #[error("the plugin reached its memory limit of {0} bytes")]
+    Memory(usize),
+    /// An answer the interface does not allow (a bad discriminant, invalid UTF-8, ...).
+    #[error("the plugin answered something the interface does not allow: {0}")]
+    Garbage(String),
+    /// Too many plugin instances alive at once.
+    #[error("no room for another plugin instance")]
+    Busy,
+}
+
+/// Caps a store's linear memory growth and remembers whether it refused any.
+pub(crate) struct MemoryLimiter {
+    max: usize,
+    pub(crate) hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 20_000)
+    }
+}
+
+/// An instance kept warm between calls.
+struct Warm {
+    store: Store<HostState>,
+    plugin: Bindings,
+    calls: u32,
+}
+
+/// A plugin ready to be called; see the module documentation.
+pub struct LoadedPlugin {
+    name: Arc<str>,
+    engine: PluginEngine,
+    pre: PluginPre<HostState>,
+    grants: Arc<Capabilities>,
+    limits: Limits,
+    /// Whether the compiled form came from the cache.
+    cached: bool,
+    warm: Mutex<HashMap<String, Vec<Warm>>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .field("granted", &self.grants.granted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// Compiles (or loads from the cache) the component in `wasm`, checks that it imports
+    /// only what `grants` gives it and exports the plugin world, and links it.
+    pub fn load(
+        engine: &PluginEngine,
+        name: &str,
+        wasm: &[u8],
+        grants: Capabilities,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        if limits.memory > crate::engine::MAX_MEMORY {
+            return Err(LoadError::Invalid(format!(
+                "a memory limit of {} bytes is over Sluice's most, {}",
+                limits.memory,
+                crate::engine::MAX_MEMORY
+            )));
+        }
+        let (component, cached) = engine.compile(wasm)?;
+        check_imports(engine, &component, &grants)?;
+        let mut linker = Linker::<HostState>::new(engine.engine());
+        link(&mut linker, &grants).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(Self {
+            name: name.into(),
+            engine: engine.clone(),
+            pre,
+            grants: Arc::new(grants),
+            limits,
+            cached,
+            warm: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the compiled component came from the cache.
+    pub fn was_cached(&self) -> bool {
+        self.cached
+    }
+
+    /// Calls the plugin's `route` for a request of `tenant`: the decision, or the plugin's own
+    /// refusal (`Ok(Err(..))`).
+    pub fn route(
+        &self,
+        tenant: &str,
+        ctx: &RequestContext,
+    ) -> Result<Result<RouteDecision, S3Error>, CallError> {
+        self.call(tenant, |plugin, store| plugin.call_route(store, ctx))
+    }
+
+    /// Calls the plugin's `authorize` for a request of `tenant`.
+    pub fn authorize(
+        &self,
+        tenant: &str,
+        ctx: &RequestContext,
+    ) -> Result<Authorization, CallError> {
+        self.call(tenant, |plugin, store| plugin.call_authorize(store, ctx))
+    }
+
+    fn call<R>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let mut warm = match self.take_warm(tenant) {
+            Some(warm) => warm,
+            None => self.instantiate()?,
+        };
+        let ticks = self.limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64;
+        // One more tick: the current one may be nearly over.
+        warm.store.set_epoch_deadline(ticks + 1);
+        warm.store.data_mut().lines = 0;
+        let result = f(&warm.plugin, &mut warm.store);
+        warm.calls += 1;
+        match result {
+            Ok(answer) => {
+                self.put_back(tenant, warm);
+                Ok(answer)
+            }
+            // The instance is dropped: after a fault its state cannot be trusted.
+            Err(err) => Err(self.classify(err, warm.store.data().limiter.hit)),
+        }
+    }
+
+    fn take_warm(&self, tenant: &str) -> Option<Warm> {
+        self.warm.lock().ok()?.get_mut(tenant)?.pop()
+    }
+
+    fn put_back(&self, tenant: &str, warm: Warm) {
+        if warm.calls >= self.limits.max_calls {
+            return;
+        }
+        if let Ok(mut pool) = self.warm.lock() {
+            let kept = pool.entry(tenant.to_owned()).or_default();
+            if kept.len() < self.limits.warm_per_tenant {
+                kept.push(warm);
+            }
+        }
+    }
+
+    fn instantiate(&self) -> Result<Warm, CallError> {
+        let state = HostState {
+            plugin: Arc::clone(&self.name),
+            grants: Arc::clone(&self.grants),
+            limiter: MemoryLimiter {
+                max: self.limits.memory,
+                hit: false,
+            },
+            lines: 0,
+        };
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let ticks = self.limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64;
+        store.set_epoch_deadline(ticks + 1);
+        let plugin = match self.pre.instantiate(&mut store) {
+            Ok(plugin) => plugin,
+            Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                return Err(CallError::Busy);
+            }
+            Err(err) => return Err(self.classify(err, store.data().limiter.hit)),
+        };
+        Ok(Warm {
+            store,
+            plugin,
+            calls: 0,
+        })
+    }
+
+    fn classify(&self, err: wasmtime::Error, memory_hit: bool) -> CallError {
+        match err.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => CallError::Timeout(self.limits.deadline),
+            Some(_) if memory_hit => CallError::Memory(self.limits.memory),
+            Some(trap) => CallError::Trap(trap.to_string()),
+            None if memory_hit => CallError::Memory(self.limits.memory),
+            // Not a trap: lifting the plugin's answer failed.
+            None => CallError::Garbage(format!("{err:#}")),
+        }
+    }
+}
+
+/// The interface that holds the world's types (an import of every plugin, without functions).
+const TYPES_IMPORT: &str = "sluice:plugin/types@0.1.0";
+
+/// Every import of `component` must be a granted capability; anything else is named.
+fn check_imports(
+    engine: &PluginEngine,
+    component: &Component,
+    grants: &Capabilities,
+) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    for (import, _) in ty.imports(engine.engine()) {
+        if import == TYPES_IMPORT {
+            continue; // the interface's types: no functions, always there
+        }
+        let offered = Capability::ALL
+            .into_iter()
+            .find(|c| c.import_name() == import);
+        match offered {
+            Some(capability) if grants.grants(capability) => {}
+            Some(capability) => {
+                return Err(LoadError::NotGranted {
+                    import: import.to_owned(),
+                    why: format!(
+                        "the config does not grant (add `{}` to the plugin's capabilities)",
+                        capability.name()
+                    ),
+                });
+            }
+            None => {
+                return Err(LoadError::NotGranted {
+                    import: import.to_owned(),
+                    why: "Sluice does not offer plugins (they get no filesystem, network, \
+                          environment, clock or randomness but the capabilities it grants)"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The sandbox, with components made here from small core modules (text format) and the
+//! interface in `wit/plugin.wit`: decisions come back as the plugin wrote them; a plugin that
+//! traps, loops, grows without bound or answers garbage gets that failure (and the next call a
+//! fresh instance); imports that are not granted are refused at load, naming the import; a
+//! compiled component is cached on disk.
+
+use std::time::{Duration, Instant};
+
+use sluice_plugin_host::types::{
+    AuthMethod, Authorization, EncryptionPolicy, OpKind, Operation, PayloadProtection,
+    RequestContext, RouteChoice, Verdict,
+};
+use sluice_plugin_host::{
+    CallError, Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine,
+};
+
+const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// A component of the plugin world (or of `world`, defined in `extra` WIT) from a core module
+/// whose functions are `body` (WAT). The module has a bump allocator, 2 pages of memory, a
+/// zeroed return area at 512 (`ok(configured)` for `route`, `allow` for `authorize`), and
+/// whatever `data` adds.
+fn component(body: &str, extra: Option<(&str, &str)>) -> Vec<u8> {
+    let core = format!(
+        r#"(module
+  {body}
+  (memory (export "memory") 2)
+  (global $next (mut i32) (i32.const 8192))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $next) (i32.sub (local.get 2) (i32.const 1)))
+        (i32.xor (i32.sub (local.get 2) (i32.const 1)) (i32.const -1))))
+    (global.set $next (i32.add (local.get $ptr) (local.get 3)))
+    (block $fits
+      (br_if $fits
+        (i32.le_u (global.get $next) (i32.mul (memory.size) (i32.const 65536))))
+      (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable)))
+    (local.get $ptr))
+  (data (i32.const 1024) "nowhere")
+  ;; ok(to(route{{backend: "nowhere"}})): result and variant discriminants, then the string.
+  (data (i32.const 256) "\00\00\00\00\01\00\00\00\00\04\00\00\07\00\00\00")
+  ;; authorization with the verdict's discriminant 9 (there are three).
+  (data (i32.const 768) "\09"))"#
+    );
+    let mut core = wat::parse_str(&core).expect("fixture WAT");
+    let mut resolve = wit_parser::Resolve::default();
+    let plugin = resolve.push_str("plugin.wit", WIT).unwrap();
+    let world = match extra {
+        None => resolve.select_world(&[plugin], Some("plugin")).unwrap(),
+        Some((wit, world)) => {
+            let pkg = resolve.push_str("extra.wit", wit).unwrap();
+            resolve.select_world(&[pkg], Some(world)).unwrap()
+        }
+    };
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&core)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+const ALLOW: &str = r#"
+  (func (export "route") (param i32) (result i32) (i32.const 512))
+  (func (export "authorize") (param i32) (result i32) (i32.const 512))"#;
+
+fn ctx(tenant: &str) -> RequestContext {
+    RequestContext {
+        tenant: tenant.into(),
+        access_key_id: "SLUICEEXAMPLE0000".into(),
+        operation: Operation {
+            kind: OpKind::DeleteObject,
+            name: "DeleteObject".into(),
+            bucket: Some("photos".into()),
+            key: Some("protected/cat.jpg".into()),
+            part_number: None,
+            upload_id: None,
+            range: None,
+            copy_source: None,
+        },
+        method: "DELETE".into(),
+        query: vec![],
+        headers: vec![("host".into(), "localhost".into())],
+        source_address: "127.0.0.1:40000".into(),
+        tls: None,
+        auth_method: AuthMethod::Header,
+        payload: PayloadProtection::None,
+        content_length: None,
+        configured_route: None,
+        encryption: EncryptionPolicy::Off,
+    }
+}
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(None).unwrap()
+}
+
+fn load(engine: &PluginEngine, wasm: &[u8], limits: Limits) -> LoadedPlugin {
+    LoadedPlugin::load(engine, "fixture", wasm, Capabilities::default(), limits).unwrap()
+}
+
+#[test]
+fn decisions_come_back_as_the_plugin_wrote_them() {
+    let engine = engine();
+    let allow = load(&engine, &component(ALLOW, None), Limits::default());
+    for _ in 0..3 {
+        let routed = allow.route("t1", &ctx("t1")).unwrap().unwrap();
+        assert_eq!(routed.choice, RouteChoice::Configured);
+        assert!(routed.cache.is_none());
+        let Authorization { verdict, cache } = allow.authorize("t1", &ctx("t1")).unwrap();
+        assert_eq!(verdict, Verdict::Allow);
+        assert!(cache.is_none());
+    }
+
+    let elsewhere = load(
+        &engine,
+        &component(
+            r#"(func (export "route") (param i32) (result i32) (i32.const 256))
+               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            None,
+        ),
+        Limits::default(),
+    );
+    let routed = elsewhere.route("t1", &ctx("t1")).unwrap().unwrap();
+    match routed.choice {
+        RouteChoice::To(route) => {
+            assert_eq!(route.backend, "nowhere");
+            assert_eq!((route.target_bucket, route.key_prefix), (None, None));
+        }
+        other => panic!("expected a route, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_trap_a_loop_and_unbounded_memory_each_fail_within_their_limits() {
+    let engine = engine();
+    let limits = Limits {
+        deadline: Duration::from_millis(20),
+        memory: 4 << 20,
+        ..Limits::default()
+    };
+    let trap = load(
+        &engine,
+        &component(
+            r#"(func (export "route") (param i32) (result i32) unreachable)
+               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            None,
+        ),
+        limits,
+    );
+    assert!(matches!(
+        trap.route("t1", &ctx("t1")),
+        Err(CallError::Trap(_))
+    ));
+    // The instance that trapped is gone; the next call gets a fresh one.
+    assert_eq!(
+        trap.authorize("t1", &ctx("t1")).unwrap().verdict,
+        Verdict::Allow
+    );
+
+    let looping = load(
+        &engine,
+        &component(
+            r#"(func (export "route") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))
+               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            None,
+        ),
+        limits,
+    );
+    let started = Instant::now();
+    assert_eq!(
+        looping.route("t1", &ctx("t1")),
+        Err(CallError::Timeout(limits.deadline))
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "a 20 ms deadline took {took:?}"
+    );
+
+    let hog = load(
+        &engine,
+        &component(
+            r#"(func (export "route") (param i32) (result i32)
+                 (loop $grow
+                   (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))
+                   (br $grow))
+                 (i32.const 0))
+               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            None,
+        ),
+        limits,
+    );
+    assert_eq!(
+        hog.route("t1", &ctx("t1")),
+        Err(CallError::Memory(limits.memory))
+    );
+    assert_eq!(
+        hog.authorize("t1", &ctx("t1")).unwrap().verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn an_answer_the_interface_does_not_allow_is_garbage() {
+    let engine = engine();
+    let garbage = load(
+        &engine,
+        &component(
+            r#"(func (export "route") (param i32) (result i32) (i32.const 512))
+               (func (export "authorize") (param i32) (result i32) (i32.const 768))"#,
+            None,
+        ),
+        Limits::default(),
+    );
+    assert!(matches!(
+        garbage.authorize("t1", &ctx("t1")),
+        Err(CallError::Garbage(_))
+    ));
+}
+
+#[test]
+fn only_granted_capabilities_are_linked_and_anything_else_is_refused_by_name() {
+    let engine = engine();
+    let clock_user = component(
+        r#"(import "sluice:plugin/clock@0.1.0" "now-ms" (func $now (result i64)))
+           (func (export "route") (param i32) (result i32) (drop (call $now)) (i32.const 512))
+           (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+        None,
+    );
+    let err = LoadedPlugin::load(
+        &engine,
+        "clock-user",
+        &clock_user,
+        Capabilities::default(),
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, LoadError::NotGranted { import, .. } if import == "sluice:plugin/clock@0.1.0"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("add `clock`"), "{err}");
+    let granted = Capabilities {
+        granted: vec![Capability::Clock],
+        ..Default::default()
+    };
+    let plugin = LoadedPlugin::load(
+        &engine,
+        "clock-user",
+        &clock_user,
+        granted,
+        Limits::default(),
+    )
+    .unwrap();
+    assert!(plugin.route("t1", &ctx("t1")).unwrap().is_ok());
+
+    // A component that wants WASI's environment: Sluice offers none.
+    let greedy = component(
+        r#"(import "wasi:cli/environment@0.2.0" "get-arguments" (func (param i32)))
+           (func (export "route") (param i32) (result i32) (i32.const 512))
+           (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+        Some((
+            "package test:greedy;
+             world greedy {
+                 include sluice:plugin/plugin@0.1.0;
+                 import wasi:cli/environment@0.2.0;
+             }
+             package wasi:cli@0.2.0 {
+                 interface environment {
+                     get-arguments: func() -> list<string>;
+                 }
+             }",
+            "greedy",
+        )),
+    );
+    let err = LoadedPlugin::load(
+        &engine,
+        "greedy",
+        &greedy,
+        Capabilities::default(),
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, LoadError::NotGranted { import, .. } if import == "wasi:cli/environment@0.2.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn not_a_component_is_refused_with_the_reason() {
+    let engine = engine();
+    for bytes in [
+        &b"not wasm at all"[..],
+        &wat::parse_str("(module)").unwrap(),
+    ] {
+        let err = LoadedPlugin::load(
+            &engine,
+            "bad",
+            bytes,
+            Capabilities::default(),
+            Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, LoadError::Invalid(_)), "{err}");
+    }
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = component(ALLOW, None);
+    let first = PluginEngine::new(Some(dir.path())).unwrap();
+    let plugin = load(&first, &wasm, Limits::default());
+    assert!(!plugin.was_cached());
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "one artifact, no temporary file left");
+    // Another engine with the same settings (a restart) loads it instead of compiling.
+    let second = PluginEngine::new(Some(dir.path())).unwrap();
+    let plugin = load(&second, &wasm, Limits::default());
+    assert!(plugin.was_cached());
+    assert_eq!(
+        plugin.authorize("t1", &ctx("t1")).unwrap().verdict,
+        Verdict::Allow
+    );
+    // A damaged artifact is recompiled, not trusted.
+    let path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&path, b"garbage").unwrap();
+    let plugin = load(&second, &wasm, Limits::default());
+    assert!(!plugin.was_cached());
+    assert_eq!(
+        plugin.authorize("t1", &ctx("t1")).unwrap().verdict,
+        Verdict::Allow
+    );
+}
