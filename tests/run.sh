@@ -42,6 +42,11 @@ cargo build --locked -p sluice
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export SLUICE_BIN="$target_dir/debug/sluice"
 
+log "example plugins (WebAssembly components for wasm32-wasip2; the target is added if missing)"
+(cd plugins && cargo fmt --all -- --check)
+SLUICE_PLUGINS_DIR=$(bash plugins/build.sh)
+export SLUICE_PLUGINS_DIR
+
 log "rust tests"
 cargo test --locked --workspace
 

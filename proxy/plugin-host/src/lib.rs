@@ -5,8 +5,10 @@
 //!
 //! The sandbox, per plugin:
 //! - **capabilities**: only the host interfaces the config grants are linked (`log`,
-//!   `settings`, `tables`, `clock`); a component importing anything else (WASI included) is
-//!   refused when loaded, with the import named;
+//!   `settings`, `tables`, `clock`); a component importing another of Sluice's, or anything
+//!   that is neither Sluice's nor WASI, is refused when loaded, with the import named. WASI
+//!   (which language runtimes import whether they call it or not) is linked to functions that
+//!   trap: no filesystem, network, environment, clock or randomness;
 //! - **CPU**: each call has a deadline (epoch interruption, 1 ms ticks), so no call holds a
 //!   thread longer than that;
 //! - **memory**: each instance's linear memory is capped;

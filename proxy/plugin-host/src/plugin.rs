@@ -159,6 +159,12 @@ impl LoadedPlugin {
         check_imports(engine, &component, &grants)?;
         let mut linker = Linker::<HostState>::new(engine.engine());
         link(&mut linker, &grants).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        // WASI, which a component's language runtime imports whether or not it calls it: every
+        // function traps (a plugin gets no filesystem, network, environment, clock or
+        // randomness that way).
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(PluginPre::new)
@@ -278,6 +284,11 @@ impl LoadedPlugin {
             Some(_) if memory_hit => CallError::Memory(self.limits.memory),
             Some(trap) => CallError::Trap(trap.to_string()),
             None if memory_hit => CallError::Memory(self.limits.memory),
+            // A WASI function (linked by `define_unknown_imports_as_traps`, whose error says so;
+            // `tests/sandbox.rs` holds it to that).
+            None if format!("{err:#}").contains("unknown import: ") => {
+                CallError::Trap(format!("called a function Sluice does not grant: {err:#}"))
+            }
             // Not a trap: lifting the plugin's answer failed.
             None => CallError::Garbage(format!("{err:#}")),
         }
@@ -295,8 +306,9 @@ fn check_imports(
 ) -> Result<(), LoadError> {
     let ty = component.component_type();
     for (import, _) in ty.imports(engine.engine()) {
-        if import == TYPES_IMPORT {
-            continue; // the interface's types: no functions, always there
+        if import == TYPES_IMPORT || import.starts_with("wasi:") {
+            // The interface's types (no functions); WASI (linked as traps).
+            continue;
         }
         let offered = Capability::ALL
             .into_iter()
@@ -315,9 +327,7 @@ fn check_imports(
             None => {
                 return Err(LoadError::NotGranted {
                     import: import.to_owned(),
-                    why: "Sluice does not offer plugins (they get no filesystem, network, \
-                          environment, clock or randomness but the capabilities it grants)"
-                        .to_owned(),
+                    why: "Sluice does not offer plugins".to_owned(),
                 });
             }
         }

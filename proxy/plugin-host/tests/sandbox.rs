@@ -1,8 +1,8 @@
 //! The sandbox, with components made here from small core modules (text format) and the
 //! interface in `wit/plugin.wit`: decisions come back as the plugin wrote them; a plugin that
 //! traps, loops, grows without bound or answers garbage gets that failure (and the next call a
-//! fresh instance); imports that are not granted are refused at load, naming the import; a
-//! compiled component is cached on disk.
+//! fresh instance); capabilities that are not granted are refused at load, naming the import,
+//! and WASI traps; a compiled component is cached on disk.
 
 use std::time::{Duration, Instant};
 
@@ -229,7 +229,7 @@ fn an_answer_the_interface_does_not_allow_is_garbage() {
 }
 
 #[test]
-fn only_granted_capabilities_are_linked_and_anything_else_is_refused_by_name() {
+fn only_granted_capabilities_are_linked_and_wasi_traps() {
     let engine = engine();
     let clock_user = component(
         r#"(import "sluice:plugin/clock@0.1.0" "now-ms" (func $now (result i64)))
@@ -264,10 +264,11 @@ fn only_granted_capabilities_are_linked_and_anything_else_is_refused_by_name() {
     .unwrap();
     assert!(plugin.route("t1", &ctx("t1")).unwrap().is_ok());
 
-    // A component that wants WASI's environment: Sluice offers none.
+    // A component that imports WASI's environment loads (language runtimes import WASI
+    // whether they use it or not), but calling it traps: a plugin gets no environment.
     let greedy = component(
-        r#"(import "wasi:cli/environment@0.2.0" "get-arguments" (func (param i32)))
-           (func (export "route") (param i32) (result i32) (i32.const 512))
+        r#"(import "wasi:cli/environment@0.2.0" "get-arguments" (func $args (param i32)))
+           (func (export "route") (param i32) (result i32) (call $args (i32.const 4096)) (i32.const 512))
            (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
         Some((
             "package test:greedy;
@@ -283,17 +284,21 @@ fn only_granted_capabilities_are_linked_and_anything_else_is_refused_by_name() {
             "greedy",
         )),
     );
-    let err = LoadedPlugin::load(
+    let greedy = LoadedPlugin::load(
         &engine,
         "greedy",
         &greedy,
         Capabilities::default(),
         Limits::default(),
     )
-    .unwrap_err();
-    assert!(
-        matches!(&err, LoadError::NotGranted { import, .. } if import == "wasi:cli/environment@0.2.0"),
-        "{err}"
+    .unwrap();
+    assert!(matches!(
+        greedy.route("t1", &ctx("t1")),
+        Err(CallError::Trap(_))
+    ));
+    assert_eq!(
+        greedy.authorize("t1", &ctx("t1")).unwrap().verdict,
+        Verdict::Allow
     );
 }
 
