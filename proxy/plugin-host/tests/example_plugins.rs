@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod common;
+
 use sluice_plugin_host::types::{
-    AuthMethod, ContextFields, EncryptionPolicy, OpKind, Operation, PayloadProtection,
-    RequestContext, Route, RouteChoice, Verdict,
+    ContextFields, OpKind, RequestContext, Route, RouteChoice, Verdict,
 };
 use sluice_plugin_host::{Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine};
 
@@ -30,30 +31,7 @@ fn built() -> PathBuf {
 }
 
 fn ctx(tenant: &str, bucket: &str) -> RequestContext {
-    RequestContext {
-        tenant: tenant.into(),
-        access_key_id: "SLUICEEXAMPLE0000".into(),
-        operation: Operation {
-            kind: OpKind::GetObject,
-            name: "GetObject".into(),
-            bucket: Some(bucket.into()),
-            key: Some("k".into()),
-            part_number: None,
-            upload_id: None,
-            range: None,
-            copy_source: None,
-        },
-        method: "GET".into(),
-        query: vec![],
-        headers: vec![],
-        source_address: "127.0.0.1:40000".into(),
-        tls: None,
-        auth_method: AuthMethod::Header,
-        payload: PayloadProtection::None,
-        content_length: None,
-        configured_route: None,
-        encryption: EncryptionPolicy::Off,
-    }
+    common::context(tenant, OpKind::GetObject, bucket, "k")
 }
 
 #[test]

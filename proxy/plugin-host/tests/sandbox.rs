@@ -6,10 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_plugin_host::types::{
-    AuthMethod, Authorization, EncryptionPolicy, OpKind, Operation, PayloadProtection,
-    RequestContext, RouteChoice, Verdict,
-};
+mod common;
+
+use sluice_plugin_host::types::{Authorization, OpKind, RequestContext, RouteChoice, Verdict};
 use sluice_plugin_host::{
     CallError, Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine,
 };
@@ -74,30 +73,7 @@ const ALLOW: &str = r#"
   (func (export "authorize") (param i32) (result i32) (i32.const 512))"#;
 
 fn ctx(tenant: &str) -> RequestContext {
-    RequestContext {
-        tenant: tenant.into(),
-        access_key_id: "SLUICEEXAMPLE0000".into(),
-        operation: Operation {
-            kind: OpKind::DeleteObject,
-            name: "DeleteObject".into(),
-            bucket: Some("photos".into()),
-            key: Some("protected/cat.jpg".into()),
-            part_number: None,
-            upload_id: None,
-            range: None,
-            copy_source: None,
-        },
-        method: "DELETE".into(),
-        query: vec![],
-        headers: vec![("host".into(), "localhost".into())],
-        source_address: "127.0.0.1:40000".into(),
-        tls: None,
-        auth_method: AuthMethod::Header,
-        payload: PayloadProtection::None,
-        content_length: None,
-        configured_route: None,
-        encryption: EncryptionPolicy::Off,
-    }
+    common::context(tenant, OpKind::DeleteObject, "photos", "protected/cat.jpg")
 }
 
 fn engine() -> PluginEngine {
