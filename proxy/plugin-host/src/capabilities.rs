@@ -66,6 +66,9 @@ pub(crate) struct HostState {
     pub(crate) limiter: crate::plugin::MemoryLimiter,
     /// Lines logged during the current call.
     pub(crate) lines: u32,
+    /// The calling thread's CPU time when the current call started, and the call's budget.
+    pub(crate) cpu_started: std::time::Duration,
+    pub(crate) budget: std::time::Duration,
 }
 
 fn cut(text: &str) -> &str {

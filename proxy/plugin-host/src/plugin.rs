@@ -1,8 +1,10 @@
 //! A loaded plugin: a compiled component whose imports were checked against what the config
 //! grants, linked once (`InstancePre`), and called through warm instances kept per tenant.
 //!
-//! A call runs on the caller's thread under an epoch deadline (so it returns within its
-//! deadline, give or take one tick) with its instance's memory capped. Its failures are kept
+//! A call runs on the caller's thread under a CPU deadline with its instance's memory capped.
+//! The deadline is enforced with epochs (a 1 ms tick) checked against the thread's own CPU
+//! time: a thread the OS preempts mid-call is not charged for the time it waited, and a
+//! plugin that spins is stopped within a tick of its budget. Its failures are kept
 //! apart: the plugin trapped, ran out of time, hit its memory cap, answered something the
 //! interface does not allow, or there was no room for another instance. An instance is
 //! thrown away after any failure and after [`Limits::max_calls`] calls, so a plugin's state
@@ -217,9 +219,7 @@ impl LoadedPlugin {
             Some(warm) => warm,
             None => self.instantiate()?,
         };
-        let ticks = self.limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64;
-        // One more tick: the current one may be nearly over.
-        warm.store.set_epoch_deadline(ticks + 1);
+        self.start_clock(&mut warm.store);
         warm.store.data_mut().lines = 0;
         let result = f(&warm.plugin, &mut warm.store);
         warm.calls += 1;
@@ -231,6 +231,14 @@ impl LoadedPlugin {
             // The instance is dropped: after a fault its state cannot be trusted.
             Err(err) => Err(self.classify(err, warm.store.data().limiter.hit)),
         }
+    }
+
+    /// Starts the CPU clock of a call (or an instantiation) in `store`: its first check comes
+    /// when the budget could be spent.
+    fn start_clock(&self, store: &mut Store<HostState>) {
+        store.data_mut().cpu_started = thread_cpu_time();
+        let ticks = self.limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64;
+        store.set_epoch_deadline(ticks.max(1));
     }
 
     fn take_warm(&self, tenant: &str) -> Option<Warm> {
@@ -258,12 +266,22 @@ impl LoadedPlugin {
                 hit: false,
             },
             lines: 0,
+            cpu_started: std::time::Duration::ZERO,
+            budget: self.limits.deadline,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        let ticks = self.limits.deadline.as_micros().div_ceil(TICK.as_micros()) as u64;
-        store.set_epoch_deadline(ticks + 1);
+        // At each epoch deadline: go on while the thread's CPU time since the call began is
+        // within budget (time spent preempted does not count), else stop the plugin.
+        store.epoch_deadline_callback(|cx| {
+            let state = cx.data();
+            if thread_cpu_time().saturating_sub(state.cpu_started) < state.budget {
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            } else {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            }
+        });
+        self.start_clock(&mut store);
         let plugin = match self.pre.instantiate(&mut store) {
             Ok(plugin) => plugin,
             Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
@@ -293,6 +311,12 @@ impl LoadedPlugin {
             None => CallError::Garbage(format!("{err:#}")),
         }
     }
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// The interface that holds the world's types (an import of every plugin, without functions).
