@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 mod common;
 
+use sluice_plugin_host::types::{AuthMethod, Requirements};
 use sluice_plugin_host::types::{
     ContextFields, OpKind, RequestContext, Route, RouteChoice, Verdict,
 };
@@ -95,5 +96,76 @@ fn tenant_router_routes_by_tenant_and_bucket_pattern() {
     assert_eq!(
         router.authorize("acme", &ctx("acme", "x")).unwrap().verdict,
         Verdict::Allow
+    );
+}
+
+#[test]
+fn policy_guard_applies_its_settings_and_tables() {
+    let wasm = std::fs::read(built().join("policy_guard.wasm")).unwrap();
+    let engine = PluginEngine::new(None).unwrap();
+    let table = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let grants = Capabilities {
+        granted: vec![Capability::Settings, Capability::Tables],
+        settings: table(&[
+            ("protected-prefixes", "protected/, legal/"),
+            ("max-object-size", "1000"),
+        ]),
+        tables: [
+            (
+                "tenant-prefixes".to_owned(),
+                table(&[("narrow", "inbox/,outbox/")]),
+            ),
+            ("sensitive".to_owned(), table(&[("vault", "1")])),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let guard =
+        LoadedPlugin::load(&engine, "policy-guard", &wasm, grants, Limits::default()).unwrap();
+    let verdict = |ctx: RequestContext| guard.authorize(&ctx.tenant.clone(), &ctx).unwrap().verdict;
+    let code = |v: Verdict| match v {
+        Verdict::Deny(err) => err.code,
+        other => panic!("expected a denial, got {other:?}"),
+    };
+    let delete = |tenant: &str, key: &str| common::context(tenant, OpKind::DeleteObject, "b", key);
+
+    // Deletes under a protected prefix need the approval header.
+    assert_eq!(code(verdict(delete("t", "protected/a"))), "AccessDenied");
+    assert_eq!(code(verdict(delete("t", "legal/b"))), "AccessDenied");
+    let mut approved = delete("t", "protected/a");
+    approved
+        .headers
+        .push(("x-approved-by".into(), "alice".into()));
+    assert_eq!(verdict(approved), Verdict::Allow);
+    assert_eq!(verdict(delete("t", "scratch/a")), Verdict::Allow);
+
+    // The size cap.
+    let mut put = common::context("t", OpKind::GetObject, "b", "k");
+    put.operation.kind = OpKind::PutObject;
+    put.content_length = Some(1001);
+    assert_eq!(code(verdict(put.clone())), "EntityTooLarge");
+    put.content_length = Some(1000);
+    assert_eq!(verdict(put), Verdict::Allow);
+
+    // A tenant limited to key prefixes.
+    let get = |tenant: &str, bucket: &str, key: &str| {
+        common::context(tenant, OpKind::GetObject, bucket, key)
+    };
+    assert_eq!(verdict(get("narrow", "b", "inbox/x")), Verdict::Allow);
+    assert_eq!(code(verdict(get("narrow", "b", "other/x"))), "AccessDenied");
+    assert_eq!(verdict(get("wide", "b", "other/x")), Verdict::Allow);
+
+    // A sensitive bucket: no presigned URLs, TLS required.
+    let mut presigned = get("t", "vault", "k");
+    presigned.auth_method = AuthMethod::PresignedUrl;
+    assert_eq!(code(verdict(presigned)), "AccessDenied");
+    assert_eq!(
+        verdict(get("t", "vault", "k")),
+        Verdict::AllowIf(Requirements::TLS)
     );
 }
