@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (system tools, the
-# Python clients and moto in a venv, s3s-fs), checks formatting and lints, builds, then runs the
-# Rust tests (unit, SigV4 vectors, end-to-end with aws-sdk-s3) and the Python end-to-end tests
-# (boto3, aws CLI), against the local backend and against upstream S3 servers on 127.0.0.1.
+# wasm32-wasip2 Rust target for the example plugins, the Python clients and moto in a venv,
+# s3s-fs), checks formatting and lints, builds, then runs the Rust tests (unit, SigV4 vectors,
+# end-to-end with aws-sdk-s3, plugins) and the Python end-to-end tests (boto3, aws CLI), against the local backend and against upstream S3 servers on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -22,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The example plugins (plugins/) are WebAssembly components: the Rust tests build and load them.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 log "python clients (venv)"
 venv="${SLUICE_VENV:-$root/.venv}"
@@ -42,7 +44,7 @@ cargo build --locked -p sluice
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export SLUICE_BIN="$target_dir/debug/sluice"
 
-log "example plugins (WebAssembly components for wasm32-wasip2; the target is added if missing)"
+log "example plugins (WebAssembly components for wasm32-wasip2, the target installed above)"
 (cd plugins && cargo fmt --all -- --check)
 SLUICE_PLUGINS_DIR=$(bash plugins/build.sh)
 export SLUICE_PLUGINS_DIR
