@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh machine: installs what the tests need (system tools, the
 # wasm32-wasip2 Rust target for the example plugins, the Python clients and moto in a venv,
 # s3s-fs), checks formatting and lints, builds, then runs the Rust tests (unit, SigV4 vectors,
-# end-to-end with aws-sdk-s3, plugins) and the Python end-to-end tests (boto3, aws CLI), against the local backend and against upstream S3 servers on 127.0.0.1.
+# end-to-end with aws-sdk-s3, plugins) and the Python end-to-end tests (boto3, aws CLI), against
+# the local backend and against upstream S3 servers on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
