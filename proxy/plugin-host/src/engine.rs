@@ -94,7 +94,8 @@ impl PluginEngine {
         let Some(dir) = &self.inner.cache else {
             return Ok((compile(engine, wasm)?, false));
         };
-        let path = dir.join(format!("{}.cwasm", self.artifact_name(wasm)));
+        let name = self.artifact_name(wasm);
+        let path = dir.join(format!("{name}.cwasm"));
         if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: `deserialize` runs the artifact's native code, so it must be one this
             // engine wrote: the cache directory is Sluice's own, files are written there
@@ -112,7 +113,7 @@ impl PluginEngine {
         let bytes = component
             .serialize()
             .map_err(|e| LoadError::Cache(e.to_string()))?;
-        let tmp = dir.join(format!(".{}.tmp", self.artifact_name(wasm)));
+        let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, &bytes)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| LoadError::Cache(format!("{}: {e}", path.display())))?;

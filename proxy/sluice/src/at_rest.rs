@@ -104,6 +104,8 @@ struct Tally {
     customer_key: u64,
     plaintext: u64,
     unreadable: u64,
+    /// Deleted while the walk looked at them.
+    gone: u64,
 }
 
 async fn walk(
@@ -147,23 +149,16 @@ async fn walk(
                     return Err(format!("{key}: {err}{resume}"));
                 }
             };
-            let label = match (finding, action) {
-                (Finding::Current, _) | (Finding::Gone, _) => None,
-                (Finding::OldKey, Action::Rewrap) => Some("rewrapped"),
-                (Finding::OldKey, Action::Scan) => Some("old-key"),
-                (Finding::CustomerKey, _) => Some("customer-key"),
-                (Finding::Plaintext, _) => Some("plaintext"),
-                (Finding::Unreadable, _) => Some("unreadable"),
+            let (label, count) = match (finding, action) {
+                (Finding::Current, _) => (None, &mut tally.current),
+                (Finding::Gone, _) => (None, &mut tally.gone),
+                (Finding::OldKey, Action::Rewrap) => (Some("rewrapped"), &mut tally.rewrapped),
+                (Finding::OldKey, Action::Scan) => (Some("old-key"), &mut tally.old_key),
+                (Finding::CustomerKey, _) => (Some("customer-key"), &mut tally.customer_key),
+                (Finding::Plaintext, _) => (Some("plaintext"), &mut tally.plaintext),
+                (Finding::Unreadable, _) => (Some("unreadable"), &mut tally.unreadable),
             };
-            match (finding, action) {
-                (Finding::Current, _) => tally.current += 1,
-                (Finding::OldKey, Action::Rewrap) => tally.rewrapped += 1,
-                (Finding::OldKey, Action::Scan) => tally.old_key += 1,
-                (Finding::CustomerKey, _) => tally.customer_key += 1,
-                (Finding::Plaintext, _) => tally.plaintext += 1,
-                (Finding::Unreadable, _) => tally.unreadable += 1,
-                (Finding::Gone, _) => {}
-            }
+            *count += 1;
             if let Some(label) = label {
                 println!("{label}\t{key}");
             }

@@ -160,6 +160,14 @@ struct Stored<'a> {
     parts: Option<u32>,
 }
 
+/// A stored object as a read may serve it (returned once per read and taken apart at once:
+/// the plaintext record is not boxed, so plaintext reads allocate nothing for it).
+#[allow(clippy::large_enum_variant)]
+enum Readable {
+    Plaintext(ObjectMeta),
+    Encrypted(Box<View>),
+}
+
 /// An encrypted object as a client sees it.
 struct View {
     envelope: Envelope,
@@ -475,11 +483,7 @@ impl Encrypted {
         layout: Layout,
         mut last_footer: Option<Vec<u8>>,
     ) -> Result<Arc<Described>, StorageError> {
-        let cache_key = (
-            bucket.as_str().to_owned(),
-            key.as_str().to_owned(),
-            object.etag.to_owned(),
-        );
+        let cache_key = cache_key(bucket, key, object.etag);
         if let Some(described) = self.described.get(&cache_key) {
             return Ok(described);
         }
@@ -539,11 +543,7 @@ impl Encrypted {
             if meta.size < smallest {
                 continue; // too small to be a stream: plaintext
             }
-            let cache_key = (
-                bucket.as_str().to_owned(),
-                key.as_str().to_owned(),
-                listed_version(meta),
-            );
+            let cache_key = cache_key(bucket, key, &listed_version(meta));
             if let Some(described) = self.described.get(&cache_key) {
                 show_described(meta, &described);
             } else if !self.plaintext.contains_key(&cache_key) {
@@ -617,11 +617,7 @@ impl Encrypted {
         while let Some(piece) = body.next().await {
             footer.extend_from_slice(&piece?);
         }
-        let cache_key = (
-            bucket.as_str().to_owned(),
-            key.as_str().to_owned(),
-            listed_version(listed),
-        );
+        let cache_key = cache_key(bucket, key, &listed_version(listed));
         let Some(text) = read.meta.system_meta.get(ENVELOPE_META) else {
             self.plaintext.insert(cache_key, ());
             return Ok(Probed::Plaintext);
@@ -650,14 +646,26 @@ impl Encrypted {
         Ok(Probed::Encrypted(described))
     }
 
-    /// `envelope` with its keys wrapped anew under the keyring's current key: the data key (or,
-    /// for an SSE-C object, whose data key is the client's to wrap, its footer key).
-    fn rewrapped(&self, envelope: &Envelope) -> Result<Envelope, StorageError> {
+    /// `envelope` with its keys wrapped anew under the keyring's current key: the data key
+    /// (`data_key`, where already open) or, for an SSE-C object, whose data key is the client's
+    /// to wrap, its footer key.
+    fn rewrapped(
+        &self,
+        envelope: &Envelope,
+        data_key: Option<&DataKey>,
+    ) -> Result<Envelope, StorageError> {
         let mut new = envelope.clone();
         match &envelope.wrapping {
             Wrapping::Keyring(_) => {
-                let data_key = self.data_key(envelope, None)?;
-                (new.wrapping, new.wrapped) = self.keyring.wrap(&data_key);
+                let opened;
+                let data_key = match data_key {
+                    Some(key) => key,
+                    None => {
+                        opened = self.data_key(envelope, None)?;
+                        &opened
+                    }
+                };
+                (new.wrapping, new.wrapped) = self.keyring.wrap(data_key);
             }
             Wrapping::Customer => {
                 let footer_key = self.footer_key(envelope, None)?;
@@ -723,7 +731,7 @@ impl Encrypted {
             return Ok(finding);
         }
         let envelope = Envelope::from_meta(&stored.system_meta[ENVELOPE_META]).map_err(sealed)?;
-        let envelope = self.rewrapped(&envelope)?;
+        let envelope = self.rewrapped(&envelope, None)?;
         let place = Place {
             tenant,
             bucket,
@@ -992,21 +1000,16 @@ impl Encrypted {
         }
         let meta = self.stored_head(tenant, bucket, key).await?;
         let customer = read.customer_key.as_ref();
-        let Some(view) = self.view(tenant, bucket, key, meta, customer).await? else {
+        let view = match self.read_view(tenant, bucket, key, meta, customer).await? {
+            Readable::Encrypted(view) => view,
             // A plaintext object (written before encryption was on): read as it is.
-            if customer.is_some() {
-                return Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable));
+            Readable::Plaintext(_) if with_body => {
+                return self.inner.get_object(tenant, bucket, key, read).await;
             }
-            return if with_body {
-                self.inner.get_object(tenant, bucket, key, read).await
-            } else {
-                self.inner.head_object(tenant, bucket, key, read).await
-            };
+            Readable::Plaintext(_) => {
+                return self.inner.head_object(tenant, bucket, key, read).await;
+            }
         };
-        if view.key.is_none() {
-            // Even a HEAD of an SSE-C object needs its key, as in S3.
-            return Err(StorageError::CustomerKey(CustomerKeyProblem::Missing));
-        }
         read.conditions.check(&view.meta)?;
         let size = view.meta.size;
         let part_sizes: Vec<u64> = match &view.parts {
@@ -1031,6 +1034,33 @@ impl Encrypted {
         })
     }
 
+    /// What a read of the stored record `meta` may use: a plaintext object's record (which takes
+    /// no SSE-C key), or an encrypted object's view (an SSE-C object's only with its key, even
+    /// for a HEAD, as in S3).
+    async fn read_view(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        meta: ObjectMeta,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Readable, StorageError> {
+        if !meta.system_meta.contains_key(ENVELOPE_META) {
+            if customer.is_some() {
+                return Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable));
+            }
+            return Ok(Readable::Plaintext(meta));
+        }
+        let view = self
+            .view(tenant, bucket, key, meta, customer)
+            .await?
+            .expect("an envelope makes a view");
+        if view.key.is_none() {
+            return Err(StorageError::CustomerKey(CustomerKeyProblem::Missing));
+        }
+        Ok(Readable::Encrypted(Box::new(view)))
+    }
+
     /// A GET of a whole object: one read of the store gives its record and its bytes (an
     /// upstream is asked once, not for a HEAD first). Conditions are checked on the record
     /// before any byte is passed on.
@@ -1041,27 +1071,23 @@ impl Encrypted {
         key: &ObjectKey,
         read: ReadRequest,
     ) -> Result<ObjectRead, StorageError> {
-        let stored = self
+        let mut stored = self
             .inner
             .get_object(tenant, bucket, key, ReadRequest::default())
             .await?;
         if stored.range.is_some() {
             return Err(corrupt("the store sent a range, not the object"));
         }
+        let meta = std::mem::take(&mut stored.meta);
         let customer = read.customer_key.as_ref();
-        let view = self
-            .view(tenant, bucket, key, stored.meta.clone(), customer)
-            .await?;
-        let Some(view) = view else {
-            if customer.is_some() {
-                return Err(StorageError::CustomerKey(CustomerKeyProblem::NotApplicable));
+        let view = match self.read_view(tenant, bucket, key, meta, customer).await? {
+            Readable::Encrypted(view) => view,
+            Readable::Plaintext(meta) => {
+                read.conditions.check(&meta)?;
+                stored.meta = meta;
+                return Ok(stored);
             }
-            read.conditions.check(&stored.meta)?;
-            return Ok(stored);
         };
-        if view.key.is_none() {
-            return Err(StorageError::CustomerKey(CustomerKeyProblem::Missing));
-        }
         read.conditions.check(&view.meta)?;
         let body = if view.meta.size == 0 {
             Box::pin(futures_util::stream::empty()) as ObjectBody
@@ -1124,6 +1150,15 @@ fn listed_anyway(key: &ObjectKey, err: StorageError) -> Result<Probed, StorageEr
         }
         other => Err(other),
     }
+}
+
+/// What the description caches are keyed by: an object's bucket, key and stored version.
+fn cache_key(bucket: &BucketName, key: &ObjectKey, version: &str) -> (String, String, String) {
+    (
+        bucket.as_str().to_owned(),
+        key.as_str().to_owned(),
+        version.to_owned(),
+    )
 }
 
 /// Which version of an object a listing names, to remember what it is by: its ETag, or for a
@@ -1520,11 +1555,7 @@ impl Backend for Encrypted {
             .ok_or_else(|| corrupt("the body ended without its ETag"))?;
         let size = layout.plain_len(stored.size).map_err(sealed)?;
         self.described.insert(
-            (
-                bucket.as_str().to_owned(),
-                key.as_str().to_owned(),
-                stored.etag.clone(),
-            ),
+            cache_key(bucket, key, &stored.etag),
             Arc::new(Described {
                 etag: etag.clone(),
                 size,
@@ -1594,7 +1625,7 @@ impl Backend for Encrypted {
                     bucket: source.bucket,
                     key: source.key,
                 };
-                let envelope = self.rewrapped(&view.envelope)?;
+                let envelope = self.rewrapped(&view.envelope, view.key.as_ref())?;
                 let headers = copy.headers.unwrap_or_else(|| view.meta.headers.clone());
                 let mut meta = self
                     .copy_stored(at, from, &stored, &envelope, headers, copy.tags, condition)

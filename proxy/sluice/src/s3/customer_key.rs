@@ -78,12 +78,23 @@ pub fn echo(
     mut resp: http::response::Builder,
     key: Option<&CustomerKey>,
 ) -> http::response::Builder {
-    if let Some(key) = key {
-        resp = resp
-            .header(format!("{OBJECT}algorithm"), "AES256")
-            .header(format!("{OBJECT}key-MD5"), key.md5());
+    if let (Some(key), Some(headers)) = (key, resp.headers_mut()) {
+        echo_into(headers, key);
     }
     resp
+}
+
+/// [`echo`] into the headers of a response built already.
+pub fn echo_into(headers: &mut HeaderMap, key: &CustomerKey) {
+    let md5 = http::HeaderValue::from_str(key.md5()).expect("base64 is a valid header value");
+    headers.insert(
+        http::HeaderName::from_static("x-amz-server-side-encryption-customer-algorithm"),
+        http::HeaderValue::from_static("AES256"),
+    );
+    headers.insert(
+        http::HeaderName::from_static("x-amz-server-side-encryption-customer-key-md5"),
+        md5,
+    );
 }
 
 /// [`echo`] for an object the store reported: only if it is encrypted with the client's key.

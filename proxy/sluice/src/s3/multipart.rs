@@ -20,13 +20,6 @@ use crate::body::{RequestBody, ResponseBody, full_body};
 
 const MAX_PARTS_LISTED: usize = 1000;
 
-/// The SSE-C headers of a response built already.
-fn echo_headers(headers: &mut http::HeaderMap, key: &sluice_storage::CustomerKey) {
-    let echoed = super::customer_key::echo(Response::builder(), Some(key));
-    if let Some(echoed) = echoed.headers_ref() {
-        headers.extend(echoed.clone());
-    }
-}
 const MAX_UPLOADS_LISTED: usize = 1000;
 
 pub(super) async fn create(
@@ -66,7 +59,7 @@ pub(super) async fn create(
     x.close("InitiateMultipartUploadResult");
     let mut resp = xml_response(x.finish());
     if let Some(key) = &customer_key {
-        echo_headers(resp.headers_mut(), key);
+        super::customer_key::echo_into(resp.headers_mut(), key);
     }
     Ok(resp)
 }
@@ -138,7 +131,7 @@ pub(super) async fn upload_part_copy(
     x.close("CopyPartResult");
     let mut resp = xml_response(x.finish());
     if let Some(key) = &customer_key {
-        echo_headers(resp.headers_mut(), key);
+        super::customer_key::echo_into(resp.headers_mut(), key);
     }
     Ok(resp)
 }
