@@ -10,14 +10,16 @@
 //! - Table `sensitive`: bucket → anything: presigned URLs are refused there (`AccessDenied`),
 //!   and plain HTTP is allowed only if it is TLS (`allow-if tls`, which the host enforces).
 //!
-//! It does not route: `route` defers to the configured routes.
+//! It does not route: `route` defers to the configured routes (cacheably).
 
 wit_bindgen::generate!({
     path: "../../wit",
     world: "plugin",
 });
 
-use sluice::plugin::types::{AuthMethod, OpKind, Requirements, RouteChoice, Verdict};
+use sluice::plugin::types::{
+    AuthMethod, CacheHint, ContextFields, OpKind, Requirements, RouteChoice, Verdict,
+};
 use sluice::plugin::{settings, tables};
 
 struct Guard;
@@ -46,9 +48,13 @@ fn header<'a>(ctx: &'a RequestContext, name: &str) -> Option<&'a str> {
 
 impl Guest for Guard {
     fn route(_ctx: RequestContext) -> Result<RouteDecision, S3Error> {
+        // It never routes: the host may skip this call for five minutes at a time.
         Ok(RouteDecision {
             choice: RouteChoice::Configured,
-            cache: None,
+            cache: Some(CacheHint {
+                ttl_ms: 300_000,
+                depends_on: ContextFields::empty(),
+            }),
         })
     }
 

@@ -19,6 +19,8 @@ use crate::s3::S3Error;
 pub struct Principal {
     pub tenant: String,
     pub access_id: String,
+    /// Authenticated by a presigned URL (rather than an `Authorization` header).
+    pub presigned: bool,
     pub verified: Verified,
 }
 
@@ -69,6 +71,7 @@ pub fn authenticate(
     .map_err(|e| with_access_key(e, &request.access_key_id))?;
     Ok(Principal {
         tenant: entry.tenant.clone(),
+        presigned: matches!(request.kind, AuthKind::Presigned { .. }),
         access_id: request.access_key_id,
         verified,
     })

@@ -131,6 +131,18 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => {
             let config = load(&config)?;
+            // Every plugin is compiled (or taken from the cache) and checked against the world
+            // and its grants, as the server will.
+            if !config.plugins.modules.is_empty() {
+                crate::plugins::Plugins::load(&config.plugins)?;
+                for plugin in &config.plugins.modules {
+                    println!(
+                        "plugin {}: OK ({})",
+                        plugin.name,
+                        plugin.component.display()
+                    );
+                }
+            }
             println!(
                 "{}: OK ({} listener(s), {} tenant(s), {} backend(s))",
                 config.source.display(),
@@ -239,8 +251,24 @@ fn serve(path: &Path) -> Result<(), String> {
         drop(stdout);
         let watcher = gateway.keys().spawn_watcher(KEY_STORE_POLL);
         let maintenance = gateway.spawn_maintenance();
+        let reload = gateway.plugins().map(|plugins| {
+            let reloader = crate::plugins::reload::watch(Arc::clone(plugins));
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading plugins");
+                    reloader.reload_now();
+                }
+            })
+        });
         crate::server::serve(gateway, listeners, shutdown_signal()).await;
         watcher.abort();
+        if let Some(reload) = reload {
+            reload.abort();
+        }
         maintenance.iter().for_each(tokio::task::JoinHandle::abort);
         Ok(())
     })

@@ -1,16 +1,18 @@
 //! The running gateway's shared state, built once from a validated [`Config`]: the key table,
-//! the opened backends, and each tenant's routes.
+//! the opened backends, each tenant's routes and plugin chain, and the stores that routes
+//! chosen by plugins reach.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_storage::{Backend, BucketName, Encrypted, LocalBackend, Renamed};
+use sluice_storage::{Backend, BucketName, Encrypted, LocalBackend, Policy, Renamed};
 use sluice_upstream::UpstreamBackend;
 
 use crate::config::{
     BackendConfig, BucketPattern, Config, Limits, Route, S3Settings, TenantConfig,
 };
 use crate::keys::KeyTable;
+use crate::plugins::{Plugins, Slot};
 
 #[derive(Debug)]
 pub struct Gateway {
@@ -20,7 +22,17 @@ pub struct Gateway {
     tenants: HashMap<String, Tenant>,
     /// Local backends and how long their unfinished multipart uploads may live.
     maintenance: Vec<(LocalBackend, std::time::Duration)>,
+    /// Every backend by name, for routes that plugins choose.
+    backends: HashMap<String, Arc<dyn Backend>>,
+    local_backends: std::collections::HashSet<String>,
+    keyring: Option<Arc<sluice_crypto::Keyring>>,
+    plugins: Option<Arc<Plugins>>,
+    /// The stores of routes plugins chose, built once each.
+    plugin_stores: moka::sync::Cache<PluginStoreKey, Arc<dyn Backend>>,
 }
+
+/// A store for a plugin's route: backend, (client bucket, target bucket), key prefix, policy.
+type PluginStoreKey = (String, Option<(BucketName, BucketName)>, String, Policy);
 
 /// A tenant and the store each of its routes reaches (in the order of its routes): the
 /// backend itself, or a view of it that renames the bucket or prefixes keys.
@@ -30,6 +42,8 @@ struct Tenant {
     stores: Vec<Arc<dyn Backend>>,
     /// Each route's encryption layer, where it has one (the same store as in `stores`).
     layers: Vec<Option<Arc<Encrypted>>>,
+    /// The tenant's plugin chain, in order.
+    chain: Vec<Arc<Slot>>,
 }
 
 impl Gateway {
@@ -57,6 +71,16 @@ impl Gateway {
             };
             backends.insert(name, opened);
         }
+        let plugins = if config.plugins.modules.is_empty() {
+            None
+        } else {
+            let plugins_config = config.plugins.clone();
+            // Compiling a component takes cranelift from milliseconds to tens of seconds.
+            let loaded = tokio::task::spawn_blocking(move || Plugins::load(&plugins_config))
+                .await
+                .map_err(|e| format!("plugins: loading panicked: {e}"))??;
+            Some(Arc::new(loaded))
+        };
         let tenants = config
             .tenants
             .into_iter()
@@ -95,10 +119,15 @@ impl Gateway {
                         (store, None)
                     })
                     .unzip();
+                let chain = plugins
+                    .as_ref()
+                    .map(|p| p.chain(&t.plugins))
+                    .unwrap_or_default();
                 let tenant = Tenant {
                     config: t,
                     stores,
                     layers,
+                    chain,
                 };
                 (tenant.config.id.as_str().to_owned(), tenant)
             })
@@ -109,7 +138,98 @@ impl Gateway {
             keys,
             tenants,
             maintenance,
+            backends,
+            local_backends,
+            keyring: config.keyring,
+            plugins,
+            plugin_stores: moka::sync::Cache::new(10_000),
         })
+    }
+
+    /// The loaded plugins, if the config has any.
+    pub fn plugins(&self) -> Option<&Arc<Plugins>> {
+        self.plugins.as_ref()
+    }
+
+    /// The plugin chain a tenant's requests run through (empty: none).
+    pub fn plugin_chain(&self, tenant: &TenantConfig) -> &[Arc<Slot>] {
+        self.tenants
+            .get(tenant.id.as_str())
+            .map_or(&[], |t| t.chain.as_slice())
+    }
+
+    /// Whether a plugin may send `tenant`'s requests to `route`: its backend must be one the
+    /// tenant's own routes name, its target bucket a valid name, its prefix of route size.
+    pub fn check_plugin_route(
+        &self,
+        tenant: &TenantConfig,
+        route: &sluice_plugin_host::types::Route,
+    ) -> Result<(), String> {
+        if !tenant.routes.iter().any(|r| r.backend == route.backend) {
+            return Err(format!(
+                "it chose backend {:?}, which none of tenant {}'s routes names",
+                route.backend,
+                tenant.id.as_str()
+            ));
+        }
+        if let Some(target) = &route.target_bucket {
+            BucketName::parse(target)
+                .map_err(|e| format!("it chose target bucket {target:?}: {e}"))?;
+        }
+        if let Some(prefix) = &route.key_prefix {
+            crate::config::check_key_prefix(prefix)
+                .map_err(|e| format!("it chose key prefix {prefix:?}, which {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The store a plugin's `route` (checked by [`Self::check_plugin_route`]) reaches for
+    /// `bucket`. Its encryption policy is the stricter of the bucket's configured route's and
+    /// that of the tenant's first route to the chosen backend: a plugin can move a request,
+    /// never weaken its encryption.
+    pub fn plugin_store(
+        &self,
+        tenant: &TenantConfig,
+        bucket: &BucketName,
+        route: &sluice_plugin_host::types::Route,
+    ) -> Result<Arc<dyn Backend>, String> {
+        self.check_plugin_route(tenant, route)?;
+        let policy = [
+            tenant.route_for(bucket).map(|r| r.encryption),
+            tenant
+                .routes
+                .iter()
+                .find(|r| r.backend == route.backend)
+                .map(|r| r.encryption),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_default();
+        let rename = match &route.target_bucket {
+            Some(target) => Some((
+                bucket.clone(),
+                BucketName::parse(target).map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
+        let prefix = route.key_prefix.clone().unwrap_or_default();
+        let key = (route.backend.clone(), rename, prefix, policy);
+        if let Some(store) = self.plugin_stores.get(&key) {
+            return Ok(store);
+        }
+        let (backend, rename, prefix, policy) = key.clone();
+        let mut store = Arc::clone(&self.backends[&backend]);
+        if rename.is_some() || !prefix.is_empty() {
+            store = Arc::new(Renamed::new(store, rename, prefix));
+        }
+        if let Some(keyring) = &self.keyring
+            && (self.local_backends.contains(&backend) || policy != Policy::Off)
+        {
+            store = Arc::new(Encrypted::new(store, Arc::clone(keyring), policy));
+        }
+        self.plugin_stores.insert(key, Arc::clone(&store));
+        Ok(store)
     }
 
     /// Background upkeep until the returned tasks are aborted: aborts multipart uploads left

@@ -19,5 +19,6 @@ pub mod decrypt;
 pub mod gateway;
 pub mod keys;
 pub mod pipeline;
+pub mod plugins;
 pub mod s3;
 pub mod server;

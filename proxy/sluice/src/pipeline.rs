@@ -19,10 +19,12 @@ use sluice_sigv4::{EMPTY_SHA256_DIGEST, SigV4Error};
 use crate::auth::{Principal, authenticate};
 use crate::body::{RequestBody, ResponseBody};
 use crate::gateway::Gateway;
+use crate::plugins::{Decision as PluginDecision, Facts};
 use crate::s3::bucket::list_buckets;
 use crate::s3::ops::{OpContext, execute};
 use crate::s3::router::{route, target};
 use crate::s3::{Fault, S3Error, Target, cors};
+use sluice_plugin_host::types::{Requirements, Route as PluginRoute, TlsVersion};
 
 // Built once: a header name from a `&str` is parsed and validated on every insert.
 const X_AMZ_REQUEST_ID: HeaderName = HeaderName::from_static("x-amz-request-id");
@@ -32,7 +34,8 @@ const X_AMZ_ID_2: HeaderName = HeaderName::from_static("x-amz-id-2");
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    pub tls: bool,
+    /// The TLS version of the connection; `None` on plain HTTP.
+    pub tls: Option<TlsVersion>,
     /// False on plain-HTTP listeners unless `danger_accept_unsigned_payload` is set.
     pub accept_unsigned_payload: bool,
 }
@@ -46,11 +49,12 @@ pub async fn handle(
     let mut line = AccessLine {
         request_id: new_request_id(),
         peer: conn.peer,
-        tls: conn.tls,
+        tls: conn.tls.is_some(),
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
         tenant: String::new(),
         op: "Unknown",
+        plugins: String::new(),
         status: None,
         started: Instant::now(),
     };
@@ -116,11 +120,30 @@ pub async fn handle(
         let tenant = gateway.tenant(&principal.tenant).ok_or_else(|| {
             S3Error::internal(format!("key {} names unknown tenant", principal.access_id))
         })?;
+        let decision = run_plugins(
+            &gateway,
+            tenant,
+            &op,
+            &parts,
+            &principal,
+            conn,
+            request_has_body,
+            &mut line,
+        )?;
         let Some(bucket) = op.bucket() else {
+            check_requirements(&decision, conn, None, &parts.headers)?;
             return list_buckets(&gateway, tenant).await;
         };
-        let mut ctx = authorise(&gateway, tenant, bucket, &parts, &line.request_id)?;
-        ctx.tls = conn.tls;
+        let mut ctx = authorise(
+            &gateway,
+            tenant,
+            bucket,
+            &parts,
+            &line.request_id,
+            decision.route.as_ref(),
+        )?;
+        ctx.tls = conn.tls.is_some();
+        check_requirements(&decision, conn, Some(ctx.backend.as_ref()), &parts.headers)?;
         if parts.headers.contains_key(http::header::ORIGIN) {
             cors_target = Some((bucket.clone(), ctx.backend.clone(), ctx.tenant.clone()));
         }
@@ -217,6 +240,8 @@ struct AccessLine {
     path: String,
     tenant: String,
     op: &'static str,
+    /// What each plugin decided (`name.route=…`, `name.authorize=…`), if any ran.
+    plugins: String,
     status: Option<StatusCode>,
     started: Instant,
 }
@@ -230,6 +255,7 @@ impl Drop for AccessLine {
             tls = self.tls,
             tenant = self.tenant.as_str(),
             op = self.op,
+            plugins = self.plugins.as_str(),
             method = %self.method,
             path = self.path.as_str(),
             status = match self.status {
@@ -243,25 +269,121 @@ impl Drop for AccessLine {
     }
 }
 
-/// The tenant may only reach buckets its routes name; the route picks the backend.
+/// The plugin phase: the tenant's plugin chain (if it has one) decides on the request, after
+/// authentication and before its route is used. What each plugin decided goes into the access
+/// line.
+#[allow(clippy::too_many_arguments)]
+fn run_plugins(
+    gateway: &Gateway,
+    tenant: &crate::config::TenantConfig,
+    op: &crate::s3::S3Op,
+    parts: &http::request::Parts,
+    principal: &Principal,
+    conn: ConnInfo,
+    has_body: bool,
+    line: &mut AccessLine,
+) -> Result<PluginDecision, S3Error> {
+    let chain = gateway.plugin_chain(tenant);
+    let Some(plugins) = gateway.plugins().filter(|_| !chain.is_empty()) else {
+        return Ok(PluginDecision {
+            route: None,
+            requirements: Requirements::empty(),
+        });
+    };
+    let configured = op.bucket().and_then(|b| Some((b, tenant.route_for(b)?)));
+    let facts = Facts {
+        request_id: &line.request_id,
+        tenant: tenant.id.as_str(),
+        access_key_id: &principal.access_id,
+        op,
+        parts,
+        peer: conn.peer,
+        tls: conn.tls,
+        presigned: principal.presigned,
+        payload: &principal.verified.payload,
+        has_body,
+        encryption: configured.map(|(_, r)| r.encryption).unwrap_or_default(),
+    };
+    let configured = configured.map(|(_, r)| PluginRoute {
+        backend: r.backend.clone(),
+        target_bucket: r.target_bucket.as_ref().map(|t| t.as_str().to_owned()),
+        key_prefix: Some(r.key_prefix.clone()).filter(|p| !p.is_empty()),
+    });
+    let mut log = String::new();
+    let decision = plugins.decide(
+        chain,
+        &facts,
+        configured,
+        &|route| gateway.check_plugin_route(tenant, route),
+        &mut log,
+    );
+    line.plugins = log;
+    decision
+}
+
+/// What `allow-if` verdicts require: TLS, and a route that encrypts what it writes (a route
+/// whose policy is `off` satisfies it only for a request that asks for encryption itself).
+fn check_requirements(
+    decision: &PluginDecision,
+    conn: ConnInfo,
+    store: Option<&dyn sluice_storage::Backend>,
+    headers: &http::HeaderMap,
+) -> Result<(), S3Error> {
+    let needs = decision.requirements;
+    if needs.contains(Requirements::TLS) && conn.tls.is_none() {
+        return Err(S3Error::access_denied(
+            "A plugin's policy requires this request to be sent over TLS.",
+        ));
+    }
+    if needs.contains(Requirements::ENCRYPTION) {
+        let asks = headers.contains_key("x-amz-server-side-encryption")
+            || headers.contains_key("x-amz-server-side-encryption-customer-algorithm");
+        let encrypts = match store.and_then(|s| s.encryption()) {
+            Some(sluice_storage::Policy::On | sluice_storage::Policy::Required) => true,
+            Some(sluice_storage::Policy::Off) => asks,
+            None => false,
+        };
+        if !encrypts {
+            return Err(S3Error::access_denied(
+                "A plugin's policy requires encryption at rest, which this request's route does not give.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The tenant may only reach buckets its routes name (or, where its plugins chose one, the
+/// plugin's route); the route picks the backend.
 fn authorise<'a>(
     gateway: &'a Gateway,
     tenant: &'a crate::config::TenantConfig,
     bucket: &sluice_storage::BucketName,
     parts: &'a http::request::Parts,
     request_id: &'a str,
+    plugin_route: Option<&(Arc<str>, PluginRoute)>,
 ) -> Result<OpContext<'a>, S3Error> {
-    let (route, backend) = gateway.route_for(tenant, bucket).ok_or_else(|| {
-        S3Error::access_denied(format!(
-            "No route for bucket {bucket} is configured for this tenant."
-        ))
-    })?;
+    let (backend, passthrough) = match plugin_route {
+        Some((plugin, route)) => {
+            let store = gateway.plugin_store(tenant, bucket, route).map_err(|e| {
+                S3Error::internal(format!("plugin {plugin}'s route could not be used: {e}"))
+            })?;
+            (store, false)
+        }
+        None => {
+            let (route, backend) = gateway.route_for(tenant, bucket).ok_or_else(|| {
+                S3Error::access_denied(format!(
+                    "No route for bucket {bucket} is configured for this tenant."
+                ))
+            })?;
+            (Arc::clone(backend), route.passthrough)
+        }
+    };
     Ok(OpContext {
         tenant: &tenant.id,
         region: &gateway.s3().region,
-        backend: backend.clone(),
+        backend,
         method: &parts.method,
-        passthrough: route.passthrough,
+        passthrough,
         gateway,
         tenant_config: tenant,
         headers: &parts.headers,
@@ -445,6 +567,7 @@ mod tests {
             path: "/b/k".into(),
             tenant: "t1".into(),
             op: "PutObject",
+            plugins: "guard.authorize=allow".into(),
             status,
             started: Instant::now(),
         }
@@ -461,6 +584,7 @@ mod tests {
             "request_id=\"0123456789ABCDEF\"",
             "tenant=\"t1\"",
             "op=\"PutObject\"",
+            "plugins=\"guard.authorize=allow\"",
             "path=\"/b/k\"",
             "status=200",
         ] {

@@ -101,8 +101,8 @@ fn mark_encrypted(meta: &mut ObjectMeta, wrapping: &Wrapping) {
         .insert(mark.to_owned(), "AES256".to_owned());
 }
 
-/// When new objects are encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// When new objects are encrypted (ordered from weakest to strictest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Policy {
     /// Only when the client asks (`x-amz-server-side-encryption`).
     #[default]

@@ -9,6 +9,7 @@ mod backends;
 mod encryption;
 mod limits;
 mod listeners;
+mod plugins;
 mod raw;
 mod secret_ref;
 mod tenants;
@@ -22,9 +23,11 @@ use sluice_crypto::MasterKey;
 pub use backends::BackendConfig;
 pub use limits::{BodyPace, Limits};
 pub use listeners::{ListenerConfig, TlsFiles};
+pub use plugins::{OnFailure, PluginConfig, PluginsConfig};
 pub use secret_ref::{SecretRef, resolve as resolve_secret};
 pub use tenants::{
-    BucketPattern, Route, StaticKey, TenantConfig, validate_access_id, validate_secret,
+    BucketPattern, Route, StaticKey, TenantConfig, check_key_prefix, validate_access_id,
+    validate_secret,
 };
 pub use units::{ByteSize, ConfigDuration};
 
@@ -44,6 +47,7 @@ pub struct Config {
     pub keyring: Option<std::sync::Arc<sluice_crypto::Keyring>>,
     pub backends: BTreeMap<String, BackendConfig>,
     pub tenants: Vec<TenantConfig>,
+    pub plugins: PluginsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +112,19 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
     let limits = limits::validate(&raw.limits, &mut check);
     let key_store = key_store(raw.key_store.as_ref(), base_dir, &mut check);
     let backends = backends::validate(&raw.backends, base_dir, &mut check);
-    let tenants = tenants::validate(&raw.tenants, &raw.backends, base_dir, &mut check);
+    let mut tenants = tenants::validate(&raw.tenants, &raw.backends, base_dir, &mut check);
+    let plugins = plugins::validate(raw.plugins.as_ref(), base_dir, &mut check);
+    for (i, t) in raw.tenants.iter().enumerate() {
+        let chain = plugins::chain(
+            t.plugins.as_deref(),
+            raw.plugins.as_ref(),
+            &format!("tenants[{i}].plugins"),
+            &mut check,
+        );
+        if let Some(tenant) = tenants.iter_mut().find(|v| v.id.as_str() == t.name) {
+            tenant.plugins = chain;
+        }
+    }
     let keyring = encryption::validate(raw.encryption.as_ref(), base_dir, &mut check);
     if raw.encryption.is_none() {
         for (t, tenant) in raw.tenants.iter().enumerate() {
@@ -135,6 +151,7 @@ fn validate(raw: raw::RawConfig, source: &Path, base_dir: &Path) -> Result<Confi
         keyring,
         backends,
         tenants,
+        plugins,
     })
 }
 

@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     pub backends: BTreeMap<String, RawBackend>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub plugins: Option<RawPlugins>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +170,9 @@ pub(super) struct RawTenant {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// The tenant's plugin chain; absent: `plugins.default_chain`.
+    #[serde(default)]
+    pub plugins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,4 +236,58 @@ pub(super) enum RawPolicy {
 /// S3 lifecycle rules commonly abort incomplete uploads after 7 days.
 fn default_abandoned_uploads_after() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(7 * 86_400))
+}
+
+/// `plugins:`: WebAssembly plugins, the chain every tenant runs by default, and where compiled
+/// components are cached.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugins {
+    #[serde(default)]
+    pub cache_dir: Option<String>,
+    #[serde(default)]
+    pub default_chain: Vec<String>,
+    #[serde(default)]
+    pub modules: BTreeMap<String, RawPlugin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugin {
+    pub component: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Scalars (strings, numbers, booleans), given to the plugin as strings.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, BTreeMap<String, serde_yaml::Value>>,
+    #[serde(default)]
+    pub deadline: Option<ConfigDuration>,
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+    #[serde(default)]
+    pub isolation: RawIsolation,
+    #[serde(default)]
+    pub max_calls: Option<u32>,
+    #[serde(default)]
+    pub warm_instances: Option<usize>,
+    #[serde(default)]
+    pub on_failure: RawOnFailure,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawIsolation {
+    #[default]
+    Warm,
+    PerRequest,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawOnFailure {
+    #[default]
+    Deny,
+    Allow,
 }

@@ -16,6 +16,8 @@ pub struct TenantConfig {
     pub id: TenantId,
     pub keys: Vec<StaticKey>,
     pub routes: Vec<Route>,
+    /// The plugins this tenant's requests go through, in order (`plugins.modules` names).
+    pub plugins: Vec<String>,
 }
 
 /// A key declared in the config file (as opposed to the managed key store).
@@ -82,6 +84,20 @@ impl TenantConfig {
 /// Longest key prefix a route may add: keys are at most 1,024 bytes with it.
 const MAX_KEY_PREFIX: usize = 512;
 
+/// What a route's key prefix (from the config or a plugin) must be, or why not.
+pub fn check_key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() < 2
+        || prefix.len() > MAX_KEY_PREFIX
+        || !prefix.ends_with('/')
+        || prefix.contains('\0')
+    {
+        return Err(format!(
+            "must be 2 to {MAX_KEY_PREFIX} bytes ending in / (like \"acme/\")"
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn validate(
     raw: &[RawTenant],
     backends: &BTreeMap<String, RawBackend>,
@@ -141,7 +157,12 @@ pub(super) fn validate(
             .filter_map(|(j, r)| route(r, &format!("{place}.routes[{j}]"), backends, check))
             .collect();
         if let Some(id) = id {
-            tenants.push(TenantConfig { id, keys, routes });
+            tenants.push(TenantConfig {
+                id,
+                keys,
+                routes,
+                plugins: Vec::new(),
+            });
         }
     }
     check_shared_buckets(&tenants, check);
@@ -250,12 +271,9 @@ fn route(
     });
     let key_prefix = r.key_prefix.clone().unwrap_or_default();
     if r.key_prefix.is_some()
-        && (key_prefix.len() < 2 || key_prefix.len() > MAX_KEY_PREFIX || !key_prefix.ends_with('/'))
+        && let Err(e) = check_key_prefix(&key_prefix)
     {
-        check.err(
-            format_args!("{place}.key_prefix"),
-            format_args!("must be 2 to {MAX_KEY_PREFIX} bytes ending in / (like \"acme/\")"),
-        );
+        check.err(format_args!("{place}.key_prefix"), e);
     }
     if r.passthrough {
         if !key_prefix.is_empty() {

@@ -386,3 +386,84 @@ fn encryption_keys_and_route_policies() {
         ["encryption.current: no key with id \"k9\" in encryption.keys"]
     );
 }
+
+const PLUGINS: &str = r#"
+plugins:
+  default_chain: [guard]
+  modules:
+    guard:
+      component: plugins/guard.wasm
+      capabilities: [settings, tables]
+      settings: { protected-prefixes: "protected/", max-object-size: 1048576, strict: true }
+      tables: { sensitive: { vault: yes } }
+    router:
+      component: plugins/router.wasm
+      capabilities: [tables]
+      isolation: per-request
+      on_failure: allow
+      deadline: 20ms
+      memory: 32MiB
+"#;
+
+#[test]
+fn plugins_are_configured_with_grants_limits_and_chains() {
+    let text = format!(
+        "{GOOD}  - name: other\n    routes: [{{ bucket: \"*\", backend: local }}]\n    plugins: [router, guard]\n  - name: bare\n    plugins: []\n{PLUGINS}"
+    );
+    let c = parse_str(&text).unwrap();
+    let guard = c.plugins.get("guard").unwrap();
+    assert_eq!(guard.component, Path::new("./plugins/guard.wasm"));
+    // Scalars of any YAML type reach the plugin as strings.
+    assert_eq!(guard.grants.settings["max-object-size"], "1048576");
+    assert_eq!(guard.grants.settings["strict"], "true");
+    assert_eq!(guard.grants.tables["sensitive"]["vault"], "yes");
+    assert_eq!(guard.on_failure, OnFailure::Deny);
+    assert_eq!(guard.limits, sluice_plugin_host::Limits::default());
+    let router = c.plugins.get("router").unwrap();
+    assert_eq!(router.on_failure, OnFailure::Allow);
+    assert_eq!(
+        router.limits.max_calls, 1,
+        "per-request: a fresh instance per call"
+    );
+    assert_eq!(router.limits.deadline, Duration::from_millis(20));
+    assert_eq!(router.limits.memory, 32 << 20);
+    // The default chain, a tenant's own, and a tenant that opts out.
+    assert_eq!(c.tenants[0].plugins, ["guard"]);
+    assert_eq!(c.tenants[1].plugins, ["router", "guard"]);
+    assert!(c.tenants[2].plugins.is_empty());
+}
+
+#[test]
+fn plugin_mistakes_are_reported_at_their_place() {
+    let bad = PLUGINS
+        .replace("[settings, tables]", "[settings, network]")
+        .replace("capabilities: [tables]", "capabilities: [log]")
+        .replace("deadline: 20ms", "deadline: 5s")
+        .replace("on_failure: allow", "on_failure: allow\n      max_calls: 5")
+        .replace(
+            "default_chain: [guard]",
+            "default_chain: [guard, missing, guard]",
+        );
+    let errors = parse_str(&format!("{GOOD}{bad}")).unwrap_err();
+    for expected in [
+        "plugins.modules.guard.capabilities[1]: \"network\" is not a capability",
+        "plugins.modules.guard.tables: given, but `tables` is not in its capabilities",
+        "plugins.modules.router.deadline: must be between 1ms and 1s",
+        "plugins.modules.router.max_calls: means nothing with isolation: per-request",
+        "plugins.default_chain[1]: no plugin named \"missing\"",
+        "plugins.default_chain[2]: \"guard\" is in the chain twice",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected:?} not in {errors:#?}"
+        );
+    }
+    let errors =
+        parse_str(&GOOD.replace("    routes:", "    plugins: [guard]\n    routes:")).unwrap_err();
+    assert!(
+        errors.contains(
+            &"tenants[0].plugins: names plugins, but there is no plugins section".to_owned()
+        ),
+        "{errors:#?}"
+    );
+}

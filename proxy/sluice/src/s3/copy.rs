@@ -49,7 +49,7 @@ impl ResolvedSource<'_> {
 }
 
 /// `bucket/key` or `/bucket/key`, URL-encoded, optionally `?versionId=null`.
-fn parse_copy_source(value: &str) -> Result<(BucketName, ObjectKey), S3Error> {
+pub(crate) fn parse_copy_source(value: &str) -> Result<(BucketName, ObjectKey), S3Error> {
     let invalid = || {
         S3Error::invalid_argument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",

@@ -244,7 +244,7 @@ impl S3Error {
                         up.backend, up.code, up.message
                     ));
                 }
-                let code = upstream_code(&up.code, status);
+                let code = s3_code(&up.code, status);
                 if status.is_server_error() {
                     // The upstream's own words about its failure stay in the log.
                     return Self::new(
@@ -384,9 +384,9 @@ impl S3Error {
     }
 }
 
-/// An upstream's error code as one of S3's (codes are `&'static str` here); a code outside the
-/// published set becomes the generic one for its class (the message still says what it was).
-fn upstream_code(code: &str, status: StatusCode) -> &'static str {
+/// An upstream's or a plugin's error code as one of S3's (codes are `&'static str` here); a code
+/// outside the published set becomes the generic one for its class.
+fn s3_code(code: &str, status: StatusCode) -> &'static str {
     const KNOWN: &[&str] = &[
         "AccessDenied",
         "BadDigest",
@@ -449,6 +449,47 @@ fn upstream_code(code: &str, status: StatusCode) -> &'static str {
             403 => "AccessDenied",
             _ => "InvalidRequest",
         })
+}
+
+/// The longest message a plugin's error may carry.
+const MAX_PLUGIN_MESSAGE: usize = 1024;
+
+impl S3Error {
+    /// A plugin's `s3-error`: its code if S3 publishes it (otherwise the generic one for the
+    /// status), its message, its status or the code's usual one. `Err` says why it is not an
+    /// error Sluice can answer with (a status outside 4xx/5xx, an empty or overlong message).
+    pub fn from_plugin(code: &str, message: &str, status: Option<u16>) -> Result<Self, String> {
+        let status = match status {
+            Some(n) => StatusCode::from_u16(n)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .ok_or_else(|| format!("status {n} is not an error status"))?,
+            None => usual_status(code),
+        };
+        if message.is_empty() || message.len() > MAX_PLUGIN_MESSAGE {
+            return Err(format!(
+                "an error message must be 1 to {MAX_PLUGIN_MESSAGE} bytes"
+            ));
+        }
+        let mut err = Self::new(status, s3_code(code, status), message.to_owned());
+        // The plugin's refusal is a decision about the client's request, whatever its status.
+        err.fault = Fault::Client;
+        Ok(err)
+    }
+}
+
+/// The status S3 answers `code` with, for a plugin's error without one.
+fn usual_status(code: &str) -> StatusCode {
+    match code {
+        "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => StatusCode::FORBIDDEN,
+        "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" => StatusCode::NOT_FOUND,
+        "MethodNotAllowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "PreconditionFailed" => StatusCode::PRECONDITION_FAILED,
+        "SlowDown" | "ServiceUnavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "NotImplemented" => StatusCode::NOT_IMPLEMENTED,
+        "InternalError" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 impl From<SigV4Error> for S3Error {

@@ -5,7 +5,7 @@ pub mod batch;
 pub mod bucket;
 mod bucket_encryption;
 pub mod conditional;
-mod copy;
+pub(crate) mod copy;
 pub mod cors;
 mod customer_key;
 mod error;

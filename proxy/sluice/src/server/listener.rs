@@ -13,6 +13,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use sluice_plugin_host::types::TlsVersion;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -196,7 +197,11 @@ impl Conn {
                         // Up to 256 KiB of a response encrypted per write (rustls' default,
                         // 64 KiB, means four times the writes for a large download).
                         tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
-                        self.serve_io(tls, activity, true).await
+                        let version = match tls.get_ref().1.protocol_version() {
+                            Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+                            _ => TlsVersion::Tls13,
+                        };
+                        self.serve_io(tls, activity, Some(version)).await
                     }
                     Ok(Err(err)) => {
                         tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed")
@@ -205,13 +210,13 @@ impl Conn {
                 }
             }
             None => {
-                self.serve_io(IdleIo::new(stream, activity.clone()), activity, false)
+                self.serve_io(IdleIo::new(stream, activity.clone()), activity, None)
                     .await
             }
         }
     }
 
-    async fn serve_io<I>(mut self, io: I, activity: Activity, tls: bool)
+    async fn serve_io<I>(mut self, io: I, activity: Activity, tls: Option<TlsVersion>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
