@@ -336,17 +336,16 @@ impl Gateway {
             .collect()
     }
 
-    /// Every distinct store a tenant's routes reach (for ListBuckets).
-    pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<&Arc<dyn Backend>> {
-        let mut stores: Vec<&Arc<dyn Backend>> = Vec::new();
-        for store in self
-            .tenants
-            .get(tenant.id.as_str())
-            .map(|t| t.stores.as_slice())
-            .unwrap_or_default()
-        {
-            if !stores.iter().any(|s| Arc::ptr_eq(s, store)) {
-                stores.push(store);
+    /// Every distinct store a tenant's routes reach, with the first route to it (for
+    /// ListBuckets).
+    pub fn tenant_backends(&self, tenant: &TenantConfig) -> Vec<(&Arc<dyn Backend>, &Route)> {
+        let mut stores: Vec<(&Arc<dyn Backend>, &Route)> = Vec::new();
+        let Some(t) = self.tenants.get(tenant.id.as_str()) else {
+            return stores;
+        };
+        for (store, route) in t.stores.iter().zip(&t.config.routes) {
+            if !stores.iter().any(|(s, _)| Arc::ptr_eq(s, store)) {
+                stores.push((store, route));
             }
         }
         stores

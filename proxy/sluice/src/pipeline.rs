@@ -132,7 +132,18 @@ pub async fn handle(
         )?;
         let Some(bucket) = op.bucket() else {
             check_requirements(&decision, conn, None, &parts.headers)?;
-            return list_buckets(&gateway, tenant).await;
+            let plugin_route = |bucket: &sluice_storage::BucketName| {
+                plugin_route_of(
+                    &gateway,
+                    tenant,
+                    bucket,
+                    &parts,
+                    &principal,
+                    conn,
+                    &line.request_id,
+                )
+            };
+            return list_buckets(&gateway, tenant, &plugin_route).await;
         };
         let mut ctx = authorise(
             &gateway,
@@ -304,11 +315,7 @@ fn run_plugins(
         has_body,
         encryption: configured.map(|(_, r)| r.encryption).unwrap_or_default(),
     };
-    let configured = configured.map(|(_, r)| PluginRoute {
-        backend: r.backend.clone(),
-        target_bucket: r.target_bucket.as_ref().map(|t| t.as_str().to_owned()),
-        key_prefix: Some(r.key_prefix.clone()).filter(|p| !p.is_empty()),
-    });
+    let configured = configured.map(|(_, r)| plugin_view(r));
     let mut log = String::new();
     let decision = plugins.decide(
         chain,
@@ -319,6 +326,50 @@ fn run_plugins(
     );
     line.plugins = log;
     decision
+}
+
+/// The backend the tenant's plugins send `bucket` to (for ListBuckets, as if the request were
+/// a HeadBucket of it), if they choose one.
+fn plugin_route_of(
+    gateway: &Gateway,
+    tenant: &crate::config::TenantConfig,
+    bucket: &sluice_storage::BucketName,
+    parts: &http::request::Parts,
+    principal: &Principal,
+    conn: ConnInfo,
+    request_id: &str,
+) -> Option<String> {
+    let chain = gateway.plugin_chain(tenant);
+    let plugins = gateway.plugins().filter(|_| !chain.is_empty())?;
+    let op = crate::s3::S3Op::Bucket(bucket.clone(), crate::s3::router::BucketOp::Head);
+    let configured = tenant.route_for(bucket);
+    let facts = Facts {
+        request_id,
+        tenant: tenant.id.as_str(),
+        access_key_id: &principal.access_id,
+        op: &op,
+        parts,
+        peer: conn.peer,
+        tls: conn.tls,
+        presigned: principal.presigned,
+        payload: &principal.verified.payload,
+        has_body: false,
+        encryption: configured.map(|r| r.encryption).unwrap_or_default(),
+    };
+    plugins
+        .route_of(chain, &facts, configured.map(plugin_view), &|route| {
+            gateway.check_plugin_route(tenant, route)
+        })
+        .map(|route| route.backend)
+}
+
+/// A configured route as plugins see it.
+fn plugin_view(route: &crate::config::Route) -> PluginRoute {
+    PluginRoute {
+        backend: route.backend.clone(),
+        target_bucket: route.target_bucket.as_ref().map(|t| t.as_str().to_owned()),
+        key_prefix: Some(route.key_prefix.clone()).filter(|p| !p.is_empty()),
+    }
 }
 
 /// What `allow-if` verdicts require: TLS, and a route that encrypts what it writes (a route

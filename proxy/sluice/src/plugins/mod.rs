@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use sluice_plugin_host::types::{
@@ -69,6 +69,9 @@ pub(crate) struct Loaded {
     /// The context fields this plugin's last cacheable decision of each kind depended on
     /// (encoded by [`mask`]; 0 for none yet).
     masks: [AtomicU32; 2],
+    /// Its last call ran out of time: until a call succeeds, its calls leave the async
+    /// runtime's thread to the runtime's other tasks (see [`Plugins::decide`]).
+    slow: AtomicBool,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -131,98 +134,41 @@ impl Plugins {
         valid_route: &dyn Fn(&Route) -> Result<(), String>,
         log: &mut String,
     ) -> Result<Decision, S3Error> {
-        let mut decision = Decision {
-            route: None,
-            requirements: Requirements::empty(),
+        let mut run = Run::new(self, chain, facts, configured, valid_route, log);
+        let slow = run.loaded.iter().any(|l| l.slow.load(Ordering::Relaxed));
+        let phases = |run: &mut Run<'_, '_>| {
+            if facts.op.bucket().is_some() {
+                run.route_phase()?;
+            }
+            run.authorize_phase()
         };
-        let mut route = configured;
-        // Built on the first call that misses the cache, then kept up to date.
-        let mut ctx: Option<RequestContext> = None;
-        let routable = facts.op.bucket().is_some();
-        // Hold each plugin's component for the whole request, so routing and authorising see
-        // the same one even if a reload lands in between.
-        let loaded: Vec<Arc<Loaded>> = chain.iter().map(|s| s.current.load_full()).collect();
-        if routable {
-            for (slot, plugin) in chain.iter().zip(&loaded) {
-                let outcome = self.call(
-                    plugin,
-                    Export::Route,
-                    facts,
-                    route.as_ref(),
-                    &mut ctx,
-                    |p, c| {
-                        p.route(facts.tenant, c).map(|answer| match answer {
-                            Ok(RouteDecision { choice, cache }) => {
-                                (Cached::Route(Ok(choice)), cache)
-                            }
-                            Err(err) => (Cached::Route(Err(err)), None),
-                        })
-                    },
-                );
-                let name = &slot.config.name;
-                let (answer, hit) = match outcome {
-                    Ok(answer) => answer,
-                    Err(err) => {
-                        failed(slot, facts, "route", &err.to_string(), log)?;
-                        continue;
-                    }
-                };
-                let Cached::Route(answer) = &*answer else {
-                    unreachable!("route answers are cached as routes")
-                };
-                match answer {
-                    Ok(RouteChoice::Configured) => note(log, name, "route", "configured", hit),
-                    Ok(RouteChoice::To(to)) => match valid_route(to) {
-                        Ok(()) => {
-                            note(log, name, "route", &describe(to), hit);
-                            route = Some(to.clone());
-                            decision.route = Some((Arc::from(name.as_str()), to.clone()));
-                        }
-                        Err(why) => failed(slot, facts, "route", &why, log)?,
-                    },
-                    Err(err) => {
-                        note(log, name, "route", &format!("error:{}", err.code), hit);
-                        return Err(plugin_error(slot, facts, err)?);
-                    }
-                }
-            }
+        // Calls run on the calling thread, each bounded by its CPU deadline. A plugin that
+        // last ran out of time will likely hold the thread that long again: on the
+        // multi-threaded runtime its calls first hand this thread's other tasks to another
+        // (a few microseconds), so other tenants' requests do not wait behind it.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if slow && multi_thread {
+            tokio::task::block_in_place(|| phases(&mut run))?;
+        } else {
+            phases(&mut run)?;
         }
-        for (slot, plugin) in chain.iter().zip(&loaded) {
-            let outcome = self.call(
-                plugin,
-                Export::Authorize,
-                facts,
-                route.as_ref(),
-                &mut ctx,
-                |p, c| {
-                    p.authorize(facts.tenant, c)
-                        .map(|Authorization { verdict, cache }| (Cached::Authorize(verdict), cache))
-                },
-            );
-            let name = &slot.config.name;
-            let (answer, hit) = match outcome {
-                Ok(answer) => answer,
-                Err(err) => {
-                    failed(slot, facts, "authorize", &err.to_string(), log)?;
-                    continue;
-                }
-            };
-            let Cached::Authorize(verdict) = &*answer else {
-                unreachable!("authorize answers are cached as verdicts")
-            };
-            match verdict {
-                Verdict::Allow => note(log, name, "authorize", "allow", hit),
-                Verdict::AllowIf(needs) => {
-                    note(log, name, "authorize", &format!("allow-if:{needs:?}"), hit);
-                    decision.requirements |= *needs;
-                }
-                Verdict::Deny(err) => {
-                    note(log, name, "authorize", &format!("deny:{}", err.code), hit);
-                    return Err(plugin_error(slot, facts, err)?);
-                }
-            }
-        }
-        Ok(decision)
+        Ok(run.decision)
+    }
+
+    /// The route `chain` chooses for a request, without authorising it (ListBuckets asks this
+    /// of every bucket it lists). A plugin that fails or refuses counts as choosing none.
+    pub fn route_of(
+        &self,
+        chain: &[Arc<Slot>],
+        facts: &Facts<'_>,
+        configured: Option<Route>,
+        valid_route: &dyn Fn(&Route) -> Result<(), String>,
+    ) -> Option<Route> {
+        let mut log = String::new();
+        let mut run = Run::new(self, chain, facts, configured, valid_route, &mut log);
+        run.route_phase().ok()?;
+        run.decision.route.map(|(_, route)| route)
     }
 
     /// One call, or its cached answer (`true` when from the cache).
@@ -256,7 +202,12 @@ impl Plugins {
             }
             None => ctx.insert(facts.context(route)),
         };
-        let (answer, hint) = f(&plugin.plugin, ctx)?;
+        let (answer, hint) = f(&plugin.plugin, ctx).inspect_err(|err| {
+            if matches!(err, CallError::Timeout(_)) {
+                plugin.slow.store(true, Ordering::Relaxed);
+            }
+        })?;
+        plugin.slow.store(false, Ordering::Relaxed);
         let answer = Arc::new(answer);
         if let Some(hint) = hint.filter(|h| h.ttl_ms > 0) {
             plugin.masks[export as usize].store(mask(hint.depends_on), Ordering::Relaxed);
@@ -264,6 +215,143 @@ impl Plugins {
             self.cache.insert(key, Arc::clone(&answer), hint.ttl_ms);
         }
         Ok((answer, false))
+    }
+}
+
+/// One request's way through a chain.
+struct Run<'r, 'f> {
+    plugins: &'r Plugins,
+    chain: &'r [Arc<Slot>],
+    /// Each plugin's component, held for the whole request: routing and authorising see the
+    /// same one even if a reload lands in between.
+    loaded: Vec<Arc<Loaded>>,
+    facts: &'r Facts<'f>,
+    valid_route: &'r dyn Fn(&Route) -> Result<(), String>,
+    /// The route in effect: the configured one, or the last a plugin chose.
+    route: Option<Route>,
+    /// Built on the first call that misses the cache, then kept up to date.
+    ctx: Option<RequestContext>,
+    log: &'r mut String,
+    decision: Decision,
+}
+
+impl<'r, 'f> Run<'r, 'f> {
+    fn new(
+        plugins: &'r Plugins,
+        chain: &'r [Arc<Slot>],
+        facts: &'r Facts<'f>,
+        configured: Option<Route>,
+        valid_route: &'r dyn Fn(&Route) -> Result<(), String>,
+        log: &'r mut String,
+    ) -> Self {
+        Self {
+            plugins,
+            chain,
+            loaded: chain.iter().map(|s| s.current.load_full()).collect(),
+            facts,
+            valid_route,
+            route: configured,
+            ctx: None,
+            log,
+            decision: Decision {
+                route: None,
+                requirements: Requirements::empty(),
+            },
+        }
+    }
+
+    /// Each plugin's `route`, in order.
+    fn route_phase(&mut self) -> Result<(), S3Error> {
+        let tenant = self.facts.tenant;
+        for (slot, plugin) in self.chain.iter().zip(&self.loaded) {
+            let outcome = self.plugins.call(
+                plugin,
+                Export::Route,
+                self.facts,
+                self.route.as_ref(),
+                &mut self.ctx,
+                |p, c| {
+                    p.route(tenant, c).map(|answer| match answer {
+                        Ok(RouteDecision { choice, cache }) => (Cached::Route(Ok(choice)), cache),
+                        Err(err) => (Cached::Route(Err(err)), None),
+                    })
+                },
+            );
+            let Some((answer, hit)) = answered(slot, self.facts, "route", outcome, self.log)?
+            else {
+                continue;
+            };
+            let Cached::Route(answer) = &*answer else {
+                unreachable!("route answers are cached as routes")
+            };
+            let name = &slot.config.name;
+            match answer {
+                Ok(RouteChoice::Configured) => note(self.log, name, "route", "configured", hit),
+                Ok(RouteChoice::To(to)) => match (self.valid_route)(to) {
+                    Ok(()) => {
+                        note(self.log, name, "route", &describe(to), hit);
+                        self.route = Some(to.clone());
+                        self.decision.route = Some((Arc::from(name.as_str()), to.clone()));
+                    }
+                    Err(why) => failed(slot, self.facts, "route", &why, self.log)?,
+                },
+                Err(err) => {
+                    note(self.log, name, "route", &format!("error:{}", err.code), hit);
+                    return Err(plugin_error(slot, self.facts, err)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each plugin's `authorize`, in order, with the route in effect.
+    fn authorize_phase(&mut self) -> Result<(), S3Error> {
+        let tenant = self.facts.tenant;
+        for (slot, plugin) in self.chain.iter().zip(&self.loaded) {
+            let outcome = self.plugins.call(
+                plugin,
+                Export::Authorize,
+                self.facts,
+                self.route.as_ref(),
+                &mut self.ctx,
+                |p, c| {
+                    p.authorize(tenant, c)
+                        .map(|Authorization { verdict, cache }| (Cached::Authorize(verdict), cache))
+                },
+            );
+            let Some((answer, hit)) = answered(slot, self.facts, "authorize", outcome, self.log)?
+            else {
+                continue;
+            };
+            let Cached::Authorize(verdict) = &*answer else {
+                unreachable!("authorize answers are cached as verdicts")
+            };
+            let name = &slot.config.name;
+            match verdict {
+                Verdict::Allow => note(self.log, name, "authorize", "allow", hit),
+                Verdict::AllowIf(needs) => {
+                    note(
+                        self.log,
+                        name,
+                        "authorize",
+                        &format!("allow-if:{needs:?}"),
+                        hit,
+                    );
+                    self.decision.requirements |= *needs;
+                }
+                Verdict::Deny(err) => {
+                    note(
+                        self.log,
+                        name,
+                        "authorize",
+                        &format!("deny:{}", err.code),
+                        hit,
+                    );
+                    return Err(plugin_error(slot, self.facts, err)?);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -306,6 +394,7 @@ pub(crate) fn load_component(
         generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         stamp,
         masks: [AtomicU32::new(0), AtomicU32::new(0)],
+        slow: AtomicBool::new(false),
     })
 }
 
@@ -317,6 +406,24 @@ impl Slot {
 
     pub(crate) fn current(&self) -> Arc<Loaded> {
         self.current.load_full()
+    }
+}
+
+/// A call's answer, or `None` when the plugin gave none and its config lets the request go on
+/// without it.
+fn answered(
+    slot: &Slot,
+    facts: &Facts<'_>,
+    export: &str,
+    outcome: Result<(Arc<Cached>, bool), CallError>,
+    log: &mut String,
+) -> Result<Option<(Arc<Cached>, bool)>, S3Error> {
+    match outcome {
+        Ok(answer) => Ok(Some(answer)),
+        Err(err) => {
+            failed(slot, facts, export, &err.to_string(), log)?;
+            Ok(None)
+        }
     }
 }
 

@@ -16,23 +16,33 @@ use crate::config::TenantConfig;
 use crate::gateway::Gateway;
 
 /// ListBuckets: every bucket of the tenant's, from the backend its route names.
+/// ListBuckets. `plugin_route` gives the backend the tenant's plugins send a bucket to, if they
+/// choose one.
 pub async fn list_buckets(
     gateway: &Gateway,
     tenant: &TenantConfig,
+    plugin_route: &(dyn Fn(&BucketName) -> Option<String> + Sync),
 ) -> Result<Response<ResponseBody>, S3Error> {
     let mut buckets = Vec::new();
-    for backend in gateway.tenant_backends(tenant) {
-        // A bucket is listed only by the backend its route names now, so every listed bucket
-        // answers HeadBucket, and a name present in two backends appears once.
+    for (backend, route) in gateway.tenant_backends(tenant) {
+        // A bucket is listed only by the backend its route names now (a plugin's, else the
+        // configured one), so every listed bucket answers HeadBucket, and a name present in
+        // two backends appears once.
         let listed = backend.list_buckets(&tenant.id).await?;
         buckets.extend(listed.into_iter().filter(|b| {
-            BucketName::parse(&b.name)
-                .ok()
-                .and_then(|n| gateway.backend_for(tenant, &n))
-                .is_some_and(|r| std::sync::Arc::ptr_eq(r, backend))
+            let Ok(name) = BucketName::parse(&b.name) else {
+                return false;
+            };
+            match plugin_route(&name) {
+                Some(chosen) => chosen == route.backend && !route.renames(),
+                None => gateway
+                    .backend_for(tenant, &name)
+                    .is_some_and(|r| std::sync::Arc::ptr_eq(r, backend)),
+            }
         }));
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    buckets.dedup_by(|a, b| a.name == b.name);
     let mut x = XmlWriter::new();
     x.root("ListAllMyBucketsResult");
     owner(&mut x, tenant.id.as_str());
