@@ -48,6 +48,9 @@ export SLUICE_BIN="$target_dir/debug/sluice"
 log "example plugins (WebAssembly components for wasm32-wasip2, the target installed above)"
 (cd plugins && cargo fmt --all -- --check)
 SLUICE_PLUGINS_DIR=$(bash plugins/build.sh)
+# The same router in Python (componentize-py, installed into the venv): the interface is
+# language-neutral.
+bash plugins/build-second-language.sh >/dev/null
 export SLUICE_PLUGINS_DIR
 
 log "rust tests"

@@ -64,12 +64,14 @@ LATENCY_BOUND = 0.030
 
 
 def built_plugins() -> Path:
+    """The example plugins' components (`SLUICE_PLUGINS_DIR`, else built by plugins/build.sh and
+    plugins/build-second-language.sh)."""
     env = os.environ.get("SLUICE_PLUGINS_DIR")
     if env:
         return Path(env)
-    proc = subprocess.run(["bash", str(REPO / "plugins/build.sh")], stdout=subprocess.PIPE,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, "plugins/build.sh failed"
+    for script in ["plugins/build.sh", "plugins/build-second-language.sh"]:
+        proc = subprocess.run(["bash", str(REPO / script)], stdout=subprocess.PIPE, text=True, timeout=900)
+        assert proc.returncode == 0, f"{script} failed"
     return Path(proc.stdout.strip())
 
 
@@ -513,3 +515,44 @@ def test_shipped_plugins_config_checks(env: PluginEnv):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "plugin policy-guard: OK" in out.stdout
+
+
+def plugin_test(env: PluginEnv, component: Path, cases: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(env.sluice.binary), "plugin", "test", str(component), "--cases", str(cases)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_second_language_router_decides_as_the_rust_one(env: PluginEnv, tmp_path: Path):
+    """`sluice plugin test` runs the Rust tenant-router and its Python twin on the same cases:
+    both decide every case as expected, and print the same decisions."""
+    built = built_plugins()
+    cases = REPO / "plugins/tenant-router/cases.yaml"
+    rust = plugin_test(env, built / "tenant_router.wasm", cases)
+    python = plugin_test(env, built / "tenant_router_py.wasm", cases)
+    assert rust.returncode == 0, rust.stdout + rust.stderr
+    assert python.returncode == 0, python.stdout + python.stderr
+    assert "10 cases, 10 as expected, 0 not" in rust.stdout
+    assert python.stdout == rust.stdout
+
+    # A case the plugin does not decide as written fails the run, saying where.
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(cases.read_text().replace("expect: { route: eu-store, authorize: allow } }",
+                                               "expect: { route: us-store, authorize: allow } }", 1))
+    out = plugin_test(env, built / "tenant_router_py.wasm", wrong)
+    assert out.returncode != 0
+    assert "FAIL a tenant's prefix pattern: route=eu-store" in out.stdout
+    assert "route: expected us-store" in out.stdout
+
+
+def test_plugin_check_reports_fit_and_imports(env: PluginEnv):
+    built = built_plugins()
+    out = subprocess.run([str(env.sluice.binary), "plugin", "check", str(built / "policy_guard.wasm")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "fits sluice:plugin/plugin@0.1.0" in out.stdout
+    assert "capabilities it needs granted: settings, tables" in out.stdout
+    junk = env.sluice.root / "not-a-component.wasm"
+    junk.write_bytes(b"\0asm\x01\0\0\0")  # a core module, not a component
+    out = subprocess.run([str(env.sluice.binary), "plugin", "check", str(junk)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "not a WebAssembly component" in out.stderr, out.stderr

@@ -55,10 +55,12 @@ impl PluginEngine {
     pub fn new(cache: Option<&Path>) -> Result<Self, LoadError> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(MAX_INSTANCES)
-            .total_core_instances(MAX_INSTANCES * 4)
+            .total_core_instances(MAX_INSTANCES * 8)
             .total_memories(MAX_INSTANCES)
             .total_tables(MAX_INSTANCES * 4)
-            .max_core_instances_per_component(8)
+            // A componentize-py component holds 38 (libc, libpython, its runtime, a stub per
+            // WASI interface); a Rust one, 1 to 3.
+            .max_core_instances_per_component(48)
             .max_memories_per_component(2)
             .max_tables_per_component(4)
             .max_memory_size(MAX_MEMORY)

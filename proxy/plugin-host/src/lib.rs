@@ -26,7 +26,7 @@ pub mod plugin;
 
 pub use capabilities::{Capabilities, Capability};
 pub use engine::PluginEngine;
-pub use plugin::{CallError, Limits, LoadError, LoadedPlugin};
+pub use plugin::{CallError, Imports, Limits, LoadError, LoadedPlugin, imports};
 
 mod bindings {
     wasmtime::component::bindgen!({

@@ -1,9 +1,10 @@
 //! The example plugins in `plugins/`, built to wasm32-wasip2 components by `plugins/build.sh`
-//! (run here if `SLUICE_PLUGINS_DIR` does not name its output), loaded and called as Sluice
-//! will call them.
+//! (run here if `SLUICE_PLUGINS_DIR` does not name its output) and, for the tenant-router in
+//! Python, `plugins/build-second-language.sh`, loaded and called as Sluice will call them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 mod common;
 
@@ -31,8 +32,62 @@ fn built() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The directory holding the tenant-router built from Python (`tenant_router_py.wasm`):
+/// `SLUICE_PLUGINS_DIR` if it has it, else the output of `plugins/build-second-language.sh`
+/// (which installs its tool if missing and builds only when its sources changed).
+fn built_second_language() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_PLUGINS_DIR").map(PathBuf::from)
+        && dir.join(SECOND_LANGUAGE_ROUTER).is_file()
+    {
+        return dir;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plugins/build-second-language.sh"
+    );
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("running plugins/build-second-language.sh");
+    assert!(
+        out.status.success(),
+        "plugins/build-second-language.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The tenant-router written in Python, built by `plugins/build-second-language.sh`.
+const SECOND_LANGUAGE_ROUTER: &str = "tenant_router_py.wasm";
+
 fn ctx(tenant: &str, bucket: &str) -> RequestContext {
     common::context(tenant, OpKind::GetObject, bucket, "k")
+}
+
+/// The tenant-router's `tables` grant: its table `routes`.
+fn router_grants() -> Capabilities {
+    let routes: BTreeMap<String, String> = [
+        ("acme/eu-*", "eu-store"),
+        ("acme/eu-archive", "cold/acme-archive"),
+        ("*/logs", "archive/logs-2026"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Capabilities {
+        granted: vec![Capability::Tables],
+        tables: [("routes".to_owned(), routes)].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// A route to `backend`, in its bucket `target` if given.
+fn to(backend: &str, target: Option<&str>) -> RouteChoice {
+    RouteChoice::To(Route {
+        backend: backend.into(),
+        target_bucket: target.map(str::to_owned),
+        key_prefix: None,
+    })
 }
 
 #[test]
@@ -54,28 +109,14 @@ fn tenant_router_routes_by_tenant_and_bucket_pattern() {
         "{err}"
     );
 
-    let routes: BTreeMap<String, String> = [
-        ("acme/eu-*", "eu-store"),
-        ("acme/eu-archive", "cold/acme-archive"),
-        ("*/logs", "archive/logs-2026"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let grants = Capabilities {
-        granted: vec![Capability::Tables],
-        tables: [("routes".to_owned(), routes)].into_iter().collect(),
-        ..Default::default()
-    };
-    let router =
-        LoadedPlugin::load(&engine, "tenant-router", &wasm, grants, Limits::default()).unwrap();
-    let to = |backend: &str, target: Option<&str>| {
-        RouteChoice::To(Route {
-            backend: backend.into(),
-            target_bucket: target.map(str::to_owned),
-            key_prefix: None,
-        })
-    };
+    let router = LoadedPlugin::load(
+        &engine,
+        "tenant-router",
+        &wasm,
+        router_grants(),
+        Limits::default(),
+    )
+    .unwrap();
     for (tenant, bucket, expected) in [
         ("acme", "eu-photos", to("eu-store", None)),
         ("acme", "eu-archive", to("cold", Some("acme-archive"))),
@@ -167,5 +208,121 @@ fn policy_guard_applies_its_settings_and_tables() {
     assert_eq!(
         verdict(get("t", "vault", "k")),
         Verdict::AllowIf(Requirements::TLS)
+    );
+}
+
+/// The tenant-router written in Python (`plugins/tenant-router-py`) decides as the Rust one
+/// does, route and authorization alike: the interface is not Rust's. Also prints what the
+/// Python one costs: its size, its load (compiled by cranelift, or from the compiled-plugin
+/// cache), its first call (which instantiates it) and its warm calls.
+#[test]
+fn second_language_router_matches_the_rust_one() {
+    let rust_wasm = std::fs::read(built().join("tenant_router.wasm")).unwrap();
+    let py_wasm = std::fs::read(built_second_language().join(SECOND_LANGUAGE_ROUTER)).unwrap();
+    // The default deadline, 5 ms of CPU, is too short for the Python component's first call:
+    // that call instantiates it, which the first time takes 8-11 ms (wasmtime builds the
+    // memory image of its 12 MiB heap snapshot), then 1-2.5 ms; a fresh instance's first call
+    // takes about 2 ms more, a warm call 0.1-0.3 ms.
+    let limits = Limits {
+        deadline: Duration::from_millis(100),
+        ..Limits::default()
+    };
+
+    // Compiled by cranelift into a cache that outlives the run (20-30 s for this component),
+    // then loaded from there by a new engine, as Sluice does when it restarts. It has 38 core
+    // module instances (libc, libpython, componentize-py's runtime, a stub per WASI
+    // interface...), which the engine's pooling allocator must allow per component.
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+    let load = |engine: &PluginEngine| {
+        let started = Instant::now();
+        let plugin = LoadedPlugin::load(
+            engine,
+            "tenant-router-py",
+            &py_wasm,
+            router_grants(),
+            limits,
+        )
+        .unwrap();
+        (plugin, started.elapsed())
+    };
+    let (first, first_load) = load(&PluginEngine::new(Some(&cache)).unwrap());
+    let compiled = !first.was_cached();
+    drop(first);
+    let engine = PluginEngine::new(Some(&cache)).unwrap();
+    let (py, cached_load) = load(&engine);
+    assert!(py.was_cached());
+    let rust = LoadedPlugin::load(
+        &engine,
+        "tenant-router",
+        &rust_wasm,
+        router_grants(),
+        limits,
+    )
+    .unwrap();
+
+    // The first call instantiates the component.
+    let started = Instant::now();
+    py.route("acme", &ctx("acme", "eu-photos"))
+        .unwrap()
+        .unwrap();
+    let first_call = started.elapsed();
+
+    // A ListBuckets: no bucket.
+    let mut list_buckets = ctx("acme", "unused");
+    list_buckets.operation.kind = OpKind::ListBuckets;
+    list_buckets.operation.name = "ListBuckets".into();
+    list_buckets.operation.bucket = None;
+    list_buckets.operation.key = None;
+    let cases = [
+        // The tenant's prefix pattern; its exact name before it, with a target bucket.
+        (ctx("acme", "eu-photos"), to("eu-store", None)),
+        (ctx("acme", "eu-archive"), to("cold", Some("acme-archive"))),
+        // A prefix pattern matches the prefix itself, and nothing shorter.
+        (ctx("acme", "eu-"), to("eu-store", None)),
+        (ctx("acme", "eu"), RouteChoice::Configured),
+        // Every tenant's entry, an exact name.
+        (ctx("acme", "logs"), to("archive", Some("logs-2026"))),
+        (ctx("other", "logs"), to("archive", Some("logs-2026"))),
+        (ctx("other", "logs-old"), RouteChoice::Configured),
+        // No match: another tenant's entries do not apply.
+        (ctx("other", "eu-photos"), RouteChoice::Configured),
+        (ctx("acme", "us-photos"), RouteChoice::Configured),
+        // Prefixes are cut between characters, not bytes.
+        (ctx("acme", "eu-é"), to("eu-store", None)),
+        (list_buckets, RouteChoice::Configured),
+    ];
+    for (request, expected) in &cases {
+        let what = format!("{} {:?}", request.tenant, request.operation.bucket);
+        let from_rust = rust.route(&request.tenant, request).unwrap();
+        let from_py = py.route(&request.tenant, request).unwrap();
+        assert_eq!(from_py, from_rust, "route: {what}");
+        assert_eq!(&from_rust.unwrap().choice, expected, "route: {what}");
+        let from_rust = rust.authorize(&request.tenant, request).unwrap();
+        let from_py = py.authorize(&request.tenant, request).unwrap();
+        assert_eq!(from_py, from_rust, "authorize: {what}");
+    }
+
+    // Warm calls: one tenant, so its instance is reused.
+    let warm = |plugin: &LoadedPlugin| {
+        let request = ctx("acme", "eu-archive");
+        let started = Instant::now();
+        for _ in 0..1000 {
+            plugin.route("acme", &request).unwrap().unwrap();
+        }
+        started.elapsed() / 1000
+    };
+    let (py_warm, rust_warm) = (warm(&py), warm(&rust));
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let how = if compiled { "compiled" } else { "cached" };
+    eprintln!(
+        "tenant-router in Python: {} bytes; first load ({how}) {}, from the cache {}; first \
+         call (instantiating) {}; warm route call {:?} (the Rust one: {} bytes, {:?})",
+        py_wasm.len(),
+        ms(first_load),
+        ms(cached_load),
+        ms(first_call),
+        py_warm,
+        rust_wasm.len(),
+        rust_warm,
     );
 }

@@ -55,6 +55,11 @@ enum Command {
     },
     /// Print a new random master key (base64) for `key_store.master_key`.
     MasterKey,
+    /// A plugin author's tools: does a component fit the plugin world, and what it decides.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Decrypt an encrypted object offline, from its stored bytes (as the storage holds them:
     /// one stream, or a multipart object's streams end to end) and its envelope (the
     /// `sluice-enc` metadata), with the config's `encryption` keys. Every segment and footer is
@@ -94,6 +99,19 @@ enum Command {
         /// Resume after this key (as an interrupted run printed it).
         #[arg(long)]
         start_after: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginAction {
+    /// Whether FILE fits the world sluice:plugin/plugin@0.1.0, and what it imports.
+    Check { file: PathBuf },
+    /// Runs FILE on the sample requests of a cases file, prints each decision, and exits
+    /// non-zero when a decision differs from the one the case expects.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        cases: PathBuf,
     },
 }
 
@@ -195,6 +213,10 @@ fn run(cli: Cli) -> Result<(), String> {
             bucket,
             start_after,
         } => at_rest(&config, tenant, &bucket, start_after, Action::Rewrap),
+        Command::Plugin { action } => match action {
+            PluginAction::Check { file } => crate::plugin_tool::check(&file),
+            PluginAction::Test { file, cases } => crate::plugin_tool::test(&file, &cases),
+        },
         Command::MasterKey => {
             println!("{}", sluice_crypto::MasterKey::generate_base64());
             Ok(())

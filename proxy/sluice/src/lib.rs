@@ -19,6 +19,7 @@ pub mod decrypt;
 pub mod gateway;
 pub mod keys;
 pub mod pipeline;
+pub mod plugin_tool;
 pub mod plugins;
 pub mod s3;
 pub mod server;

@@ -23,7 +23,9 @@ use sluice_crypto::MasterKey;
 pub use backends::BackendConfig;
 pub use limits::{BodyPace, Limits};
 pub use listeners::{ListenerConfig, TlsFiles};
-pub use plugins::{OnFailure, PluginConfig, PluginsConfig};
+pub use plugins::{
+    OnFailure, PluginConfig, PluginsConfig, default_cache_dir as default_plugin_cache,
+};
 pub use secret_ref::{SecretRef, resolve as resolve_secret};
 pub use tenants::{
     BucketPattern, Route, StaticKey, TenantConfig, check_key_prefix, validate_access_id,

@@ -132,7 +132,7 @@ fn names_declared(chain: &[String], place: &str, raw: &RawPlugins, check: &mut C
 }
 
 /// `$XDG_CACHE_HOME/sluice/plugins`, else `$HOME/.cache/sluice/plugins`.
-fn default_cache_dir() -> Option<PathBuf> {
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
