@@ -17,7 +17,13 @@
 #   encrypted-up / plaintext-up     the same Sluice to an upstream S3 server (s3s-fs, installed by
 #                                   tests/upstreams/install.sh), one route encrypting, one not
 #
-#   tests/bench/run.sh [--quick] [--only local|upstream|encryption] [--rounds N] [--out DIR]
+#   plugins-0 / plugins-1 / plugins-3
+#                                   Sluice (plain HTTP, local backend) for three tenants whose
+#                                   chains hold no plugin, policy-guard, and tenant-router +
+#                                   policy-guard + the template (same server, same run); then its
+#                                   RSS once 100 more tenants each hold a warm policy-guard
+#
+#   tests/bench/run.sh [--quick] [--only local|upstream|encryption|plugins] [--rounds N] [--out DIR]
 #
 # Installs nginx (Debian package) if missing, builds in release mode, stops everything it
 # started, and writes DIR/<date>.md and DIR/<date>.svg (default DIR: tests/bench/results).
@@ -34,7 +40,7 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift ;;
     --rounds) rounds_arg="$2"; shift ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--only local|upstream|encryption] [--rounds N] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--only local|upstream|encryption|plugins] [--rounds N] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -68,6 +74,7 @@ cleanup() {
   [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true
   [ -n "${epid:-}" ] && kill "$epid" 2>/dev/null && wait "$epid" 2>/dev/null || true
   [ -n "${fspid:-}" ] && kill "$fspid" 2>/dev/null && wait "$fspid" 2>/dev/null || true
+  [ -n "${ppid_:-}" ] && kill "$ppid_" 2>/dev/null && wait "$ppid_" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && "$nginx_bin" -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
   rm -rf "$work"
 }
@@ -210,6 +217,45 @@ for _ in $(seq 1 300); do grep -q 'listening on' "$work/sluice-enc.out" 2>/dev/n
 e_tls=$(sed -n 's/^sluice listening on \(https:.*\)/\1/p' "$work/sluice-enc.out")
 [ -n "$e_tls" ] || { cat "$work/sluice-enc.err"; exit 1; }
 
+if wants plugins; then
+  plugins_dir="${SLUICE_PLUGINS_DIR:-$(bash plugins/build.sh)}"
+  {
+    cat <<YAML
+listeners:
+  - bind: 127.0.0.1:0
+    danger_plain_http: true
+    danger_accept_unsigned_payload: true
+backends:
+  local: { type: local, path: plug-data }
+plugins:
+  cache_dir: plugin-cache
+  modules:
+    policy-guard:
+      component: $plugins_dir/policy_guard.wasm
+      capabilities: [settings, tables]
+      settings: { protected-prefixes: "protected/" }
+    tenant-router:
+      component: $plugins_dir/tenant_router.wasm
+      capabilities: [tables]
+      tables: { routes: { "p3/eu-*": local } }
+    template:
+      component: $plugins_dir/plugin_template.wasm
+tenants:
+  - { name: p0, keys: [{ access_id: BENCHKEYPLUGIN00, secret: "$secret" }], routes: [{ bucket: "*", backend: local }] }
+  - { name: p1, keys: [{ access_id: BENCHKEYPLUGIN01, secret: "$secret" }], routes: [{ bucket: "*", backend: local }], plugins: [policy-guard] }
+  - { name: p3, keys: [{ access_id: BENCHKEYPLUGIN03, secret: "$secret" }], routes: [{ bucket: "*", backend: local }], plugins: [tenant-router, policy-guard, template] }
+YAML
+    for i in $(seq -w 0 99); do
+      echo "  - { name: w$i, keys: [{ access_id: BENCHKEYWARM00$i, secret: \"$secret\" }], routes: [{ bucket: \"*\", backend: local }], plugins: [policy-guard] }"
+    done
+  } > "$work/plugins.yaml"
+  SLUICE_LOG=warn "$sluice" serve --config "$work/plugins.yaml" > "$work/sluice-plug.out" 2> "$work/sluice-plug.err" &
+  ppid_=$!
+  for _ in $(seq 1 600); do grep -q 'listening on' "$work/sluice-plug.out" 2>/dev/null && break; sleep 0.1; done
+  p_plain=$(sed -n 's/^sluice listening on \(http:.*\)/\1/p' "$work/sluice-plug.out")
+  [ -n "$p_plain" ] || { cat "$work/sluice-plug.err"; exit 1; }
+fi
+
 s_plain=$(sed -n 's/^sluice listening on \(http:.*\)/\1/p' "$work/sluice.out")
 s_tls=$(sed -n 's/^sluice listening on \(https:.*\)/\1/p' "$work/sluice.out")
 [ -n "$s_plain" ] && [ -n "$s_tls" ] || { cat "$work/sluice.err"; exit 1; }
@@ -219,8 +265,10 @@ results="$work/results/results.txt"
 # (labelled SCENARIO/SYSTEM/rROUND, as report.py expects) is appended to the results.
 run() {
   local system=$1 scenario=$2 round=$3; shift 3
-  local target=()
+  local target=() access_id=BENCHKEY00000001
   case "$system" in
+    plugins-[0-9]) target=(--endpoint "$p_plain" --server-pid "$ppid_"); access_id="BENCHKEYPLUGIN0${system#plugins-}" ;;
+    warm-[0-9]*) target=(--endpoint "$p_plain" --server-pid "$ppid_"); access_id="BENCHKEYWARM00${system#warm-}" ;;
     direct-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
     sluice) target=(--endpoint "$s_plain" --server-pid "$spid") ;;
     sluice-tls|plaintext) target=(--endpoint "$s_tls" --ca "$work/certs/cert.pem" --server-pid "$spid") ;;
@@ -232,7 +280,7 @@ run() {
     nginx-proxy) target=(--raw --endpoint "http://127.0.0.1:$p_proxy") ;;
     nginx-proxy-tls) target=(--raw --endpoint "https://127.0.0.1:$p_proxy_tls" --ca "$work/certs/cert.pem") ;;
   esac
-  SLUICE_BENCH_SECRET="$secret" "$bench" --access-id BENCHKEY00000001 \
+  SLUICE_BENCH_SECRET="$secret" "$bench" --access-id "$access_id" \
     --label "$scenario/$system/r$round" "${target[@]}" "$@" >> "$results"
   tail -1 "$results"
 }
@@ -253,10 +301,20 @@ if wants encryption; then
     run "$sys" setup 0 --op get --size "$big" --requests 1 >/dev/null
   done
 fi
+plugin_systems=(plugins-0 plugins-1 plugins-3)
+if wants plugins; then
+  echo "== setup: the same object for each plugin tenant"
+  for sys in "${plugin_systems[@]}"; do run "$sys" setup 0 --op get --size "$small" --requests 1 >/dev/null; done
+fi
 enc_systems=(plaintext encrypted)
 enc_up_systems=(plaintext-up encrypted-up)
 for r in $(seq 1 "$rounds"); do
   echo "== round $r of $rounds"
+  if wants plugins; then
+    for sys in "${plugin_systems[@]}"; do
+      run "$sys" plugins-get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
+    done
+  fi
   if wants encryption; then
     for sys in "${enc_systems[@]}"; do
       run "$sys" enc-get-4KiB-c64 "$r" --op get --size "$small" --concurrency 64 --duration "$secs" --no-setup
@@ -304,6 +362,16 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
+if wants plugins; then
+  # Resident memory of the plugin server before and after 100 more tenants each warm an
+  # instance of policy-guard (one request each).
+  rss() { awk '/^VmRSS/ { print $2 }' "/proc/$ppid_/status"; }
+  before=$(rss)
+  for i in $(seq -w 0 99); do run "warm-$i" warm 0 --op get --size "$small" --requests 1 >/dev/null; done
+  after=$(rss)
+  echo "plugins: RSS ${before} KiB with 3 tenants' instances, ${after} KiB after 100 more tenants each warmed policy-guard ($(( (after - before) / 100 )) KiB per tenant)" | tee "$work/rss.txt"
+fi
+
 if wants local; then
   echo "== Sluice only: idle connections and the local backend"
   run sluice "idle-$idle" 1 --op idle --size "$small" --concurrency "$idle" --no-setup
@@ -318,4 +386,8 @@ stamp=$(date -u +%Y-%m-%d)
 [ -n "$only" ] && stamp="$stamp-$only"
 python3 tests/bench/report.py "$results" "$out/$stamp.md" "$out/$stamp.svg"
 cp "$results" "$out/$stamp.txt"
+if [ -f "$work/rss.txt" ]; then
+  cat "$work/rss.txt" >> "$out/$stamp.txt"
+  { echo; cat "$work/rss.txt"; } >> "$out/$stamp.md"
+fi
 echo "== report: $out/$stamp.md, $out/$stamp.svg"

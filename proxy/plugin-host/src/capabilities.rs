@@ -66,8 +66,10 @@ pub(crate) struct HostState {
     pub(crate) limiter: crate::plugin::MemoryLimiter,
     /// Lines logged during the current call.
     pub(crate) lines: u32,
-    /// The calling thread's CPU time when the current call started, and the call's budget.
-    pub(crate) cpu_started: std::time::Duration,
+    /// When the current call started (wall time), and at its first epoch tick the thread's
+    /// CPU time and the wall time charged for before it; the call's CPU budget.
+    pub(crate) started: std::time::Instant,
+    pub(crate) first_tick: Option<(std::time::Duration, std::time::Duration)>,
     pub(crate) budget: std::time::Duration,
 }
 

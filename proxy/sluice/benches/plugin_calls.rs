@@ -1,0 +1,246 @@
+//! What a plugin costs a request, call by call, as percentiles (`cargo bench -p sluice --bench
+//! plugin_calls`): each scenario times 20,000 calls one by one (after 2,000 to warm up) and
+//! prints p50 and p99 in microseconds.
+//!
+//! - `template` (does nothing: the cost of a call itself), `tenant-router` in Rust and in
+//!   Python, each through a warm pooled instance and through a fresh instance per call
+//!   (`isolation: per-request`);
+//! - the plugin phase as the pipeline runs it (`Plugins::decide`, one plugin): a decision-cache
+//!   hit, and a miss (the context built and the plugin called).
+//!
+//! The components come from `SLUICE_PLUGINS_DIR` (else `plugins/build.sh` and
+//! `plugins/build-second-language.sh` are run).
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sluice::config::{OnFailure, PluginConfig, PluginsConfig};
+use sluice::plugins::{Facts, Plugins};
+use sluice::s3::S3Op;
+use sluice_plugin_host::types::{OpKind, RequestContext};
+use sluice_plugin_host::{Capabilities, Capability, Limits, LoadedPlugin, PluginEngine};
+
+#[path = "../../plugin-host/tests/common/mod.rs"]
+mod common;
+
+const CALLS: usize = 20_000;
+const WARMUP: usize = 2_000;
+
+fn built() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_PLUGINS_DIR") {
+        return dir.into();
+    }
+    let mut dir = String::new();
+    for script in ["build.sh", "build-second-language.sh"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../plugins")
+            .join(script);
+        let out = std::process::Command::new("bash")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    }
+    dir.into()
+}
+
+fn router_grants() -> Capabilities {
+    Capabilities {
+        granted: vec![Capability::Tables],
+        tables: [(
+            "routes".to_owned(),
+            [
+                ("acme/eu-*".to_owned(), "eu-store".to_owned()),
+                ("*/logs".to_owned(), "archive".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+        )]
+        .into_iter()
+        .collect(),
+        ..Capabilities::default()
+    }
+}
+
+/// A GetObject as an SDK sends it (the plugin host's test context, with an SDK's headers).
+fn context() -> RequestContext {
+    let mut ctx = common::context("acme", OpKind::GetObject, "eu-photos", "2026/12/cat.jpg");
+    ctx.headers = [
+        ("host", "127.0.0.1:9000"),
+        ("user-agent", "aws-sdk-rust/1.0"),
+        ("x-amz-date", "20261201T120000Z"),
+        ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ("accept-encoding", "identity"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    ctx
+}
+
+/// Times `f` call by call; prints and returns (p50, p99) in microseconds.
+fn percentiles(name: &str, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..CALLS)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |q: f64| samples[((CALLS as f64 * q) as usize).min(CALLS - 1)].as_secs_f64() * 1e6;
+    let (p50, p99) = (at(0.50), at(0.99));
+    println!("{name:<52} p50 {p50:>9.2} us   p99 {p99:>9.2} us");
+    (p50, p99)
+}
+
+fn direct(engine: &PluginEngine, dir: &Path) {
+    let ctx = context();
+    let fresh = Limits {
+        max_calls: 1,
+        ..Limits::default()
+    };
+    // A Python instance's first call instantiates it: more than the default 5 ms.
+    let python = Limits {
+        deadline: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let python_fresh = Limits {
+        max_calls: 1,
+        ..python
+    };
+    let cases: [(&str, &str, Capabilities, Limits); 6] = [
+        (
+            "template, warm",
+            "plugin_template.wasm",
+            Capabilities::default(),
+            Limits::default(),
+        ),
+        (
+            "template, fresh instance",
+            "plugin_template.wasm",
+            Capabilities::default(),
+            fresh,
+        ),
+        (
+            "tenant-router (Rust), warm",
+            "tenant_router.wasm",
+            router_grants(),
+            Limits::default(),
+        ),
+        (
+            "tenant-router (Rust), fresh instance",
+            "tenant_router.wasm",
+            router_grants(),
+            fresh,
+        ),
+        (
+            "tenant-router (Python), warm",
+            "tenant_router_py.wasm",
+            router_grants(),
+            python,
+        ),
+        (
+            "tenant-router (Python), fresh instance",
+            "tenant_router_py.wasm",
+            router_grants(),
+            python_fresh,
+        ),
+    ];
+    for (name, file, grants, limits) in cases {
+        let wasm = std::fs::read(dir.join(file)).unwrap();
+        let started = Instant::now();
+        let plugin = LoadedPlugin::load(engine, name, &wasm, grants, limits).unwrap();
+        let loaded = started.elapsed();
+        percentiles(&format!("route: {name}"), || {
+            black_box(plugin.route("acme", black_box(&ctx)).unwrap().unwrap());
+        });
+        println!(
+            "{:<52} {} in {:.1} ms",
+            "",
+            if plugin.was_cached() {
+                "loaded from the cache"
+            } else {
+                "compiled"
+            },
+            loaded.as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn phase(dir: &Path, cache: &Path) {
+    let module = |name: &str, file: &str, grants: Capabilities| PluginConfig {
+        name: name.to_owned(),
+        component: dir.join(file),
+        grants,
+        limits: Limits::default(),
+        on_failure: OnFailure::Deny,
+    };
+    let config = PluginsConfig {
+        cache_dir: Some(cache.to_path_buf()),
+        modules: vec![
+            module("router", "tenant_router.wasm", router_grants()),
+            module("template", "plugin_template.wasm", Capabilities::default()),
+        ],
+    };
+    let plugins = Plugins::load(&config).unwrap();
+    let request = http::Request::get("/eu-photos/2026/12/cat.jpg")
+        .header("host", "127.0.0.1:9000")
+        .header("x-amz-date", "20261201T120000Z")
+        .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+        .body(())
+        .unwrap();
+    let (parts, ()) = request.into_parts();
+    let op = S3Op::Object(
+        sluice_storage::BucketName::parse("eu-photos").unwrap(),
+        sluice_storage::ObjectKey::parse("2026/12/cat.jpg").unwrap(),
+        sluice::s3::router::ObjectOp::Get { range: None },
+    );
+    let payload = sluice_sigv4::PayloadMode::Unsigned;
+    let facts = Facts {
+        request_id: "bench",
+        tenant: "acme",
+        access_key_id: "SLUICEBENCH00000",
+        op: &op,
+        parts: &parts,
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        tls: None,
+        presigned: false,
+        payload: &payload,
+        has_body: false,
+        encryption: sluice_storage::Policy::Off,
+    };
+    let ok = |_: &sluice_plugin_host::types::Route| Ok(());
+    // tenant-router marks its decisions cacheable (tenant, bucket); authorize is not, so the
+    // chain [router] hits the cache for route and calls authorize each time.
+    let router = plugins.chain(&["router".to_owned()]);
+    // The template marks both cacheable: after the first request, no call at all.
+    let template = plugins.chain(&["template".to_owned()]);
+    for (name, chain) in [
+        ("router: route cached, authorize called", &router),
+        ("template: both decisions from the cache", &template),
+    ] {
+        percentiles(&format!("plugin phase, {name}"), || {
+            let mut log = String::new();
+            black_box(plugins.decide(chain, &facts, None, &ok, &mut log).unwrap());
+        });
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness has nothing to filter.
+    let dir = built();
+    let cache = tempfile::tempdir().unwrap();
+    let engine = PluginEngine::new(Some(cache.path())).unwrap();
+    direct(&engine, &dir);
+    phase(&dir, cache.path());
+}
