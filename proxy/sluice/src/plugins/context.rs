@@ -307,3 +307,76 @@ fn op_kind(op: &S3Op) -> OpKind {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::router::ObjectOp;
+    use sluice_storage::{BucketName, ObjectKey};
+
+    fn get(bucket: &str, key: &str) -> S3Op {
+        S3Op::Object(
+            BucketName::parse(bucket).unwrap(),
+            ObjectKey::parse(key).unwrap(),
+            ObjectOp::Get { range: None },
+        )
+    }
+
+    /// A decision is reused only for requests equal in the fields it named, never across
+    /// tenants or routes in effect; the context a plugin sees holds no secret.
+    #[test]
+    fn cache_keys_follow_the_named_fields_and_contexts_hold_no_secrets() {
+        let (parts, ()) = http::Request::get("/photos/k1?X-Amz-Signature=abc&list-type=2")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=...")
+            .header("x-amz-server-side-encryption-customer-key", "c2VjcmV0")
+            .header("x-approved-by", "alice")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let payload = PayloadMode::Unsigned;
+        let (a, b) = (get("photos", "k1"), get("photos", "k2"));
+        let facts = |tenant, op| Facts {
+            request_id: "r",
+            tenant,
+            access_key_id: "AKID",
+            op,
+            parts: &parts,
+            peer: "127.0.0.1:1000".parse().unwrap(),
+            tls: None,
+            presigned: false,
+            payload: &payload,
+            has_body: false,
+            encryption: sluice_storage::Policy::Off,
+        };
+        let bucket = ContextFields::BUCKET;
+        let key = |t, op, fields| facts(t, op).cache_key(7, None, fields);
+        // Another key, same bucket: the same decision if only the bucket matters.
+        assert_eq!(key("t1", &a, bucket), key("t1", &b, bucket));
+        assert_ne!(
+            key("t1", &a, bucket | ContextFields::KEY),
+            key("t1", &b, bucket | ContextFields::KEY)
+        );
+        // Never across tenants, calls (plugin generation, export) or routes in effect.
+        assert_ne!(key("t1", &a, bucket), key("t2", &a, bucket));
+        assert_ne!(
+            facts("t1", &a).cache_key(8, None, bucket),
+            key("t1", &a, bucket)
+        );
+        let route = Route {
+            backend: "eu".into(),
+            target_bucket: None,
+            key_prefix: None,
+        };
+        assert_ne!(
+            facts("t1", &a).cache_key(7, Some(&route), bucket),
+            key("t1", &a, bucket)
+        );
+
+        let ctx = facts("t1", &a).context(None);
+        let names: Vec<&str> = ctx.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-approved-by"]);
+        assert_eq!(ctx.query, [("list-type".to_owned(), "2".to_owned())]);
+        assert_eq!(ctx.operation.kind, OpKind::GetObject);
+        assert_eq!(ctx.operation.key.as_deref(), Some("k1"));
+    }
+}
