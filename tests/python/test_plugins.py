@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -479,6 +480,60 @@ def test_hot_reload_under_load_fails_no_request(env: PluginEnv):
     wait_until(lambda: not protected_delete_allowed(), timeout=30, what="policy-guard is back")
     env.approved("swapper").delete_object(Bucket=b, Key="protected/p")
     s3.delete_object(Bucket=b, Key="small")
+    s3.delete_bucket(Bucket=b)
+
+
+def padded(component: bytes, size: int) -> bytes:
+    """`component` with a custom section appended (a valid component still) so that it is
+    exactly `size` bytes long."""
+    def leb(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            out.append(byte | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    name = b"pad"
+    for payload in range(size):
+        body = leb(len(name)) + name + b"\0" * payload
+        section = b"\0" + leb(len(body)) + body
+        if len(component) + len(section) == size:
+            return component + section
+    raise AssertionError(f"cannot pad {len(component)} bytes to {size}")
+
+
+def test_sighup_reloads_what_polling_cannot_see(env: PluginEnv):
+    """A component replaced by another of the same size with the old modification time is
+    invisible to the once-a-second check; SIGHUP makes Sluice read it anyway."""
+    s3 = env.client("swapper")
+    b = unique_bucket("hup")
+    s3.create_bucket(Bucket=b)
+
+    def protected_delete_allowed() -> bool:
+        s3.put_object(Bucket=b, Key="protected/p", Body=b"p")
+        try:
+            s3.delete_object(Bucket=b, Key="protected/p")
+            return True
+        except ClientError as e:
+            assert error_code(e) == "AccessDenied"
+            return False
+
+    component = env.sluice.root / "plugins" / "swap.wasm"
+    built = built_plugins()
+    assert not protected_delete_allowed(), "policy-guard serves first"
+    before = component.stat()
+    router = padded((built / "tenant_router.wasm").read_bytes(), before.st_size)
+    replace_atomically(component, router)
+    os.utime(component, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = component.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    hups = env.log().count("SIGHUP: reloading plugins")
+    env.sluice.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: env.log().count("SIGHUP: reloading plugins") > hups, timeout=10, what="SIGHUP is seen")
+    wait_until(protected_delete_allowed, timeout=30, what="the component read on SIGHUP serves")
+    replace_atomically(component, (built / "policy_guard.wasm").read_bytes())
+    wait_until(lambda: not protected_delete_allowed(), timeout=30, what="policy-guard is back")
+    env.approved("swapper").delete_object(Bucket=b, Key="protected/p")
     s3.delete_bucket(Bucket=b)
 
 
