@@ -421,6 +421,18 @@ def replace_atomically(path: Path, contents: bytes) -> None:
     os.replace(tmp, path)
 
 
+def protected_delete_allowed(s3, bucket: str) -> bool:
+    """Whether the plugin serving `s3`'s tenant lets a delete under `protected/` through
+    without approval (policy-guard does not; tenant-router does)."""
+    s3.put_object(Bucket=bucket, Key="protected/p", Body=b"p")
+    try:
+        s3.delete_object(Bucket=bucket, Key="protected/p")
+        return True
+    except ClientError as e:
+        assert error_code(e) == "AccessDenied"
+        return False
+
+
 def test_hot_reload_under_load_fails_no_request(env: PluginEnv):
     """`swap` starts as policy-guard (protected deletes refused). Under a steady load of GETs,
     its file is replaced by tenant-router (which allows everything): the new behaviour arrives
@@ -442,14 +454,8 @@ def test_hot_reload_under_load_fails_no_request(env: PluginEnv):
             except Exception as e:  # noqa: BLE001 (any failure counts)
                 done["failed"].append(repr(e))
 
-    def protected_delete_allowed() -> bool:
-        s3.put_object(Bucket=b, Key="protected/p", Body=b"p")
-        try:
-            s3.delete_object(Bucket=b, Key="protected/p")
-            return True
-        except ClientError as e:
-            assert error_code(e) == "AccessDenied"
-            return False
+    def allowed() -> bool:
+        return protected_delete_allowed(s3, b)
 
     component = env.sluice.root / "plugins" / "swap.wasm"
     built = built_plugins()
@@ -457,9 +463,9 @@ def test_hot_reload_under_load_fails_no_request(env: PluginEnv):
         futures = [pool.submit(load) for _ in range(3)]
         try:
             wait_until(lambda: done["ok"] >= 50, timeout=60, what="the load is running")
-            assert not protected_delete_allowed(), "policy-guard serves first"
+            assert not allowed(), "policy-guard serves first"
             replace_atomically(component, (built / "tenant_router.wasm").read_bytes())
-            wait_until(protected_delete_allowed, timeout=30, what="the new component serves")
+            wait_until(allowed, timeout=30, what="the new component serves")
             assert "plugin reloaded" in env.log()
 
             # A broken component is refused; the router keeps serving.
@@ -467,7 +473,7 @@ def test_hot_reload_under_load_fails_no_request(env: PluginEnv):
             wait_until(lambda: "plugin reload refused" in env.log(), timeout=30, what="the refusal is logged")
             refusal = [line for line in env.log().splitlines() if "plugin reload refused" in line][-1]
             assert 'plugin="swap"' in refusal and "swap.wasm" in refusal, refusal
-            assert protected_delete_allowed(), "the old component still serves"
+            assert allowed(), "the old component still serves"
             ok_before = done["ok"]
             wait_until(lambda: done["ok"] >= ok_before + 50, timeout=60, what="the load goes on")
         finally:
@@ -477,7 +483,7 @@ def test_hot_reload_under_load_fails_no_request(env: PluginEnv):
             replace_atomically(component, (built / "policy_guard.wasm").read_bytes())
     assert done["failed"] == [], done["failed"][:5]
     assert done["ok"] >= 100
-    wait_until(lambda: not protected_delete_allowed(), timeout=30, what="policy-guard is back")
+    wait_until(lambda: not allowed(), timeout=30, what="policy-guard is back")
     env.approved("swapper").delete_object(Bucket=b, Key="protected/p")
     s3.delete_object(Bucket=b, Key="small")
     s3.delete_bucket(Bucket=b)
@@ -509,18 +515,12 @@ def test_sighup_reloads_what_polling_cannot_see(env: PluginEnv):
     b = unique_bucket("hup")
     s3.create_bucket(Bucket=b)
 
-    def protected_delete_allowed() -> bool:
-        s3.put_object(Bucket=b, Key="protected/p", Body=b"p")
-        try:
-            s3.delete_object(Bucket=b, Key="protected/p")
-            return True
-        except ClientError as e:
-            assert error_code(e) == "AccessDenied"
-            return False
+    def allowed() -> bool:
+        return protected_delete_allowed(s3, b)
 
     component = env.sluice.root / "plugins" / "swap.wasm"
     built = built_plugins()
-    assert not protected_delete_allowed(), "policy-guard serves first"
+    assert not allowed(), "policy-guard serves first"
     before = component.stat()
     router = padded((built / "tenant_router.wasm").read_bytes(), before.st_size)
     replace_atomically(component, router)
@@ -530,9 +530,9 @@ def test_sighup_reloads_what_polling_cannot_see(env: PluginEnv):
     hups = env.log().count("SIGHUP: reloading plugins")
     env.sluice.process.send_signal(signal.SIGHUP)
     wait_until(lambda: env.log().count("SIGHUP: reloading plugins") > hups, timeout=10, what="SIGHUP is seen")
-    wait_until(protected_delete_allowed, timeout=30, what="the component read on SIGHUP serves")
+    wait_until(allowed, timeout=30, what="the component read on SIGHUP serves")
     replace_atomically(component, (built / "policy_guard.wasm").read_bytes())
-    wait_until(lambda: not protected_delete_allowed(), timeout=30, what="policy-guard is back")
+    wait_until(lambda: not allowed(), timeout=30, what="policy-guard is back")
     env.approved("swapper").delete_object(Bucket=b, Key="protected/p")
     s3.delete_bucket(Bucket=b)
 

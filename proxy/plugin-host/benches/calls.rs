@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "../tests/common/mod.rs"]
@@ -17,22 +16,7 @@ use sluice_plugin_host::types::{OpKind, RequestContext};
 use sluice_plugin_host::{Capabilities, Capability, Limits, LoadedPlugin, PluginEngine};
 
 fn component() -> Vec<u8> {
-    let dir: PathBuf = match std::env::var_os("SLUICE_PLUGINS_DIR") {
-        Some(dir) => dir.into(),
-        None => {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/build.sh");
-            let out = std::process::Command::new("bash")
-                .arg(script)
-                .output()
-                .expect("plugins/build.sh");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap().trim().into()
-        }
-    };
+    let dir = common::built("tenant_router.wasm", "build.sh");
     std::fs::read(dir.join("tenant_router.wasm")).unwrap()
 }
 

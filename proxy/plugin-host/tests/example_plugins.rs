@@ -14,47 +14,14 @@ use sluice_plugin_host::types::{
 };
 use sluice_plugin_host::{Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine};
 
-/// The directory of built example plugins.
+/// The directory of the example plugins `plugins/build.sh` builds.
 fn built() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_PLUGINS_DIR") {
-        return dir.into();
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/build.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("running plugins/build.sh");
-    assert!(
-        out.status.success(),
-        "plugins/build.sh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    common::built("tenant_router.wasm", "build.sh")
 }
 
-/// The directory holding the tenant-router built from Python (`tenant_router_py.wasm`):
-/// `SLUICE_PLUGINS_DIR` if it has it, else the output of `plugins/build-second-language.sh`
-/// (which installs its tool if missing and builds only when its sources changed).
+/// The directory holding the tenant-router built from Python (`tenant_router_py.wasm`).
 fn built_second_language() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_PLUGINS_DIR").map(PathBuf::from)
-        && dir.join(SECOND_LANGUAGE_ROUTER).is_file()
-    {
-        return dir;
-    }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../plugins/build-second-language.sh"
-    );
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("running plugins/build-second-language.sh");
-    assert!(
-        out.status.success(),
-        "plugins/build-second-language.sh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    common::built(SECOND_LANGUAGE_ROUTER, "build-second-language.sh")
 }
 
 /// The tenant-router written in Python, built by `plugins/build-second-language.sh`.

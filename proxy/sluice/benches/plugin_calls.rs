@@ -27,27 +27,10 @@ mod common;
 const CALLS: usize = 20_000;
 const WARMUP: usize = 2_000;
 
+/// Where both the Rust components and the Python one are.
 fn built() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_PLUGINS_DIR") {
-        return dir.into();
-    }
-    let mut dir = String::new();
-    for script in ["build.sh", "build-second-language.sh"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../plugins")
-            .join(script);
-        let out = std::process::Command::new("bash")
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    }
-    dir.into()
+    common::built("plugin_template.wasm", "build.sh");
+    common::built("tenant_router_py.wasm", "build-second-language.sh")
 }
 
 fn router_grants() -> Capabilities {

@@ -1,4 +1,7 @@
-//! What the plugin tests share: a request context to call plugins with.
+//! What the plugin tests and benchmarks share: a request context to call plugins with, and
+//! the built example plugins.
+
+use std::path::PathBuf;
 
 use sluice_plugin_host::types::{
     AuthMethod, EncryptionPolicy, OpKind, Operation, PayloadProtection, RequestContext,
@@ -34,5 +37,32 @@ pub fn context(tenant: &str, kind: OpKind, bucket: &str, key: &str) -> RequestCo
         content_length: None,
         configured_route: None,
         encryption: EncryptionPolicy::Off,
+    }
+}
+
+/// Runs `plugins/<script>` (`build.sh` or `build-second-language.sh`), which builds what is
+/// missing or stale and prints the directory holding the components.
+#[allow(dead_code)] // not every test binary builds plugins
+pub fn build(script: &str) -> PathBuf {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/");
+    let out = std::process::Command::new("bash")
+        .arg(format!("{path}{script}"))
+        .output()
+        .unwrap_or_else(|e| panic!("running plugins/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "plugins/{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The directory holding `component`: `SLUICE_PLUGINS_DIR` if it has it, else what `script`
+/// builds.
+#[allow(dead_code)]
+pub fn built(component: &str, script: &str) -> PathBuf {
+    match std::env::var_os("SLUICE_PLUGINS_DIR").map(PathBuf::from) {
+        Some(dir) if dir.join(component).is_file() => dir,
+        _ => build(script),
     }
 }
