@@ -5,7 +5,6 @@
 //!
 //! `cargo bench -p sluice-plugin-host --bench calls`
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -13,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 mod common;
 
 use sluice_plugin_host::types::{OpKind, RequestContext};
-use sluice_plugin_host::{Capabilities, Capability, Limits, LoadedPlugin, PluginEngine};
+use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine};
 
 fn component() -> Vec<u8> {
     let dir = common::built("tenant_router.wasm", "build.sh");
@@ -21,15 +20,7 @@ fn component() -> Vec<u8> {
 }
 
 fn grants() -> Capabilities {
-    let routes: BTreeMap<String, String> = [("acme/eu-*", "eu-store"), ("*/logs", "archive")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    Capabilities {
-        granted: vec![Capability::Tables],
-        tables: [("routes".to_owned(), routes)].into_iter().collect(),
-        ..Default::default()
-    }
+    common::router_grants(&[("acme/eu-*", "eu-store"), ("*/logs", "archive")])
 }
 
 fn ctx() -> RequestContext {

@@ -33,19 +33,11 @@ fn ctx(tenant: &str, bucket: &str) -> RequestContext {
 
 /// The tenant-router's `tables` grant: its table `routes`.
 fn router_grants() -> Capabilities {
-    let routes: BTreeMap<String, String> = [
+    common::router_grants(&[
         ("acme/eu-*", "eu-store"),
         ("acme/eu-archive", "cold/acme-archive"),
         ("*/logs", "archive/logs-2026"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    Capabilities {
-        granted: vec![Capability::Tables],
-        tables: [("routes".to_owned(), routes)].into_iter().collect(),
-        ..Default::default()
-    }
+    ])
 }
 
 /// A route to `backend`, in its bucket `target` if given.

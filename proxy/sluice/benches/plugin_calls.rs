@@ -19,7 +19,7 @@ use sluice::config::{OnFailure, PluginConfig, PluginsConfig};
 use sluice::plugins::{Facts, Plugins};
 use sluice::s3::S3Op;
 use sluice_plugin_host::types::{OpKind, RequestContext};
-use sluice_plugin_host::{Capabilities, Capability, Limits, LoadedPlugin, PluginEngine};
+use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine};
 
 #[path = "../../plugin-host/tests/common/mod.rs"]
 mod common;
@@ -34,21 +34,7 @@ fn built() -> PathBuf {
 }
 
 fn router_grants() -> Capabilities {
-    Capabilities {
-        granted: vec![Capability::Tables],
-        tables: [(
-            "routes".to_owned(),
-            [
-                ("acme/eu-*".to_owned(), "eu-store".to_owned()),
-                ("*/logs".to_owned(), "archive".to_owned()),
-            ]
-            .into_iter()
-            .collect(),
-        )]
-        .into_iter()
-        .collect(),
-        ..Capabilities::default()
-    }
+    common::router_grants(&[("acme/eu-*", "eu-store"), ("*/logs", "archive")])
 }
 
 /// A GetObject as an SDK sends it (the plugin host's test context, with an SDK's headers).

@@ -193,7 +193,6 @@ impl Gateway {
         bucket: &BucketName,
         route: &sluice_plugin_host::types::Route,
     ) -> Result<Arc<dyn Backend>, String> {
-        self.check_plugin_route(tenant, route)?;
         let policy = [
             tenant.route_for(bucket).map(|r| r.encryption),
             tenant

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use sluice_plugin_host::{Capabilities, Capability};
+
 use sluice_plugin_host::types::{
     AuthMethod, EncryptionPolicy, OpKind, Operation, PayloadProtection, RequestContext,
 };
@@ -64,5 +66,19 @@ pub fn built(component: &str, script: &str) -> PathBuf {
     match std::env::var_os("SLUICE_PLUGINS_DIR").map(PathBuf::from) {
         Some(dir) if dir.join(component).is_file() => dir,
         _ => build(script),
+    }
+}
+
+/// tenant-router's grant: `tables`, with its table `routes` holding `entries`.
+#[allow(dead_code)]
+pub fn router_grants(entries: &[(&str, &str)]) -> Capabilities {
+    let routes = entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Capabilities {
+        granted: vec![Capability::Tables],
+        tables: [("routes".to_owned(), routes)].into_iter().collect(),
+        ..Capabilities::default()
     }
 }

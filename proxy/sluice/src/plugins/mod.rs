@@ -187,11 +187,13 @@ impl Plugins {
     ) -> Result<(Arc<Cached>, bool), CallError> {
         let call = plugin.generation << 1 | export as u64;
         let known = plugin.masks[export as usize].load(Ordering::Relaxed);
+        let mut key = None;
         if known != 0 {
-            let key = facts.cache_key(call, route, fields(known));
-            if let Some(hit) = self.cache.get(&key) {
+            let looked_up = facts.cache_key(call, route, fields(known));
+            if let Some(hit) = self.cache.get(&looked_up) {
                 return Ok((hit, true));
             }
+            key = Some(looked_up);
         }
         let ctx = match ctx {
             Some(ctx) => {
@@ -210,8 +212,13 @@ impl Plugins {
         plugin.slow.store(false, Ordering::Relaxed);
         let answer = Arc::new(answer);
         if let Some(hint) = hint.filter(|h| h.ttl_ms > 0) {
-            plugin.masks[export as usize].store(mask(hint.depends_on), Ordering::Relaxed);
-            let key = facts.cache_key(call, route, hint.depends_on);
+            let named = mask(hint.depends_on);
+            plugin.masks[export as usize].store(named, Ordering::Relaxed);
+            // The key looked up above, unless the plugin now names other fields.
+            let key = match key {
+                Some(key) if named == known => key,
+                _ => facts.cache_key(call, route, hint.depends_on),
+            };
             self.cache.insert(key, Arc::clone(&answer), hint.ttl_ms);
         }
         Ok((answer, false))
