@@ -6,7 +6,8 @@ capability, table `routes`: keys `<tenant>/<bucket pattern>` or `*/<bucket patte
 is an exact name or a prefix ending in `*`), values `<backend>` or `<backend>/<target bucket>`.
 The first key that matches, tenant's own before `*`, longest pattern first, wins; no match
 defers to the configured routes. A request without a bucket (ListBuckets) defers too. Route
-decisions may be cached for a minute per tenant and bucket; `authorize` always allows.
+decisions may be cached for a minute per tenant and bucket; `authorize` always allows. The
+table is read once per instance (`tables.entries`) and kept for its later calls.
 
 The Python runtime is initialised when the component is built (componentize-py snapshots it)
 and the build replaces WASI with stubs that trap (`--stub-wasi`), as Sluice would: so nothing
@@ -14,7 +15,7 @@ here prints, and an uncaught exception (whose traceback goes to stderr) traps, w
 counts as the plugin failing. Hash seeds and `random` are fixed at build time.
 """
 
-from typing import Iterator, Optional
+from typing import Dict, List, Optional, Tuple
 
 import wit_world
 from wit_world.imports import tables
@@ -35,19 +36,55 @@ from wit_world.imports.types import (
 CACHE = CacheHint(ttl_ms=60_000, depends_on=ContextFields.TENANT | ContextFields.BUCKET)
 
 
-def patterns(bucket: str) -> Iterator[str]:
-    """The patterns tried for `bucket`, most specific first: the name itself, then its
-    prefixes with `*`, longest first (down to `*` alone)."""
-    yield bucket
-    for end in range(len(bucket), -1, -1):
-        yield bucket[:end] + "*"
+class Owner:
+    """One owner's patterns (a tenant's, or `*`'s): exact bucket names, and prefixes longest
+    first, so that the first prefix a bucket starts with is the one the Rust router finds by
+    trying the bucket's own prefixes, longest first."""
+
+    def __init__(self) -> None:
+        self.exact: Dict[str, str] = {}
+        self.prefixes: List[Tuple[str, str]] = []
+
+    def find(self, bucket: str) -> Optional[str]:
+        target = self.exact.get(bucket)
+        if target is not None:
+            return target
+        for prefix, target in self.prefixes:
+            if bucket.startswith(prefix):
+                return target
+        return None
+
+
+_owners: Optional[Dict[str, Owner]] = None
+
+
+def owners() -> Dict[str, Owner]:
+    """Table `routes` by owner, read on the instance's first call (tables do not change while
+    an instance lives)."""
+    global _owners
+    if _owners is None:
+        _owners = {}
+        for key, target in tables.entries("routes"):
+            if "/" not in key:
+                continue  # never matches: every key tried is `<owner>/<pattern>`
+            owner, pattern = key.split("/", 1)
+            entry = _owners.setdefault(owner, Owner())
+            if pattern.endswith("*"):
+                entry.prefixes.append((pattern[:-1], target))
+            else:
+                entry.exact[pattern] = target
+        for entry in _owners.values():
+            entry.prefixes.sort(key=lambda p: len(p[0]), reverse=True)
+    return _owners
 
 
 def lookup(tenant: str, bucket: str) -> Optional[str]:
     """The target of the first key of `routes` that matches, or `None`."""
+    table = owners()
     for owner in (tenant, "*"):
-        for pattern in patterns(bucket):
-            target = tables.lookup("routes", f"{owner}/{pattern}")
+        entry = table.get(owner)
+        if entry is not None:
+            target = entry.find(bucket)
             if target is not None:
                 return target
     return None
@@ -66,10 +103,10 @@ def choose(tenant: str, bucket: str) -> RouteChoice:
 
 class WitWorld(wit_world.WitWorld):
     def route(self, ctx: RequestContext) -> RouteDecision:
-        bucket = ctx.operation.bucket
+        bucket = ctx.bucket()
         if bucket is None:
             return RouteDecision(RouteChoice_Configured(), CACHE)
-        return RouteDecision(choose(ctx.tenant, bucket), CACHE)
+        return RouteDecision(choose(ctx.tenant(), bucket), CACHE)
 
     def authorize(self, ctx: RequestContext) -> Authorization:
         return Authorization(Verdict_Allow(), None)

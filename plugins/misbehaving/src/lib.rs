@@ -42,7 +42,7 @@ fn misbehave() {
 }
 
 impl Guest for Misbehaving {
-    fn route(_ctx: RequestContext) -> Result<RouteDecision, S3Error> {
+    fn route(_ctx: &RequestContext) -> Result<RouteDecision, S3Error> {
         misbehave();
         let choice = match settings::get("mode").as_deref() {
             Some("unknown-backend") => RouteChoice::To(Route {
@@ -58,7 +58,7 @@ impl Guest for Misbehaving {
         })
     }
 
-    fn authorize(_ctx: RequestContext) -> Authorization {
+    fn authorize(_ctx: &RequestContext) -> Authorization {
         misbehave();
         Authorization {
             verdict: Verdict::Allow,

@@ -10,12 +10,18 @@
 //! - Table `sensitive`: bucket → anything: presigned URLs are refused there (`AccessDenied`),
 //!   and plain HTTP is allowed only if it is TLS (`allow-if tls`, which the host enforces).
 //!
-//! It does not route: `route` defers to the configured routes (cacheably).
+//! It does not route: `route` defers to the configured routes (cacheably). Its settings and
+//! tables are read on an instance's first call and kept for the instance's later calls.
 
 wit_bindgen::generate!({
     path: "../../wit",
     world: "plugin",
 });
+
+// Not `HashMap`: its default hasher seeds itself from WASI's randomness, which a plugin is
+// not given (the call would trap).
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use sluice::plugin::types::{
     AuthMethod, CacheHint, ContextFields, OpKind, Requirements, RouteChoice, Verdict,
@@ -23,6 +29,29 @@ use sluice::plugin::types::{
 use sluice::plugin::{settings, tables};
 
 struct Guard;
+
+/// The policy, as the config gives it: read on an instance's first call (settings and tables
+/// do not change while it lives) and kept for its later ones.
+struct Policy {
+    protected: Option<Vec<String>>,
+    approval_header: String,
+    max_object_size: Option<u64>,
+    tenant_prefixes: BTreeMap<String, String>,
+    sensitive: BTreeMap<String, String>,
+}
+
+fn policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| Policy {
+        protected: settings::get("protected-prefixes")
+            .map(|p| list(&p).map(str::to_string).collect()),
+        approval_header: settings::get("approval-header")
+            .unwrap_or_else(|| "x-approved-by".to_string()),
+        max_object_size: settings::get("max-object-size").and_then(|m| m.parse().ok()),
+        tenant_prefixes: tables::entries("tenant-prefixes").into_iter().collect(),
+        sensitive: tables::entries("sensitive").into_iter().collect(),
+    })
+}
 
 fn deny(code: &str, message: String) -> Authorization {
     Authorization {
@@ -39,15 +68,8 @@ fn list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|p| !p.is_empty())
 }
 
-fn header<'a>(ctx: &'a RequestContext, name: &str) -> Option<&'a str> {
-    ctx.headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 impl Guest for Guard {
-    fn route(_ctx: RequestContext) -> Result<RouteDecision, S3Error> {
+    fn route(_ctx: &RequestContext) -> Result<RouteDecision, S3Error> {
         // It never routes: the host may skip this call for five minutes at a time.
         Ok(RouteDecision {
             choice: RouteChoice::Configured,
@@ -58,20 +80,20 @@ impl Guest for Guard {
         })
     }
 
-    fn authorize(ctx: RequestContext) -> Authorization {
-        let op = &ctx.operation;
-        let key = op.key.as_deref();
+    fn authorize(ctx: &RequestContext) -> Authorization {
+        let policy = policy();
+        let kind = ctx.operation();
+        let key = ctx.key();
 
-        let deletes = matches!(op.kind, OpKind::DeleteObject | OpKind::DeleteObjects);
-        if deletes && let Some(protected) = settings::get("protected-prefixes") {
-            let touches = match key {
-                Some(key) => list(&protected).any(|p| key.starts_with(p)),
+        let deletes = matches!(kind, OpKind::DeleteObject | OpKind::DeleteObjects);
+        if deletes && let Some(protected) = &policy.protected {
+            let touches = match &key {
+                Some(key) => protected.iter().any(|p| key.starts_with(p.as_str())),
                 None => true,
             };
-            let approval =
-                settings::get("approval-header").unwrap_or_else(|| "x-approved-by".to_string());
-            if touches && header(&ctx, &approval).is_none_or(str::is_empty) {
-                let what = key.unwrap_or("these keys");
+            let approval = &policy.approval_header;
+            if touches && ctx.header(approval).is_none_or(|v| v.is_empty()) {
+                let what = key.as_deref().unwrap_or("these keys");
                 return deny(
                     "AccessDenied",
                     format!("Deleting {what} needs approval: send the {approval} header."),
@@ -79,11 +101,8 @@ impl Guest for Guard {
             }
         }
 
-        if matches!(op.kind, OpKind::PutObject | OpKind::UploadPart)
-            && let (Some(max), Some(len)) = (
-                settings::get("max-object-size").and_then(|m| m.parse::<u64>().ok()),
-                ctx.content_length,
-            )
+        if matches!(kind, OpKind::PutObject | OpKind::UploadPart)
+            && let (Some(max), Some(len)) = (policy.max_object_size, ctx.content_length())
             && len > max
         {
             return deny(
@@ -92,19 +111,25 @@ impl Guest for Guard {
             );
         }
 
-        if let (Some(key), Some(allowed)) = (key, tables::lookup("tenant-prefixes", &ctx.tenant))
-            && !list(&allowed).any(|p| key.starts_with(p))
+        if let Some(key) = &key
+            && !policy.tenant_prefixes.is_empty()
         {
-            return deny(
-                "AccessDenied",
-                format!("Tenant {} may not use keys outside {allowed}.", ctx.tenant),
-            );
+            let tenant = ctx.tenant();
+            if let Some(allowed) = policy.tenant_prefixes.get(&tenant)
+                && !list(allowed).any(|p| key.starts_with(p))
+            {
+                return deny(
+                    "AccessDenied",
+                    format!("Tenant {tenant} may not use keys outside {allowed}."),
+                );
+            }
         }
 
-        if let Some(bucket) = op.bucket.as_deref()
-            && tables::lookup("sensitive", bucket).is_some()
+        if !policy.sensitive.is_empty()
+            && let Some(bucket) = ctx.bucket()
+            && policy.sensitive.contains_key(&bucket)
         {
-            if ctx.auth_method == AuthMethod::PresignedUrl {
+            if ctx.auth_method() == AuthMethod::PresignedUrl {
                 return deny(
                     "AccessDenied",
                     format!("Presigned URLs are not accepted for bucket {bucket}."),

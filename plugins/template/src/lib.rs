@@ -29,7 +29,7 @@ fn reusable() -> Option<CacheHint> {
 impl Guest for Plugin {
     /// Where the request goes: `RouteChoice::Configured`, or `RouteChoice::To(Route { .. })`
     /// naming a backend the tenant's routes name. An `Err` refuses the request with that error.
-    fn route(_ctx: RequestContext) -> Result<RouteDecision, S3Error> {
+    fn route(_ctx: &RequestContext) -> Result<RouteDecision, S3Error> {
         Ok(RouteDecision {
             choice: RouteChoice::Configured,
             cache: reusable(),
@@ -38,7 +38,7 @@ impl Guest for Plugin {
 
     /// Whether it may proceed: `Verdict::Allow`, `Verdict::Deny(S3Error { .. })`, or
     /// `Verdict::AllowIf(Requirements::TLS | Requirements::ENCRYPTION)`.
-    fn authorize(_ctx: RequestContext) -> Authorization {
+    fn authorize(_ctx: &RequestContext) -> Authorization {
         Authorization {
             verdict: Verdict::Allow,
             cache: reusable(),

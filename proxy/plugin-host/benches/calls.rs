@@ -11,8 +11,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use sluice_plugin_host::types::{OpKind, RequestContext};
-use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine};
+use std::sync::Arc;
+
+use sluice_plugin_host::types::OpKind;
+use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine, RequestContext};
 
 fn component() -> Vec<u8> {
     let dir = common::built("tenant_router.wasm", "build.sh");
@@ -23,8 +25,13 @@ fn grants() -> Capabilities {
     common::router_grants(&[("acme/eu-*", "eu-store"), ("*/logs", "archive")])
 }
 
-fn ctx() -> RequestContext {
-    common::context("acme", OpKind::GetObject, "eu-photos", "2026/12/cat.jpg")
+fn ctx() -> Arc<RequestContext> {
+    Arc::new(common::context(
+        "acme",
+        OpKind::GetObject,
+        "eu-photos",
+        "2026/12/cat.jpg",
+    ))
 }
 
 fn calls(c: &mut Criterion) {

@@ -71,6 +71,8 @@ pub(crate) struct HostState {
     pub(crate) started: std::time::Instant,
     pub(crate) first_tick: Option<(std::time::Duration, std::time::Duration)>,
     pub(crate) budget: std::time::Duration,
+    /// The request of the call under way (`None` between calls).
+    pub(crate) context: Option<Arc<crate::context::RequestContext>>,
 }
 
 fn cut(text: &str) -> &str {
@@ -134,6 +136,15 @@ impl tables::Host for HostState {
             .and_then(|t| t.get(&key))
             .cloned())
     }
+
+    fn entries(&mut self, table: String) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self
+            .grants
+            .tables
+            .get(&table)
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
 }
 
 impl crate::bindings::sluice::plugin::types::Host for HostState {}
@@ -151,8 +162,14 @@ pub(crate) fn link(
     linker: &mut wasmtime::component::Linker<HostState>,
     grants: &Capabilities,
 ) -> wasmtime::Result<()> {
-    use wasmtime::component::HasSelf;
+    use wasmtime::component::{HasSelf, ResourceType};
     crate::bindings::sluice::plugin::types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    // The world's own `use` of the context type (an import of every plugin): the same type.
+    linker.root().resource(
+        "request-context",
+        ResourceType::host::<crate::context::RequestContext>(),
+        |_, _| Ok(()),
+    )?;
     for capability in &grants.granted {
         match capability {
             Capability::Log => log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,

@@ -18,13 +18,16 @@
 //! Module map: [`engine`] (the wasmtime engine, its pooling allocator and epoch ticker, and
 //! the on-disk cache of compiled components), [`plugin`] (a loaded plugin: its checked
 //! imports, `InstancePre`, warm instances, and calls with their failure kinds),
+//! [`context`] (the request a call is about, and the methods plugins read it with),
 //! [`capabilities`] (the host side of the granted interfaces).
 
 pub mod capabilities;
+pub mod context;
 pub mod engine;
 pub mod plugin;
 
 pub use capabilities::{Capabilities, Capability};
+pub use context::{Operation, RequestContext};
 pub use engine::PluginEngine;
 pub use plugin::{CallError, Imports, Limits, LoadError, LoadedPlugin, imports};
 
@@ -34,10 +37,12 @@ mod bindings {
         world: "plugin",
         imports: { default: trappable },
         additional_derives: [PartialEq, Eq],
+        with: { "sluice:plugin/types.request-context": crate::context::RequestContext },
     });
 }
 
-/// The interface's types (`sluice:plugin/types`), as plugins see them.
+/// The interface's types (`sluice:plugin/types`), as plugins see them; the request context
+/// is [`RequestContext`], which plugins read through its resource's methods.
 pub mod types {
     pub use crate::bindings::sluice::plugin::types::*;
 }

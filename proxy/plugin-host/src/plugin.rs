@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Linker, Resource};
 
 use crate::bindings::{Plugin as Bindings, PluginPre};
 use crate::capabilities::{Capabilities, Capability, HostState, link};
+use crate::context::RequestContext;
 use crate::engine::{PluginEngine, TICK};
-use crate::types::{Authorization, RequestContext, RouteDecision, S3Error};
+use crate::types::{Authorization, RouteDecision, S3Error};
 
 /// A plugin's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,32 +203,46 @@ impl LoadedPlugin {
     pub fn route(
         &self,
         tenant: &str,
-        ctx: &RequestContext,
+        ctx: &Arc<RequestContext>,
     ) -> Result<Result<RouteDecision, S3Error>, CallError> {
-        self.call(tenant, |plugin, store| plugin.call_route(store, ctx))
+        self.call(tenant, ctx, |plugin, store, ctx| {
+            plugin.call_route(store, ctx)
+        })
     }
 
     /// Calls the plugin's `authorize` for a request of `tenant`.
     pub fn authorize(
         &self,
         tenant: &str,
-        ctx: &RequestContext,
+        ctx: &Arc<RequestContext>,
     ) -> Result<Authorization, CallError> {
-        self.call(tenant, |plugin, store| plugin.call_authorize(store, ctx))
+        self.call(tenant, ctx, |plugin, store, ctx| {
+            plugin.call_authorize(store, ctx)
+        })
     }
 
+    /// Calls `f` on a warm instance (or a new one), lending it `ctx` for the call.
     fn call<R>(
         &self,
         tenant: &str,
-        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+        ctx: &Arc<RequestContext>,
+        f: impl FnOnce(
+            &Bindings,
+            &mut Store<HostState>,
+            Resource<RequestContext>,
+        ) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut warm = match self.take_warm(tenant) {
             Some(warm) => warm,
             None => self.instantiate()?,
         };
         self.start_clock(&mut warm.store);
-        warm.store.data_mut().lines = 0;
-        let result = f(&warm.plugin, &mut warm.store);
+        let state = warm.store.data_mut();
+        state.lines = 0;
+        state.context = Some(Arc::clone(ctx));
+        // The plugin is lent the one context its store holds (see `context`).
+        let result = f(&warm.plugin, &mut warm.store, Resource::new_borrow(0));
+        warm.store.data_mut().context = None;
         warm.calls += 1;
         match result {
             Ok(answer) => {
@@ -259,7 +274,11 @@ impl LoadedPlugin {
             return;
         }
         if let Ok(mut pool) = self.warm.lock() {
-            let kept = pool.entry(tenant.to_owned()).or_default();
+            // The tenant's list is there after its first call: no key to allocate.
+            let kept = match pool.get_mut(tenant) {
+                Some(kept) => kept,
+                None => pool.entry(tenant.to_owned()).or_default(),
+            };
             if kept.len() < self.limits.warm_per_tenant {
                 kept.push(warm);
             }
@@ -278,6 +297,7 @@ impl LoadedPlugin {
             started: std::time::Instant::now(),
             first_tick: None,
             budget: self.limits.deadline,
+            context: None,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -348,8 +368,8 @@ pub struct Imports {
 pub fn imports(engine: &PluginEngine, wasm: &[u8]) -> Result<Imports, LoadError> {
     let (component, _) = engine.compile(wasm)?;
     let mut out = Imports::default();
-    for (import, _) in component.component_type().imports(engine.engine()) {
-        if import == TYPES_IMPORT {
+    for (import, item) in component.component_type().imports(engine.engine()) {
+        if import == TYPES_IMPORT || is_type(&item.ty) {
             continue;
         }
         match Capability::ALL
@@ -364,8 +384,16 @@ pub fn imports(engine: &PluginEngine, wasm: &[u8]) -> Result<Imports, LoadError>
     Ok(out)
 }
 
-/// The interface that holds the world's types (an import of every plugin, without functions).
+/// The interface that holds the world's types and the request context's methods: every
+/// plugin imports it, and it is always linked.
 const TYPES_IMPORT: &str = "sluice:plugin/types@0.1.0";
+
+/// Whether an import is a type (the world's own `use` of `request-context`), not a function
+/// or an interface.
+fn is_type(item: &wasmtime::component::types::ComponentItem) -> bool {
+    use wasmtime::component::types::ComponentItem;
+    matches!(item, ComponentItem::Type(_) | ComponentItem::Resource(_))
+}
 
 /// Every import of `component` must be a granted capability; anything else is named.
 fn check_imports(
@@ -374,9 +402,10 @@ fn check_imports(
     grants: &Capabilities,
 ) -> Result<(), LoadError> {
     let ty = component.component_type();
-    for (import, _) in ty.imports(engine.engine()) {
-        if import == TYPES_IMPORT || import.starts_with("wasi:") {
-            // The interface's types (no functions); WASI (linked as traps).
+    for (import, item) in ty.imports(engine.engine()) {
+        if import == TYPES_IMPORT || is_type(&item.ty) || import.starts_with("wasi:") {
+            // The interface's types (and the request context's methods); a type the world
+            // uses, such as `request-context`; WASI (linked as traps).
             continue;
         }
         let offered = Capability::ALL

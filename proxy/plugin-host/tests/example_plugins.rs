@@ -4,19 +4,25 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
+use sluice_plugin_host::context::header_map;
 use sluice_plugin_host::types::{AuthMethod, Requirements};
 use sluice_plugin_host::types::{
-    ContextFields, OpKind, RequestContext, Route, RouteChoice, Verdict,
+    ByteRange, ContextFields, EncryptionPolicy, OpKind, PayloadProtection, Route, RouteChoice,
+    S3Error, TlsVersion, Verdict,
 };
-use sluice_plugin_host::{Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine};
+use sluice_plugin_host::{
+    Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine, RequestContext,
+};
 
 /// The directory of the example plugins `plugins/build.sh` builds.
 fn built() -> PathBuf {
-    common::built("tenant_router.wasm", "build.sh")
+    // The newest of its components: a directory without it predates some.
+    common::built("context_echo.wasm", "build.sh")
 }
 
 /// The directory holding the tenant-router built from Python (`tenant_router_py.wasm`).
@@ -27,8 +33,8 @@ fn built_second_language() -> PathBuf {
 /// The tenant-router written in Python, built by `plugins/build-second-language.sh`.
 const SECOND_LANGUAGE_ROUTER: &str = "tenant_router_py.wasm";
 
-fn ctx(tenant: &str, bucket: &str) -> RequestContext {
-    common::context(tenant, OpKind::GetObject, bucket, "k")
+fn ctx(tenant: &str, bucket: &str) -> Arc<RequestContext> {
+    Arc::new(common::context(tenant, OpKind::GetObject, bucket, "k"))
 }
 
 /// The tenant-router's `tables` grant: its table `routes`.
@@ -47,6 +53,86 @@ fn to(backend: &str, target: Option<&str>) -> RouteChoice {
         target_bucket: target.map(str::to_owned),
         key_prefix: None,
     })
+}
+
+/// Every method of the request context answers from the context the host lends, as the
+/// plugin (`context-echo`, which reads them all) sees it; another tenant's context, lent to
+/// the same plugin next, is what that call sees.
+#[test]
+fn context_methods_answer_from_the_context_lent() {
+    let wasm = std::fs::read(built().join("context_echo.wasm")).unwrap();
+    let engine = PluginEngine::new(None).unwrap();
+    let echo = LoadedPlugin::load(
+        &engine,
+        "context-echo",
+        &wasm,
+        Capabilities::default(),
+        Limits::default(),
+    )
+    .unwrap();
+    let mut full = common::context("t1", OpKind::GetObject, "photos", "cat.jpg");
+    full.operation = sluice_plugin_host::Operation {
+        kind: OpKind::UploadPartCopy,
+        name: "UploadPartCopy".into(),
+        bucket: Some("photos".into()),
+        key: Some("big.bin".into()),
+        part_number: Some(3),
+        upload_id: Some("u-1".into()),
+        range: Some(ByteRange::Span((10, Some(19)))),
+        copy_source: Some(("src".into(), "a/b.bin".into())),
+    };
+    full.method = http::Method::PUT;
+    full.query = vec![
+        ("partNumber".into(), "3".into()),
+        ("uploadId".into(), "u-1".into()),
+    ];
+    full.headers = header_map([
+        ("x-approved-by", "alice"),
+        ("x-multi", "a"),
+        ("x-multi", "b"),
+    ])
+    .unwrap();
+    full.source_address = "[2001:db8::1]:443".parse().unwrap();
+    full.tls = Some(TlsVersion::Tls13);
+    full.auth_method = AuthMethod::PresignedUrl;
+    full.payload = PayloadProtection::StreamingSigned;
+    full.content_length = Some(42);
+    full.configured_route = Some(Route {
+        backend: "eu".into(),
+        target_bucket: Some("t".into()),
+        key_prefix: Some("p/".into()),
+    });
+    full.encryption = EncryptionPolicy::Required;
+    let full = Arc::new(full);
+
+    let message = |answer: Result<_, S3Error>| answer.unwrap_err().message;
+    assert_eq!(
+        message(echo.route("t1", &full).unwrap()),
+        "operation=OpKind::UploadPartCopy name=UploadPartCopy bucket=Some(\"photos\") \
+         key=Some(\"big.bin\") part=Some(3) upload=Some(\"u-1\") \
+         range=Some(ByteRange::Span((10, Some(19)))) copy=Some((\"src\", \"a/b.bin\"))"
+    );
+    let denied = |verdict: Verdict| match verdict {
+        Verdict::Deny(err) => err.message,
+        other => panic!("expected a denial, got {other:?}"),
+    };
+    assert_eq!(
+        denied(echo.authorize("t1", &full).unwrap().verdict),
+        "tenant=t1 akid=SLUICEEXAMPLE0000 method=PUT \
+         query=[(\"partNumber\", \"3\"), (\"uploadId\", \"u-1\")] \
+         headers=[(\"x-approved-by\", \"alice\"), (\"x-multi\", \"a\"), (\"x-multi\", \"b\")] \
+         approved=Some(\"alice\") missing=None source=[2001:db8::1]:443 tls=Some(TlsVersion::Tls13) \
+         auth=AuthMethod::PresignedUrl payload=PayloadProtection::StreamingSigned length=Some(42) \
+         route=Some(Route { backend: \"eu\", target-bucket: Some(\"t\"), key-prefix: Some(\"p/\") }) \
+         encryption=EncryptionPolicy::Required"
+    );
+
+    // The same instance, the next call: it sees that call's context.
+    let other = Arc::new(common::context("t1", OpKind::DeleteObject, "b2", "k2"));
+    assert!(
+        message(echo.route("t1", &other).unwrap())
+            .starts_with("operation=OpKind::DeleteObject name=DeleteObject bucket=Some(\"b2\")")
+    );
 }
 
 #[test]
@@ -127,7 +213,10 @@ fn policy_guard_applies_its_settings_and_tables() {
     };
     let guard =
         LoadedPlugin::load(&engine, "policy-guard", &wasm, grants, Limits::default()).unwrap();
-    let verdict = |ctx: RequestContext| guard.authorize(&ctx.tenant.clone(), &ctx).unwrap().verdict;
+    let verdict = |ctx: RequestContext| {
+        let tenant = ctx.tenant.clone();
+        guard.authorize(&tenant, &Arc::new(ctx)).unwrap().verdict
+    };
     let code = |v: Verdict| match v {
         Verdict::Deny(err) => err.code,
         other => panic!("expected a denial, got {other:?}"),
@@ -140,7 +229,7 @@ fn policy_guard_applies_its_settings_and_tables() {
     let mut approved = delete("t", "protected/a");
     approved
         .headers
-        .push(("x-approved-by".into(), "alice".into()));
+        .append("x-approved-by", http::HeaderValue::from_static("alice"));
     assert_eq!(verdict(approved), Verdict::Allow);
     assert_eq!(verdict(delete("t", "scratch/a")), Verdict::Allow);
 
@@ -227,11 +316,12 @@ fn second_language_router_matches_the_rust_one() {
     let first_call = started.elapsed();
 
     // A ListBuckets: no bucket.
-    let mut list_buckets = ctx("acme", "unused");
+    let mut list_buckets = common::context("acme", OpKind::GetObject, "unused", "k");
     list_buckets.operation.kind = OpKind::ListBuckets;
     list_buckets.operation.name = "ListBuckets".into();
     list_buckets.operation.bucket = None;
     list_buckets.operation.key = None;
+    let list_buckets = Arc::new(list_buckets);
     let cases = [
         // The tenant's prefix pattern; its exact name before it, with a target bucket.
         (ctx("acme", "eu-photos"), to("eu-store", None)),

@@ -4,13 +4,15 @@
 //! fresh instance); capabilities that are not granted are refused at load, naming the import,
 //! and WASI traps; a compiled component is cached on disk.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use sluice_plugin_host::types::{Authorization, OpKind, RequestContext, RouteChoice, Verdict};
+use sluice_plugin_host::types::{Authorization, OpKind, RouteChoice, Verdict};
 use sluice_plugin_host::{
     CallError, Capabilities, Capability, Limits, LoadError, LoadedPlugin, PluginEngine,
+    RequestContext,
 };
 
 const WIT: &str = include_str!("../../../wit/plugin.wit");
@@ -18,10 +20,12 @@ const WIT: &str = include_str!("../../../wit/plugin.wit");
 /// A component of the plugin world (or of `world`, defined in `extra` WIT) from a core module
 /// whose functions are `body` (WAT). The module has a bump allocator, 2 pages of memory, a
 /// zeroed return area at 512 (`ok(configured)` for `route`, `allow` for `authorize`), and
-/// whatever `data` adds.
+/// whatever `data` adds; `$drop` lets go of the request context an export is lent (which an
+/// export must do before it returns).
 fn component(body: &str, extra: Option<(&str, &str)>) -> Vec<u8> {
     let core = format!(
         r#"(module
+  (import "sluice:plugin/types@0.1.0" "[resource-drop]request-context" (func $drop (param i32)))
   {body}
   (memory (export "memory") 2)
   (global $next (mut i32) (i32.const 8192))
@@ -69,11 +73,16 @@ fn component(body: &str, extra: Option<(&str, &str)>) -> Vec<u8> {
 }
 
 const ALLOW: &str = r#"
-  (func (export "route") (param i32) (result i32) (i32.const 512))
-  (func (export "authorize") (param i32) (result i32) (i32.const 512))"#;
+  (func (export "route") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))
+  (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#;
 
-fn ctx(tenant: &str) -> RequestContext {
-    common::context(tenant, OpKind::DeleteObject, "photos", "protected/cat.jpg")
+fn ctx(tenant: &str) -> Arc<RequestContext> {
+    Arc::new(common::context(
+        tenant,
+        OpKind::DeleteObject,
+        "photos",
+        "protected/cat.jpg",
+    ))
 }
 
 fn engine() -> PluginEngine {
@@ -100,8 +109,8 @@ fn decisions_come_back_as_the_plugin_wrote_them() {
     let elsewhere = load(
         &engine,
         &component(
-            r#"(func (export "route") (param i32) (result i32) (i32.const 256))
-               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            r#"(func (export "route") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 256))
+               (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#,
             None,
         ),
         Limits::default(),
@@ -127,8 +136,8 @@ fn a_trap_a_loop_and_unbounded_memory_each_fail_within_their_limits() {
     let trap = load(
         &engine,
         &component(
-            r#"(func (export "route") (param i32) (result i32) unreachable)
-               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            r#"(func (export "route") (param i32) (result i32) (call $drop (local.get 0)) unreachable)
+               (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#,
             None,
         ),
         limits,
@@ -146,8 +155,8 @@ fn a_trap_a_loop_and_unbounded_memory_each_fail_within_their_limits() {
     let looping = load(
         &engine,
         &component(
-            r#"(func (export "route") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))
-               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            r#"(func (export "route") (param i32) (result i32) (call $drop (local.get 0)) (loop $l (br $l)) (i32.const 0))
+               (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#,
             None,
         ),
         limits,
@@ -171,7 +180,7 @@ fn a_trap_a_loop_and_unbounded_memory_each_fail_within_their_limits() {
                    (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))
                    (br $grow))
                  (i32.const 0))
-               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+               (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#,
             None,
         ),
         limits,
@@ -192,8 +201,8 @@ fn an_answer_the_interface_does_not_allow_is_garbage() {
     let garbage = load(
         &engine,
         &component(
-            r#"(func (export "route") (param i32) (result i32) (i32.const 512))
-               (func (export "authorize") (param i32) (result i32) (i32.const 768))"#,
+            r#"(func (export "route") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))
+               (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 768))"#,
             None,
         ),
         Limits::default(),
@@ -202,6 +211,21 @@ fn an_answer_the_interface_does_not_allow_is_garbage() {
         garbage.authorize("t1", &ctx("t1")),
         Err(CallError::Garbage(_))
     ));
+
+    // A plugin must let go of the context it is lent before it returns.
+    let keeps = load(
+        &engine,
+        &component(
+            r#"(func (export "route") (param i32) (result i32) (i32.const 512))
+               (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+            None,
+        ),
+        Limits::default(),
+    );
+    assert!(matches!(
+        keeps.route("t1", &ctx("t1")),
+        Err(CallError::Garbage(why)) if why.contains("borrow")
+    ));
 }
 
 #[test]
@@ -209,8 +233,8 @@ fn only_granted_capabilities_are_linked_and_wasi_traps() {
     let engine = engine();
     let clock_user = component(
         r#"(import "sluice:plugin/clock@0.1.0" "now-ms" (func $now (result i64)))
-           (func (export "route") (param i32) (result i32) (drop (call $now)) (i32.const 512))
-           (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+           (func (export "route") (param i32) (result i32) (call $drop (local.get 0)) (drop (call $now)) (i32.const 512))
+           (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#,
         None,
     );
     let err = LoadedPlugin::load(
@@ -244,8 +268,8 @@ fn only_granted_capabilities_are_linked_and_wasi_traps() {
     // whether they use it or not), but calling it traps: a plugin gets no environment.
     let greedy = component(
         r#"(import "wasi:cli/environment@0.2.0" "get-arguments" (func $args (param i32)))
-           (func (export "route") (param i32) (result i32) (call $args (i32.const 4096)) (i32.const 512))
-           (func (export "authorize") (param i32) (result i32) (i32.const 512))"#,
+           (func (export "route") (param i32) (result i32) (call $drop (local.get 0)) (call $args (i32.const 4096)) (i32.const 512))
+           (func (export "authorize") (param i32) (result i32) (call $drop (local.get 0)) (i32.const 512))"#,
         Some((
             "package test:greedy;
              world greedy {

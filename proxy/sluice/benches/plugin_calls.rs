@@ -18,13 +18,22 @@ use std::time::{Duration, Instant};
 use sluice::config::{OnFailure, PluginConfig, PluginsConfig};
 use sluice::plugins::{Facts, Plugins};
 use sluice::s3::S3Op;
-use sluice_plugin_host::types::{OpKind, RequestContext};
-use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine};
+use std::sync::Arc;
+
+use sluice_plugin_host::context::header_map;
+use sluice_plugin_host::types::OpKind;
+use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine, RequestContext};
 
 #[path = "../../plugin-host/tests/common/mod.rs"]
 mod common;
 
-const CALLS: usize = 20_000;
+/// Calls timed per scenario: 20,000, or `SLUICE_BENCH_CALLS` (more, to profile one).
+fn calls() -> usize {
+    std::env::var("SLUICE_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000)
+}
 const WARMUP: usize = 2_000;
 
 /// Where both the Rust components and the Python one are.
@@ -38,19 +47,17 @@ fn router_grants() -> Capabilities {
 }
 
 /// A GetObject as an SDK sends it (the plugin host's test context, with an SDK's headers).
-fn context() -> RequestContext {
+fn context() -> Arc<RequestContext> {
     let mut ctx = common::context("acme", OpKind::GetObject, "eu-photos", "2026/12/cat.jpg");
-    ctx.headers = [
+    ctx.headers = header_map([
         ("host", "127.0.0.1:9000"),
         ("user-agent", "aws-sdk-rust/1.0"),
         ("x-amz-date", "20261201T120000Z"),
         ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
         ("accept-encoding", "identity"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    ctx
+    ])
+    .unwrap();
+    Arc::new(ctx)
 }
 
 /// Times `f` call by call; prints and returns (p50, p99) in microseconds.
@@ -58,7 +65,8 @@ fn percentiles(name: &str, mut f: impl FnMut()) -> (f64, f64) {
     for _ in 0..WARMUP {
         f();
     }
-    let mut samples: Vec<Duration> = (0..CALLS)
+    let calls = calls();
+    let mut samples: Vec<Duration> = (0..calls)
         .map(|_| {
             let started = Instant::now();
             f();
@@ -66,7 +74,7 @@ fn percentiles(name: &str, mut f: impl FnMut()) -> (f64, f64) {
         })
         .collect();
     samples.sort_unstable();
-    let at = |q: f64| samples[((CALLS as f64 * q) as usize).min(CALLS - 1)].as_secs_f64() * 1e6;
+    let at = |q: f64| samples[((calls as f64 * q) as usize).min(calls - 1)].as_secs_f64() * 1e6;
     let (p50, p99) = (at(0.50), at(0.99));
     println!("{name:<52} p50 {p50:>9.2} us   p99 {p99:>9.2} us");
     (p50, p99)
@@ -126,6 +134,9 @@ fn direct(engine: &PluginEngine, dir: &Path) {
         ),
     ];
     for (name, file, grants, limits) in cases {
+        if !wanted(&format!("route: {name}")) {
+            continue;
+        }
         let wasm = std::fs::read(dir.join(file)).unwrap();
         let started = Instant::now();
         let plugin = LoadedPlugin::load(engine, name, &wasm, grants, limits).unwrap();
@@ -198,6 +209,9 @@ fn phase(dir: &Path, cache: &Path) {
         ("router: route cached, authorize called", &router),
         ("template: both decisions from the cache", &template),
     ] {
+        if !wanted(&format!("plugin phase, {name}")) {
+            continue;
+        }
         percentiles(&format!("plugin phase, {name}"), || {
             let mut log = String::new();
             black_box(plugins.decide(chain, &facts, None, &ok, &mut log).unwrap());
@@ -205,8 +219,17 @@ fn phase(dir: &Path, cache: &Path) {
     }
 }
 
+/// Whether the scenario `name` was asked for: `cargo bench -p sluice --bench plugin_calls --
+/// WORD` runs the scenarios whose name contains WORD (all without one).
+fn wanted(name: &str) -> bool {
+    // `cargo bench` passes `--bench`.
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|word| name.contains(&word))
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; this harness has nothing to filter.
     let dir = built();
     let cache = tempfile::tempdir().unwrap();
     let engine = PluginEngine::new(Some(cache.path())).unwrap();

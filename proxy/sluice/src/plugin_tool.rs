@@ -26,11 +26,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use std::sync::Arc;
+
+use sluice_plugin_host::context::header_map;
 use sluice_plugin_host::types::{
-    AuthMethod, Authorization, EncryptionPolicy, OpKind, Operation, PayloadProtection,
-    RequestContext, Requirements, RouteChoice, RouteDecision, S3Error, TlsVersion, Verdict,
+    AuthMethod, Authorization, EncryptionPolicy, OpKind, PayloadProtection, Requirements,
+    RouteChoice, RouteDecision, S3Error, TlsVersion, Verdict,
 };
-use sluice_plugin_host::{Capabilities, Capability, Limits, LoadedPlugin, PluginEngine};
+use sluice_plugin_host::{
+    Capabilities, Capability, Limits, LoadedPlugin, Operation, PluginEngine, RequestContext,
+};
 
 /// `sluice plugin check`: prints what the component imports and whether it fits the world.
 pub fn check(file: &Path) -> Result<(), String> {
@@ -158,8 +163,9 @@ pub fn test(file: &Path, cases: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let mut failures = 0;
     for case in &spec.cases {
-        let ctx =
-            context(case).map_err(|e| format!("{}: case {:?}: {e}", cases.display(), case.name))?;
+        let ctx = context(case)
+            .map(Arc::new)
+            .map_err(|e| format!("{}: case {:?}: {e}", cases.display(), case.name))?;
         let route = plugin
             .route(&case.tenant, &ctx)
             .map(|r| describe_route(&r))
@@ -307,12 +313,12 @@ fn context(case: &Case) -> Result<RequestContext, String> {
         .iter()
         .find(|(name, ..)| *name == case.operation)
         .ok_or_else(|| format!("no operation named {:?}", case.operation))?;
-    let mut headers: Vec<(String, String)> = case
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .collect();
-    headers.push(("host".into(), "localhost".into()));
+    let headers = header_map(
+        case.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([("host", "localhost")]),
+    )?;
     Ok(RequestContext {
         tenant: case.tenant.clone(),
         access_key_id: "SLUICEPLUGINTEST".into(),
@@ -326,10 +332,15 @@ fn context(case: &Case) -> Result<RequestContext, String> {
             range: None,
             copy_source: None,
         },
-        method: case.method.clone().unwrap_or_else(|| (*method).to_owned()),
+        method: case
+            .method
+            .as_deref()
+            .unwrap_or(method)
+            .parse()
+            .map_err(|_| format!("{:?} is not an HTTP method", case.method))?,
         query: Vec::new(),
         headers,
-        source_address: "127.0.0.1:40000".into(),
+        source_address: ([127, 0, 0, 1], 40000).into(),
         tls: case.tls.then_some(TlsVersion::Tls13),
         auth_method: if case.presigned {
             AuthMethod::PresignedUrl

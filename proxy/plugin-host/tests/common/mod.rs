@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 
-use sluice_plugin_host::{Capabilities, Capability};
-
-use sluice_plugin_host::types::{
-    AuthMethod, EncryptionPolicy, OpKind, Operation, PayloadProtection, RequestContext,
-};
+use sluice_plugin_host::context::header_map;
+use sluice_plugin_host::types::{AuthMethod, EncryptionPolicy, OpKind, PayloadProtection};
+use sluice_plugin_host::{Capabilities, Capability, Operation, RequestContext};
 
 /// A header-signed request of `tenant` for `bucket`/`key`, over plain HTTP, without a body.
 pub fn context(tenant: &str, kind: OpKind, bucket: &str, key: &str) -> RequestContext {
@@ -29,10 +27,10 @@ pub fn context(tenant: &str, kind: OpKind, bucket: &str, key: &str) -> RequestCo
             range: None,
             copy_source: None,
         },
-        method: method.into(),
+        method: method.parse().unwrap(),
         query: vec![],
-        headers: vec![("host".into(), "localhost".into())],
-        source_address: "127.0.0.1:40000".into(),
+        headers: header_map([("host", "localhost")]).unwrap(),
+        source_address: ([127, 0, 0, 1], 40000).into(),
         tls: None,
         auth_method: AuthMethod::Header,
         payload: PayloadProtection::None,

@@ -27,10 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use sluice_plugin_host::types::{
-    Authorization, ContextFields, RequestContext, Requirements, Route, RouteChoice, RouteDecision,
-    Verdict,
+    Authorization, ContextFields, Requirements, Route, RouteChoice, RouteDecision, Verdict,
 };
-use sluice_plugin_host::{CallError, LoadedPlugin, PluginEngine};
+use sluice_plugin_host::{CallError, LoadedPlugin, PluginEngine, RequestContext};
 
 use crate::config::{OnFailure, PluginConfig, PluginsConfig};
 use crate::s3::S3Error;
@@ -178,10 +177,10 @@ impl Plugins {
         export: Export,
         facts: &Facts<'_>,
         route: Option<&Route>,
-        ctx: &mut Option<RequestContext>,
+        ctx: &mut Option<Arc<RequestContext>>,
         f: impl FnOnce(
             &LoadedPlugin,
-            &RequestContext,
+            &Arc<RequestContext>,
         )
             -> Result<(Cached, Option<sluice_plugin_host::types::CacheHint>), CallError>,
     ) -> Result<(Arc<Cached>, bool), CallError> {
@@ -198,11 +197,12 @@ impl Plugins {
         let ctx = match ctx {
             Some(ctx) => {
                 if ctx.configured_route.as_ref() != route {
-                    ctx.configured_route = route.cloned();
+                    // No call holds it now: this changes it in place.
+                    Arc::make_mut(ctx).configured_route = route.cloned();
                 }
                 ctx
             }
-            None => ctx.insert(facts.context(route)),
+            None => ctx.insert(Arc::new(facts.context(route))),
         };
         let (answer, hint) = f(&plugin.plugin, ctx).inspect_err(|err| {
             if matches!(err, CallError::Timeout(_)) {
@@ -237,7 +237,7 @@ struct Run<'r, 'f> {
     /// The route in effect: the configured one, or the last a plugin chose.
     route: Option<Route>,
     /// Built on the first call that misses the cache, then kept up to date.
-    ctx: Option<RequestContext>,
+    ctx: Option<Arc<RequestContext>>,
     log: &'r mut String,
     decision: Decision,
 }
