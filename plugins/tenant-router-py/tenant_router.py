@@ -25,7 +25,6 @@ from wit_world.imports.types import (
     ContextFields,
     RequestContext,
     Route,
-    RouteChoice,
     RouteChoice_Configured,
     RouteChoice_To,
     RouteDecision,
@@ -34,6 +33,18 @@ from wit_world.imports.types import (
 
 # Same tenant and bucket, same answer: for a minute.
 CACHE = CacheHint(ttl_ms=60_000, depends_on=ContextFields.TENANT | ContextFields.BUCKET)
+# Answers are built once and reused: a call only finds which one applies.
+CONFIGURED = RouteDecision(RouteChoice_Configured(), CACHE)
+ALLOW = Authorization(Verdict_Allow(), None)
+
+
+def decision(target: str) -> RouteDecision:
+    """The decision for a table value: `<backend>` or `<backend>/<target bucket>` (split at the
+    first `/` only, as Rust's `split_once`)."""
+    if "/" in target:
+        backend, target_bucket = target.split("/", 1)
+        return RouteDecision(RouteChoice_To(Route(backend, target_bucket, None)), CACHE)
+    return RouteDecision(RouteChoice_To(Route(target, None, None)), CACHE)
 
 
 class Owner:
@@ -42,10 +53,10 @@ class Owner:
     trying the bucket's own prefixes, longest first."""
 
     def __init__(self) -> None:
-        self.exact: Dict[str, str] = {}
-        self.prefixes: List[Tuple[str, str]] = []
+        self.exact: Dict[str, RouteDecision] = {}
+        self.prefixes: List[Tuple[str, RouteDecision]] = []
 
-    def find(self, bucket: str) -> Optional[str]:
+    def find(self, bucket: str) -> Optional[RouteDecision]:
         target = self.exact.get(bucket)
         if target is not None:
             return target
@@ -70,43 +81,32 @@ def owners() -> Dict[str, Owner]:
             owner, pattern = key.split("/", 1)
             entry = _owners.setdefault(owner, Owner())
             if pattern.endswith("*"):
-                entry.prefixes.append((pattern[:-1], target))
+                entry.prefixes.append((pattern[:-1], decision(target)))
             else:
-                entry.exact[pattern] = target
+                entry.exact[pattern] = decision(target)
         for entry in _owners.values():
             entry.prefixes.sort(key=lambda p: len(p[0]), reverse=True)
     return _owners
 
 
-def lookup(tenant: str, bucket: str) -> Optional[str]:
-    """The target of the first key of `routes` that matches, or `None`."""
+def lookup(tenant: str, bucket: str) -> RouteDecision:
+    """The decision of the first key of `routes` that matches, or `CONFIGURED`."""
     table = owners()
     for owner in (tenant, "*"):
         entry = table.get(owner)
         if entry is not None:
-            target = entry.find(bucket)
-            if target is not None:
-                return target
-    return None
-
-
-def choose(tenant: str, bucket: str) -> RouteChoice:
-    target = lookup(tenant, bucket)
-    if target is None:
-        return RouteChoice_Configured()
-    # `<backend>/<target bucket>`: split at the first `/` only (as Rust's `split_once`).
-    if "/" in target:
-        backend, target_bucket = target.split("/", 1)
-        return RouteChoice_To(Route(backend, target_bucket, None))
-    return RouteChoice_To(Route(target, None, None))
+            found = entry.find(bucket)
+            if found is not None:
+                return found
+    return CONFIGURED
 
 
 class WitWorld(wit_world.WitWorld):
     def route(self, ctx: RequestContext) -> RouteDecision:
         bucket = ctx.bucket()
         if bucket is None:
-            return RouteDecision(RouteChoice_Configured(), CACHE)
-        return RouteDecision(choose(ctx.tenant(), bucket), CACHE)
+            return CONFIGURED
+        return lookup(ctx.tenant(), bucket)
 
     def authorize(self, ctx: RequestContext) -> Authorization:
-        return Authorization(Verdict_Allow(), None)
+        return ALLOW

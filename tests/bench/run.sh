@@ -17,11 +17,14 @@
 #   encrypted-up / plaintext-up     the same Sluice to an upstream S3 server (s3s-fs, installed by
 #                                   tests/upstreams/install.sh), one route encrypting, one not
 #
-#   plugins-0 / plugins-1 / plugins-3
-#                                   Sluice (plain HTTP, local backend) for three tenants whose
-#                                   chains hold no plugin, policy-guard, and tenant-router +
-#                                   policy-guard + the template (same server, same run); then its
-#                                   RSS once 100 more tenants each hold a warm policy-guard
+#   plugins-0 / plugins-1 / plugins-3 / plugins-c
+#                                   Sluice (plain HTTP, local backend) for four tenants whose
+#                                   chains hold no plugin, policy-guard, tenant-router +
+#                                   policy-guard + the template, and a plugin whose decisions are
+#                                   never reusable, so both its exports are called on every
+#                                   request (misbehaving with no mode); same server, same run;
+#                                   then its RSS once 100 more tenants each hold a warm
+#                                   policy-guard
 #
 #   tests/bench/run.sh [--quick] [--only local|upstream|encryption|plugins] [--rounds N] [--out DIR]
 #
@@ -240,10 +243,14 @@ plugins:
       tables: { routes: { "p3/eu-*": local } }
     template:
       component: $plugins_dir/plugin_template.wasm
+    always-called:
+      component: $plugins_dir/misbehaving.wasm
+      capabilities: [settings]
 tenants:
   - { name: p0, keys: [{ access_id: BENCHKEYPLUGIN00, secret: "$secret" }], routes: [{ bucket: "*", backend: local }] }
   - { name: p1, keys: [{ access_id: BENCHKEYPLUGIN01, secret: "$secret" }], routes: [{ bucket: "*", backend: local }], plugins: [policy-guard] }
   - { name: p3, keys: [{ access_id: BENCHKEYPLUGIN03, secret: "$secret" }], routes: [{ bucket: "*", backend: local }], plugins: [tenant-router, policy-guard, template] }
+  - { name: pc, keys: [{ access_id: BENCHKEYPLUGIN0C, secret: "$secret" }], routes: [{ bucket: "*", backend: local }], plugins: [always-called] }
 YAML
     for i in $(seq -w 0 99); do
       echo "  - { name: w$i, keys: [{ access_id: BENCHKEYWARM00$i, secret: \"$secret\" }], routes: [{ bucket: \"*\", backend: local }], plugins: [policy-guard] }"
@@ -267,7 +274,7 @@ run() {
   local system=$1 scenario=$2 round=$3; shift 3
   local target=() access_id=BENCHKEY00000001
   case "$system" in
-    plugins-[0-9]) target=(--endpoint "$p_plain" --server-pid "$ppid_"); access_id="BENCHKEYPLUGIN0${system#plugins-}" ;;
+    plugins-[0-9c]) target=(--endpoint "$p_plain" --server-pid "$ppid_"); access_id="BENCHKEYPLUGIN0${system#plugins-}"; access_id="${access_id^^}" ;;
     warm-[0-9]*) target=(--endpoint "$p_plain" --server-pid "$ppid_"); access_id="BENCHKEYWARM00${system#warm-}" ;;
     direct-tls) target=(--raw --endpoint "https://127.0.0.1:$p_static_tls" --ca "$work/certs/cert.pem") ;;
     sluice) target=(--endpoint "$s_plain" --server-pid "$spid") ;;
@@ -301,7 +308,7 @@ if wants encryption; then
     run "$sys" setup 0 --op get --size "$big" --requests 1 >/dev/null
   done
 fi
-plugin_systems=(plugins-0 plugins-1 plugins-3)
+plugin_systems=(plugins-0 plugins-1 plugins-3 plugins-c)
 if wants plugins; then
   echo "== setup: the same object for each plugin tenant"
   for sys in "${plugin_systems[@]}"; do run "$sys" setup 0 --op get --size "$small" --requests 1 >/dev/null; done

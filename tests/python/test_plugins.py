@@ -238,9 +238,13 @@ def test_router_sends_one_tenants_buckets_to_two_backends(env: PluginEnv):
     assert "router.route=fs" in env.access_line(f"/{eu}/a.txt", "PUT")
     assert "router.route=configured" in env.access_line(f"/{us}/a.txt", "PUT")
     # tenant-router marks its route decisions reusable per tenant and bucket: the GET after the
-    # PUT took it from the decision cache; policy-guard's verdicts are not reusable.
+    # PUT took it from the decision cache. policy-guard's verdicts on anything but deletes are
+    # reusable per operation: a second GET takes its verdict from the cache too.
     get_line = env.access_line(f"/{eu}/a.txt", "GET")
-    assert "router.route=fs(cached)" in get_line and 'guard.authorize=allow"' in get_line, get_line
+    assert "router.route=fs(cached)" in get_line and "guard.authorize=allow" in get_line, get_line
+    assert s3.get_object(Bucket=eu, Key="a.txt")["Body"].read() == b"in europe"
+    get_line = env.access_line(f"/{eu}/a.txt", "GET")
+    assert 'guard.authorize=allow(cached)"' in get_line, get_line
     # ListBuckets sees both backends' buckets.
     names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert {eu, us} <= names

@@ -45,7 +45,8 @@ impl Guest for Echo {
         let _ = write!(
             out,
             "tenant={} akid={} method={} query={:?} headers={:?} approved={:?} missing={:?} \
-             source={} tls={:?} auth={:?} payload={:?} length={:?} route={:?} encryption={:?}",
+             secret={:?} source={} tls={:?} auth={:?} payload={:?} length={:?} route={:?} \
+             encryption={:?}",
             ctx.tenant(),
             ctx.access_key_id(),
             ctx.method(),
@@ -53,6 +54,7 @@ impl Guest for Echo {
             ctx.headers(),
             ctx.header("X-Approved-By"),
             ctx.header("x-not-sent"),
+            ctx.header("Authorization"),
             ctx.source_address(),
             ctx.tls(),
             ctx.auth_method(),

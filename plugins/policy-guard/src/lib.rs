@@ -10,8 +10,11 @@
 //! - Table `sensitive`: bucket → anything: presigned URLs are refused there (`AccessDenied`),
 //!   and plain HTTP is allowed only if it is TLS (`allow-if tls`, which the host enforces).
 //!
-//! It does not route: `route` defers to the configured routes (cacheably). Its settings and
-//! tables are read on an instance's first call and kept for the instance's later calls.
+//! It does not route: `route` defers to the configured routes (cacheably). Its verdicts on
+//! anything but deletes may be reused for a minute: they depend on the operation and, where
+//! the policy uses them, the content length, key, bucket and how the request was signed.
+//! Its settings and tables are read on an instance's first call and kept for the instance's
+//! later calls.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -53,15 +56,32 @@ fn policy() -> &'static Policy {
     })
 }
 
-fn deny(code: &str, message: String) -> Authorization {
-    Authorization {
-        verdict: Verdict::Deny(S3Error {
-            code: code.to_string(),
-            message,
-            status: None,
-        }),
-        cache: None,
+fn deny(code: &str, message: String) -> Verdict {
+    Verdict::Deny(S3Error {
+        code: code.to_string(),
+        message,
+        status: None,
+    })
+}
+
+/// What a verdict on anything but a delete depends on under `policy`: the same fields for
+/// every such request (the host keys its cache by the fields a plugin names), so that
+/// repeated requests (a GET of any key, without tenant prefixes) reuse one verdict.
+fn reusable(policy: &Policy) -> Option<CacheHint> {
+    let mut depends_on = ContextFields::OPERATION_KIND;
+    if policy.max_object_size.is_some() {
+        depends_on |= ContextFields::CONTENT_LENGTH;
     }
+    if !policy.tenant_prefixes.is_empty() {
+        depends_on |= ContextFields::KEY;
+    }
+    if !policy.sensitive.is_empty() {
+        depends_on |= ContextFields::BUCKET | ContextFields::AUTH;
+    }
+    Some(CacheHint {
+        ttl_ms: 60_000,
+        depends_on,
+    })
 }
 
 fn list(text: &str) -> impl Iterator<Item = &str> {
@@ -83,69 +103,81 @@ impl Guest for Guard {
     fn authorize(ctx: &RequestContext) -> Authorization {
         let policy = policy();
         let kind = ctx.operation();
-        let key = ctx.key();
 
-        let deletes = matches!(kind, OpKind::DeleteObject | OpKind::DeleteObjects);
-        if deletes && let Some(protected) = &policy.protected {
-            let touches = match &key {
-                Some(key) => protected.iter().any(|p| key.starts_with(p.as_str())),
-                None => true,
-            };
-            let approval = &policy.approval_header;
-            if touches && ctx.header(approval).is_none_or(|v| v.is_empty()) {
-                let what = key.as_deref().unwrap_or("these keys");
-                return deny(
-                    "AccessDenied",
-                    format!("Deleting {what} needs approval: send the {approval} header."),
-                );
-            }
-        }
-
-        if matches!(kind, OpKind::PutObject | OpKind::UploadPart)
-            && let (Some(max), Some(len)) = (policy.max_object_size, ctx.content_length())
-            && len > max
-        {
-            return deny(
-                "EntityTooLarge",
-                format!("Objects here may be at most {max} bytes."),
-            );
-        }
-
-        if let Some(key) = &key
-            && !policy.tenant_prefixes.is_empty()
-        {
-            let tenant = ctx.tenant();
-            if let Some(allowed) = policy.tenant_prefixes.get(&tenant)
-                && !list(allowed).any(|p| key.starts_with(p))
-            {
-                return deny(
-                    "AccessDenied",
-                    format!("Tenant {tenant} may not use keys outside {allowed}."),
-                );
-            }
-        }
-
-        if !policy.sensitive.is_empty()
-            && let Some(bucket) = ctx.bucket()
-            && policy.sensitive.contains_key(&bucket)
-        {
-            if ctx.auth_method() == AuthMethod::PresignedUrl {
-                return deny(
-                    "AccessDenied",
-                    format!("Presigned URLs are not accepted for bucket {bucket}."),
-                );
+        // Deletes depend on the key and a header's value: never reused.
+        if matches!(kind, OpKind::DeleteObject | OpKind::DeleteObjects) {
+            if let Some(protected) = &policy.protected {
+                let key = ctx.key();
+                let touches = match &key {
+                    Some(key) => protected.iter().any(|p| key.starts_with(p.as_str())),
+                    None => true,
+                };
+                let approval = &policy.approval_header;
+                if touches && ctx.header(approval).is_none_or(|v| v.is_empty()) {
+                    let what = key.as_deref().unwrap_or("these keys");
+                    return Authorization {
+                        verdict: deny(
+                            "AccessDenied",
+                            format!("Deleting {what} needs approval: send the {approval} header."),
+                        ),
+                        cache: None,
+                    };
+                }
             }
             return Authorization {
-                verdict: Verdict::AllowIf(Requirements::TLS),
+                verdict: prefixes_and_sensitivity(ctx, policy),
                 cache: None,
             };
         }
 
+        let cache = reusable(policy);
+        if matches!(kind, OpKind::PutObject | OpKind::UploadPart)
+            && let (Some(max), Some(len)) = (policy.max_object_size, ctx.content_length())
+            && len > max
+        {
+            return Authorization {
+                verdict: deny(
+                    "EntityTooLarge",
+                    format!("Objects here may be at most {max} bytes."),
+                ),
+                cache,
+            };
+        }
         Authorization {
-            verdict: Verdict::Allow,
-            cache: None,
+            verdict: prefixes_and_sensitivity(ctx, policy),
+            cache,
         }
     }
+}
+
+/// The tenant's key prefixes, then the bucket's sensitivity.
+fn prefixes_and_sensitivity(ctx: &RequestContext, policy: &Policy) -> Verdict {
+    if !policy.tenant_prefixes.is_empty()
+        && let Some(key) = ctx.key()
+    {
+        let tenant = ctx.tenant();
+        if let Some(allowed) = policy.tenant_prefixes.get(&tenant)
+            && !list(allowed).any(|p| key.starts_with(p))
+        {
+            return deny(
+                "AccessDenied",
+                format!("Tenant {tenant} may not use keys outside {allowed}."),
+            );
+        }
+    }
+    if !policy.sensitive.is_empty()
+        && let Some(bucket) = ctx.bucket()
+        && policy.sensitive.contains_key(&bucket)
+    {
+        if ctx.auth_method() == AuthMethod::PresignedUrl {
+            return deny(
+                "AccessDenied",
+                format!("Presigned URLs are not accepted for bucket {bucket}."),
+            );
+        }
+        return Verdict::AllowIf(Requirements::TLS);
+    }
+    Verdict::Allow
 }
 
 export!(Guard);

@@ -16,8 +16,9 @@ use crate::types::{
     TlsVersion,
 };
 
-/// Everything a plugin may be told about one request. Whoever builds it leaves the secrets
-/// out (`Authorization`, `X-Amz-Signature`, `x-amz-security-token`, SSE-C keys).
+/// Everything a plugin may be told about one request. Whoever builds it leaves secret query
+/// parameters out (`X-Amz-Signature`, `X-Amz-Security-Token`); secret headers may stay in
+/// `headers`, as the request had them: the methods never show them (see [`SECRET_HEADERS`]).
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub tenant: String,
@@ -26,6 +27,7 @@ pub struct RequestContext {
     pub method: http::Method,
     /// Decoded, in the client's order.
     pub query: Vec<(String, String)>,
+    /// As the request had them (cloning a request's map shares its values).
     pub headers: http::HeaderMap,
     pub source_address: SocketAddr,
     pub tls: Option<TlsVersion>,
@@ -57,6 +59,21 @@ impl HostState {
             .as_deref()
             .ok_or_else(|| wasmtime::format_err!("a request context read outside a call"))
     }
+}
+
+/// Headers a plugin is never shown: credentials and SSE-C keys.
+pub const SECRET_HEADERS: [http::HeaderName; 6] = [
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
+    http::HeaderName::from_static("x-amz-security-token"),
+    http::HeaderName::from_static("x-amz-server-side-encryption-customer-key"),
+    http::HeaderName::from_static("x-amz-copy-source-server-side-encryption-customer-key"),
+];
+
+/// Whether `name` is one of [`SECRET_HEADERS`].
+pub fn is_secret_header(name: &http::HeaderName) -> bool {
+    SECRET_HEADERS.contains(name)
 }
 
 type Ctx = Resource<RequestContext>;
@@ -116,6 +133,7 @@ impl HostRequestContext for HostState {
             .context()?
             .headers
             .iter()
+            .filter(|(name, _)| !is_secret_header(name))
             .map(|(name, value)| (name.as_str().to_owned(), text(value).into_owned()))
             .collect())
     }
@@ -126,6 +144,9 @@ impl HostRequestContext for HostState {
         let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else {
             return Ok(None);
         };
+        if is_secret_header(&name) {
+            return Ok(None);
+        }
         let mut values = self.context()?.headers.get_all(name).iter();
         let Some(first) = values.next() else {
             return Ok(None);

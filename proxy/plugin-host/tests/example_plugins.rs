@@ -56,8 +56,8 @@ fn to(backend: &str, target: Option<&str>) -> RouteChoice {
 }
 
 /// Every method of the request context answers from the context the host lends, as the
-/// plugin (`context-echo`, which reads them all) sees it; another tenant's context, lent to
-/// the same plugin next, is what that call sees.
+/// plugin (`context-echo`, which reads them all) sees it, never showing a secret header; the
+/// next context lent to the same instance is what the next call sees.
 #[test]
 fn context_methods_answer_from_the_context_lent() {
     let wasm = std::fs::read(built().join("context_echo.wasm")).unwrap();
@@ -86,10 +86,18 @@ fn context_methods_answer_from_the_context_lent() {
         ("partNumber".into(), "3".into()),
         ("uploadId".into(), "u-1".into()),
     ];
+    // Secrets stay in the context's map, as the request had them, and are never shown.
     full.headers = header_map([
+        (
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=SLUICEEXAMPLE0000/...",
+        ),
         ("x-approved-by", "alice"),
+        ("x-amz-security-token", "token"),
         ("x-multi", "a"),
+        ("x-amz-server-side-encryption-customer-key", "c2VjcmV0"),
         ("x-multi", "b"),
+        ("cookie", "session=1"),
     ])
     .unwrap();
     full.source_address = "[2001:db8::1]:443".parse().unwrap();
@@ -121,7 +129,7 @@ fn context_methods_answer_from_the_context_lent() {
         "tenant=t1 akid=SLUICEEXAMPLE0000 method=PUT \
          query=[(\"partNumber\", \"3\"), (\"uploadId\", \"u-1\")] \
          headers=[(\"x-approved-by\", \"alice\"), (\"x-multi\", \"a\"), (\"x-multi\", \"b\")] \
-         approved=Some(\"alice\") missing=None source=[2001:db8::1]:443 tls=Some(TlsVersion::Tls13) \
+         approved=Some(\"alice\") missing=None secret=None source=[2001:db8::1]:443 tls=Some(TlsVersion::Tls13) \
          auth=AuthMethod::PresignedUrl payload=PayloadProtection::StreamingSigned length=Some(42) \
          route=Some(Route { backend: \"eu\", target-bucket: Some(\"t\"), key-prefix: Some(\"p/\") }) \
          encryption=EncryptionPolicy::Required"
@@ -248,6 +256,28 @@ fn policy_guard_applies_its_settings_and_tables() {
     assert_eq!(verdict(get("narrow", "b", "inbox/x")), Verdict::Allow);
     assert_eq!(code(verdict(get("narrow", "b", "other/x"))), "AccessDenied");
     assert_eq!(verdict(get("wide", "b", "other/x")), Verdict::Allow);
+
+    // Verdicts on anything but deletes may be reused, keyed by the fields this policy uses
+    // (all of them here: a size cap, tenant prefixes, sensitive buckets); deletes never.
+    let cache = |ctx: RequestContext| {
+        let tenant = ctx.tenant.clone();
+        guard.authorize(&tenant, &Arc::new(ctx)).unwrap().cache
+    };
+    let hint = cache(get("narrow", "b", "inbox/x")).expect("a GET's verdict is reusable");
+    assert_eq!(
+        hint.depends_on,
+        ContextFields::OPERATION_KIND
+            | ContextFields::CONTENT_LENGTH
+            | ContextFields::KEY
+            | ContextFields::BUCKET
+            | ContextFields::AUTH
+    );
+    assert!(
+        cache(get("narrow", "b", "other/x")).is_some(),
+        "a denial too"
+    );
+    assert_eq!(cache(delete("t", "scratch/a")), None);
+    assert_eq!(cache(delete("t", "protected/a")), None);
 
     // A sensitive bucket: no presigned URLs, TLS required.
     let mut presigned = get("t", "vault", "k");

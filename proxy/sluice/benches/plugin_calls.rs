@@ -1,12 +1,16 @@
 //! What a plugin costs a request, call by call, as percentiles (`cargo bench -p sluice --bench
 //! plugin_calls`): each scenario times 20,000 calls one by one (after 2,000 to warm up) and
-//! prints p50 and p99 in microseconds.
+//! prints p50 and p99 in microseconds. `-- WORD` runs only the scenarios whose name holds
+//! WORD; `SLUICE_BENCH_CALLS` changes the number of calls, `SLUICE_BENCH_EVICT_KIB` writes that
+//! much memory between calls (a server's other work, evicting the plugin from the caches).
 //!
 //! - `template` (does nothing: the cost of a call itself), `tenant-router` in Rust and in
 //!   Python, each through a warm pooled instance and through a fresh instance per call
 //!   (`isolation: per-request`);
-//! - the plugin phase as the pipeline runs it (`Plugins::decide`, one plugin): a decision-cache
-//!   hit, and a miss (the context built and the plugin called).
+//! - a decision-cache hit alone: the call's key built and looked up;
+//! - the plugin phase as the pipeline runs it (`Plugins::decide`, one plugin): route from the
+//!   decision cache and authorize called; both from the cache; and one decision (ListBuckets
+//!   has no route step) from the cache: what a cache hit costs a request, all told.
 //!
 //! The components come from `SLUICE_PLUGINS_DIR` (else `plugins/build.sh` and
 //! `plugins/build-second-language.sh` are run).
@@ -16,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice::config::{OnFailure, PluginConfig, PluginsConfig};
+use sluice::plugins::cache::{Cached, DecisionCache};
 use sluice::plugins::{Facts, Plugins};
 use sluice::s3::S3Op;
 use std::sync::Arc;
 
 use sluice_plugin_host::context::header_map;
-use sluice_plugin_host::types::OpKind;
+use sluice_plugin_host::types::{ContextFields, OpKind, Verdict};
 use sluice_plugin_host::{Capabilities, Limits, LoadedPlugin, PluginEngine, RequestContext};
 
 #[path = "../../plugin-host/tests/common/mod.rs"]
@@ -66,8 +71,19 @@ fn percentiles(name: &str, mut f: impl FnMut()) -> (f64, f64) {
         f();
     }
     let calls = calls();
+    // Memory written between calls (untimed), as a server's other work would, evicting the
+    // plugin from the CPU's caches: `SLUICE_BENCH_EVICT_KIB` (none by default).
+    let evict: usize = std::env::var("SLUICE_BENCH_EVICT_KIB")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut other_work = vec![0u8; evict << 10];
     let mut samples: Vec<Duration> = (0..calls)
-        .map(|_| {
+        .map(|i| {
+            for byte in other_work.iter_mut().step_by(64) {
+                *byte = byte.wrapping_add(i as u8);
+            }
+            black_box(&other_work);
             let started = Instant::now();
             f();
             started.elapsed()
@@ -205,16 +221,49 @@ fn phase(dir: &Path, cache: &Path) {
     let router = plugins.chain(&["router".to_owned()]);
     // The template marks both cacheable: after the first request, no call at all.
     let template = plugins.chain(&["template".to_owned()]);
-    for (name, chain) in [
-        ("router: route cached, authorize called", &router),
-        ("template: both decisions from the cache", &template),
+    // A request without a bucket (ListBuckets) has no route step: with the template, the
+    // phase is one decision, from the cache.
+    let (list_parts, ()) = http::Request::get("/")
+        .header("host", "127.0.0.1:9000")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let list_buckets = Facts {
+        op: &S3Op::ListBuckets,
+        parts: &list_parts,
+        ..facts
+    };
+    // A decision-cache hit alone: the key of a call (tenant, route in effect, and the fields
+    // the plugin named: here the operation and the bucket) and its lookup.
+    let cache = DecisionCache::new();
+    let fields = ContextFields::OPERATION_KIND | ContextFields::BUCKET;
+    let mut key = Vec::new();
+    facts.write_cache_key(&mut key, 7, None, fields);
+    let answer = Arc::new(Cached::Authorize(Verdict::Allow));
+    cache.insert(&key, answer, 60_000);
+    if wanted("decision cache: key and lookup (a hit)") {
+        percentiles("decision cache: key and lookup (a hit)", || {
+            facts.write_cache_key(&mut key, 7, None, fields);
+            black_box(cache.get(&key).unwrap());
+        });
+    }
+
+    for (name, chain, facts) in [
+        ("router: route cached, authorize called", &router, &facts),
+        ("template: both decisions from the cache", &template, &facts),
+        (
+            "template, ListBuckets: one decision, from the cache",
+            &template,
+            &list_buckets,
+        ),
     ] {
         if !wanted(&format!("plugin phase, {name}")) {
             continue;
         }
+        let mut log = String::new();
         percentiles(&format!("plugin phase, {name}"), || {
-            let mut log = String::new();
-            black_box(plugins.decide(chain, &facts, None, &ok, &mut log).unwrap());
+            log.clear();
+            black_box(plugins.decide(chain, facts, None, &ok, &mut log).unwrap());
         });
     }
 }

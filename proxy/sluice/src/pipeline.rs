@@ -316,7 +316,7 @@ fn run_plugins(
         encryption: configured.map(|(_, r)| r.encryption).unwrap_or_default(),
     };
     let configured = configured.map(|(_, r)| plugin_view(r));
-    let mut log = String::new();
+    let mut log = String::with_capacity(80);
     let decision = plugins.decide(
         chain,
         &facts,

@@ -1,6 +1,10 @@
 //! The decision cache: answers a plugin marked reusable (`cache-hint`: a TTL and the context
 //! fields the answer depends on), kept until their TTL ends, keyed by those fields (see
-//! [`super::Facts::cache_key`]). Identical requests within the TTL skip the call.
+//! [`super::Facts::write_cache_key`]). Identical requests within the TTL skip the call.
+//!
+//! Keys hold what clients send (bucket names, keys, headers), so they are hashed with a
+//! per-process random seed (foldhash): fast, and no client can aim requests at one bucket of
+//! the table.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +43,7 @@ impl moka::Expiry<Box<[u8]>, Entry> for ByTtl {
 }
 
 pub struct DecisionCache {
-    entries: moka::sync::Cache<Box<[u8]>, Entry>,
+    entries: moka::sync::Cache<Box<[u8]>, Entry, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for DecisionCache {
@@ -56,7 +60,7 @@ impl DecisionCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(CAPACITY)
                 .expire_after(ByTtl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
@@ -64,10 +68,9 @@ impl DecisionCache {
         self.entries.get(key).map(|e| e.answer)
     }
 
-    pub fn insert(&self, key: Vec<u8>, answer: Arc<Cached>, ttl_ms: u32) {
+    pub fn insert(&self, key: &[u8], answer: Arc<Cached>, ttl_ms: u32) {
         let ttl = Duration::from_millis(u64::from(ttl_ms)).min(MAX_TTL);
-        self.entries
-            .insert(key.into_boxed_slice(), Entry { answer, ttl });
+        self.entries.insert(key.into(), Entry { answer, ttl });
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use http::request::Parts;
 use percent_encoding::percent_decode_str;
+use sluice_plugin_host::context::is_secret_header;
 use sluice_plugin_host::types::{
     AuthMethod, ByteRange, ContextFields, EncryptionPolicy, OpKind, PayloadProtection, Route,
     TlsVersion,
@@ -33,16 +34,6 @@ pub struct Facts<'a> {
     pub encryption: sluice_storage::Policy,
 }
 
-/// Headers a plugin is never shown: credentials and SSE-C keys.
-const SECRET_HEADERS: [&str; 6] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-amz-security-token",
-    "x-amz-server-side-encryption-customer-key",
-    "x-amz-copy-source-server-side-encryption-customer-key",
-];
-
 /// Query parameters a plugin is never shown.
 fn secret_parameter(name: &str) -> bool {
     name.eq_ignore_ascii_case("x-amz-signature")
@@ -52,11 +43,6 @@ fn secret_parameter(name: &str) -> bool {
 impl Facts<'_> {
     /// The context for a plugin call, with the route in effect so far.
     pub fn context(&self, route: Option<&Route>) -> RequestContext {
-        // Header values share the request's buffers: cloning the map copies no value.
-        let mut headers = self.parts.headers.clone();
-        for name in SECRET_HEADERS {
-            headers.remove(name);
-        }
         let query = self
             .query_pairs()
             .filter(|(k, _)| !secret_parameter(k))
@@ -67,7 +53,9 @@ impl Facts<'_> {
             operation: self.operation(),
             method: self.parts.method.clone(),
             query,
-            headers,
+            // Values share the request's buffers: cloning the map copies none. The secret ones
+            // stay in it, never shown (`sluice_plugin_host::context::SECRET_HEADERS`).
+            headers: self.parts.headers.clone(),
             source_address: self.peer,
             tls: self.tls,
             auth_method: if self.presigned {
@@ -186,11 +174,18 @@ impl Facts<'_> {
         }
     }
 
-    /// The decision cache's key for a call: the call (plugin generation and export), the tenant
-    /// (decisions are never shared between tenants), the route in effect, and the fields the
-    /// plugin named, each length-prefixed so that no two requests that differ in them collide.
-    pub fn cache_key(&self, call: u64, route: Option<&Route>, fields: ContextFields) -> Vec<u8> {
-        let mut key = Vec::with_capacity(64);
+    /// Writes into `key` (replacing what it held) the decision cache's key for a call: the call
+    /// (plugin generation and export), the tenant (decisions are never shared between
+    /// tenants), the route in effect, and the fields the plugin named, each length-prefixed so
+    /// that no two requests that differ in them collide.
+    pub fn write_cache_key(
+        &self,
+        key: &mut Vec<u8>,
+        call: u64,
+        route: Option<&Route>,
+        fields: ContextFields,
+    ) {
+        key.clear();
         key.extend_from_slice(&call.to_le_bytes());
         key.extend_from_slice(&fields.as_array()[0].to_le_bytes());
         let mut put = |bytes: &[u8]| {
@@ -226,7 +221,10 @@ impl Facts<'_> {
             put(self.parts.method.as_str().as_bytes());
         }
         if fields.contains(ContextFields::SOURCE_ADDRESS) {
-            put(self.peer.ip().to_string().as_bytes());
+            match self.peer.ip() {
+                std::net::IpAddr::V4(ip) => put(&ip.octets()),
+                std::net::IpAddr::V6(ip) => put(&ip.octets()),
+            }
         }
         if fields.contains(ContextFields::TLS) {
             put(&[self.tls.map_or(0, |v| v as u8 + 1)]);
@@ -236,7 +234,7 @@ impl Facts<'_> {
         }
         if fields.contains(ContextFields::HEADERS) {
             for (name, value) in &self.parts.headers {
-                if !SECRET_HEADERS.contains(&name.as_str()) {
+                if !is_secret_header(name) {
                     put(name.as_str().as_bytes());
                     put(value.as_bytes());
                 }
@@ -248,7 +246,6 @@ impl Facts<'_> {
         if fields.contains(ContextFields::CONTENT_LENGTH) {
             put(&self.content_length().map_or(u64::MAX, |n| n).to_le_bytes());
         }
-        key
     }
 }
 
@@ -317,9 +314,10 @@ mod tests {
     }
 
     /// A decision is reused only for requests equal in the fields it named, never across
-    /// tenants or routes in effect; the context a plugin sees holds no secret.
+    /// tenants or routes in effect; the query a plugin sees holds no signature (secret headers
+    /// are the plugin host's to hide: `example_plugins.rs` holds it to that).
     #[test]
-    fn cache_keys_follow_the_named_fields_and_contexts_hold_no_secrets() {
+    fn cache_keys_follow_the_named_fields_and_contexts_hold_no_signature() {
         let (parts, ()) = http::Request::get("/photos/k1?X-Amz-Signature=abc&list-type=2")
             .header("authorization", "AWS4-HMAC-SHA256 Credential=...")
             .header("x-amz-server-side-encryption-customer-key", "c2VjcmV0")
@@ -343,7 +341,12 @@ mod tests {
             encryption: sluice_storage::Policy::Off,
         };
         let bucket = ContextFields::BUCKET;
-        let key = |t, op, fields| facts(t, op).cache_key(7, None, fields);
+        let cache_key = |t, op, call, route, fields| {
+            let mut key = Vec::new();
+            facts(t, op).write_cache_key(&mut key, call, route, fields);
+            key
+        };
+        let key = |t, op, fields| cache_key(t, op, 7, None, fields);
         // Another key, same bucket: the same decision if only the bucket matters.
         assert_eq!(key("t1", &a, bucket), key("t1", &b, bucket));
         assert_ne!(
@@ -352,23 +355,35 @@ mod tests {
         );
         // Never across tenants, calls (plugin generation, export) or routes in effect.
         assert_ne!(key("t1", &a, bucket), key("t2", &a, bucket));
-        assert_ne!(
-            facts("t1", &a).cache_key(8, None, bucket),
-            key("t1", &a, bucket)
-        );
+        assert_ne!(cache_key("t1", &a, 8, None, bucket), key("t1", &a, bucket));
         let route = Route {
             backend: "eu".into(),
             target_bucket: None,
             key_prefix: None,
         };
         assert_ne!(
-            facts("t1", &a).cache_key(7, Some(&route), bucket),
+            cache_key("t1", &a, 7, Some(&route), bucket),
             key("t1", &a, bucket)
         );
 
+        // Secret headers are never part of a key: a decision that depends on the headers is
+        // the same whoever signed the request.
+        let headers = ContextFields::HEADERS;
+        let (other, ()) = http::Request::get("/photos/k1")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=other")
+            .header("x-approved-by", "alice")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut signed_by_other = Vec::new();
+        Facts {
+            parts: &other,
+            ..facts("t1", &a)
+        }
+        .write_cache_key(&mut signed_by_other, 7, None, headers);
+        assert_eq!(signed_by_other, key("t1", &a, headers));
+
         let ctx = facts("t1", &a).context(None);
-        let names: Vec<&str> = ctx.headers.keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["x-approved-by"]);
         assert_eq!(ctx.query, [("list-type".to_owned(), "2".to_owned())]);
         assert_eq!(ctx.operation.kind, OpKind::GetObject);
         assert_eq!(ctx.operation.key.as_deref(), Some("k1"));

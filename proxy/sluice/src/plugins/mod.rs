@@ -20,7 +20,6 @@ pub mod context;
 pub mod reload;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -145,9 +144,11 @@ impl Plugins {
         // last ran out of time will likely hold the thread that long again: on the
         // multi-threaded runtime its calls first hand this thread's other tasks to another
         // (a few microseconds), so other tenants' requests do not wait behind it.
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if slow && multi_thread {
+        let multi_thread = || {
+            tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        };
+        if slow && multi_thread() {
             tokio::task::block_in_place(|| phases(&mut run))?;
         } else {
             phases(&mut run)?;
@@ -177,22 +178,21 @@ impl Plugins {
         export: Export,
         facts: &Facts<'_>,
         route: Option<&Route>,
-        ctx: &mut Option<Arc<RequestContext>>,
+        scratch: &mut Scratch,
         f: impl FnOnce(
             &LoadedPlugin,
             &Arc<RequestContext>,
         )
             -> Result<(Cached, Option<sluice_plugin_host::types::CacheHint>), CallError>,
     ) -> Result<(Arc<Cached>, bool), CallError> {
+        let Scratch { ctx, key } = scratch;
         let call = plugin.generation << 1 | export as u64;
         let known = plugin.masks[export as usize].load(Ordering::Relaxed);
-        let mut key = None;
         if known != 0 {
-            let looked_up = facts.cache_key(call, route, fields(known));
-            if let Some(hit) = self.cache.get(&looked_up) {
+            facts.write_cache_key(key, call, route, fields(known));
+            if let Some(hit) = self.cache.get(key) {
                 return Ok((hit, true));
             }
-            key = Some(looked_up);
         }
         let ctx = match ctx {
             Some(ctx) => {
@@ -215,14 +215,22 @@ impl Plugins {
             let named = mask(hint.depends_on);
             plugin.masks[export as usize].store(named, Ordering::Relaxed);
             // The key looked up above, unless the plugin now names other fields.
-            let key = match key {
-                Some(key) if named == known => key,
-                _ => facts.cache_key(call, route, hint.depends_on),
-            };
+            if named != known {
+                facts.write_cache_key(key, call, route, hint.depends_on);
+            }
             self.cache.insert(key, Arc::clone(&answer), hint.ttl_ms);
         }
         Ok((answer, false))
     }
+}
+
+/// What a request's calls build once and share.
+#[derive(Default)]
+struct Scratch {
+    /// The context: built on the first call that misses the cache, then kept up to date.
+    ctx: Option<Arc<RequestContext>>,
+    /// The decision-cache key of the call under way.
+    key: Vec<u8>,
 }
 
 /// One request's way through a chain.
@@ -230,14 +238,14 @@ struct Run<'r, 'f> {
     plugins: &'r Plugins,
     chain: &'r [Arc<Slot>],
     /// Each plugin's component, held for the whole request: routing and authorising see the
-    /// same one even if a reload lands in between.
-    loaded: Vec<Arc<Loaded>>,
+    /// same one even if a reload lands in between. (Guards, not clones: a clone would make
+    /// every request write the component's shared reference count.)
+    loaded: Vec<arc_swap::Guard<Arc<Loaded>>>,
     facts: &'r Facts<'f>,
     valid_route: &'r dyn Fn(&Route) -> Result<(), String>,
     /// The route in effect: the configured one, or the last a plugin chose.
     route: Option<Route>,
-    /// Built on the first call that misses the cache, then kept up to date.
-    ctx: Option<Arc<RequestContext>>,
+    scratch: Scratch,
     log: &'r mut String,
     decision: Decision,
 }
@@ -254,11 +262,11 @@ impl<'r, 'f> Run<'r, 'f> {
         Self {
             plugins,
             chain,
-            loaded: chain.iter().map(|s| s.current.load_full()).collect(),
+            loaded: chain.iter().map(|s| s.current.load()).collect(),
             facts,
             valid_route,
             route: configured,
-            ctx: None,
+            scratch: Scratch::default(),
             log,
             decision: Decision {
                 route: None,
@@ -276,7 +284,7 @@ impl<'r, 'f> Run<'r, 'f> {
                 Export::Route,
                 self.facts,
                 self.route.as_ref(),
-                &mut self.ctx,
+                &mut self.scratch,
                 |p, c| {
                     p.route(tenant, c).map(|answer| match answer {
                         Ok(RouteDecision { choice, cache }) => (Cached::Route(Ok(choice)), cache),
@@ -320,7 +328,7 @@ impl<'r, 'f> Run<'r, 'f> {
                 Export::Authorize,
                 self.facts,
                 self.route.as_ref(),
-                &mut self.ctx,
+                &mut self.scratch,
                 |p, c| {
                     p.authorize(tenant, c)
                         .map(|Authorization { verdict, cache }| (Cached::Authorize(verdict), cache))
@@ -487,11 +495,12 @@ fn note(log: &mut String, plugin: &str, export: &str, what: &str, cached: bool) 
     if !log.is_empty() {
         log.push(' ');
     }
-    let _ = write!(
-        log,
-        "{plugin}.{export}={what}{}",
-        if cached { "(cached)" } else { "" }
-    );
+    for part in [plugin, ".", export, "=", what] {
+        log.push_str(part);
+    }
+    if cached {
+        log.push_str("(cached)");
+    }
 }
 
 fn describe(route: &Route) -> String {
