@@ -20,38 +20,60 @@ use sluice::plugin::types::{CacheHint, ContextFields, Route, RouteChoice, Verdic
 
 struct Router;
 
-/// Table `routes`, read on an instance's first call: tables do not change while it lives.
-fn routes() -> &'static BTreeMap<String, String> {
-    static ROUTES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-    ROUTES.get_or_init(|| tables::entries("routes").into_iter().collect())
+/// One owner's patterns (a tenant's, or `*`'s): exact bucket names, and prefixes longest
+/// first, so that the first prefix a bucket starts with is the longest pattern that matches.
+#[derive(Default)]
+struct Owner {
+    exact: BTreeMap<String, String>,
+    prefixes: Vec<(String, String)>,
 }
 
-/// The target of the first key that matches: `<owner>/<bucket>`, then `<owner>/<prefix>*` for
-/// each prefix of the bucket, longest first, for the tenant and then for `*`.
-fn lookup(tenant: &str, bucket: &str) -> Option<&'static str> {
-    let routes = routes();
-    let mut key = String::with_capacity(tenant.len().max(1) + bucket.len() + 2);
-    for owner in [tenant, "*"] {
-        key.clear();
-        key.push_str(owner);
-        key.push('/');
-        let start = key.len();
-        key.push_str(bucket);
-        if let Some(target) = routes.get(&key) {
+impl Owner {
+    fn find(&self, bucket: &str) -> Option<&str> {
+        if let Some(target) = self.exact.get(bucket) {
             return Some(target);
         }
-        for end in (0..=bucket.len()).rev() {
-            if bucket.is_char_boundary(end) {
-                key.truncate(start + end);
-                key.push('*');
-                if let Some(target) = routes.get(&key) {
-                    return Some(target);
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| bucket.starts_with(prefix.as_str()))
+            .map(|(_, target)| target.as_str())
+    }
+}
+
+/// Table `routes` by owner, read on an instance's first call: tables do not change while it
+/// lives. A key without `/` can never match (every key tried is `<owner>/<pattern>`).
+fn owners() -> &'static BTreeMap<String, Owner> {
+    static OWNERS: OnceLock<BTreeMap<String, Owner>> = OnceLock::new();
+    OWNERS.get_or_init(|| {
+        let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
+        for (key, target) in tables::entries("routes") {
+            let Some((owner, pattern)) = key.split_once('/') else {
+                continue;
+            };
+            let entry = owners.entry(owner.to_string()).or_default();
+            match pattern.strip_suffix('*') {
+                Some(prefix) => entry.prefixes.push((prefix.to_string(), target)),
+                None => {
+                    entry.exact.insert(pattern.to_string(), target);
                 }
-                key.pop();
             }
         }
-    }
-    None
+        for entry in owners.values_mut() {
+            entry
+                .prefixes
+                .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        }
+        owners
+    })
+}
+
+/// The target of the first key that matches: the tenant's own patterns, then `*`'s; in each,
+/// the exact name, then the longest prefix.
+fn lookup(tenant: &str, bucket: &str) -> Option<&'static str> {
+    let owners = owners();
+    [tenant, "*"]
+        .into_iter()
+        .find_map(|owner| owners.get(owner)?.find(bucket))
 }
 
 impl Guest for Router {
