@@ -17,9 +17,10 @@ use crate::types::{
 };
 
 /// Everything a plugin may be told about one request. Whoever builds it leaves secret query
-/// parameters out (`X-Amz-Signature`, `X-Amz-Security-Token`); secret headers may stay in
-/// `headers`, as the request had them: the methods never show them (see [`SECRET_HEADERS`]).
-#[derive(Debug, Clone)]
+/// parameters out ([`is_secret_parameter`]); secret headers may stay in `headers`, as the
+/// request had them: the methods never show them (see [`SECRET_HEADERS`]), and neither does
+/// `Debug`, which shows header names only.
+#[derive(Clone)]
 pub struct RequestContext {
     pub tenant: String,
     pub access_key_id: String,
@@ -36,6 +37,26 @@ pub struct RequestContext {
     pub content_length: Option<u64>,
     pub configured_route: Option<Route>,
     pub encryption: EncryptionPolicy,
+}
+
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("tenant", &self.tenant)
+            .field("access_key_id", &self.access_key_id)
+            .field("operation", &self.operation)
+            .field("method", &self.method)
+            .field("query", &self.query)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("source_address", &self.source_address)
+            .field("tls", &self.tls)
+            .field("auth_method", &self.auth_method)
+            .field("payload", &self.payload)
+            .field("content_length", &self.content_length)
+            .field("configured_route", &self.configured_route)
+            .field("encryption", &self.encryption)
+            .finish()
+    }
 }
 
 /// The parsed S3 operation and what it names.
@@ -74,6 +95,13 @@ pub const SECRET_HEADERS: [http::HeaderName; 6] = [
 /// Whether `name` is one of [`SECRET_HEADERS`].
 pub fn is_secret_header(name: &http::HeaderName) -> bool {
     SECRET_HEADERS.contains(name)
+}
+
+/// Whether a query parameter is one a plugin is never shown: the signature and the session
+/// token of a presigned URL.
+pub fn is_secret_parameter(name: &str) -> bool {
+    name.eq_ignore_ascii_case("x-amz-signature")
+        || name.eq_ignore_ascii_case("x-amz-security-token")
 }
 
 type Ctx = Resource<RequestContext>;

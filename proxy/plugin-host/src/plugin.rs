@@ -368,67 +368,70 @@ pub struct Imports {
 pub fn imports(engine: &PluginEngine, wasm: &[u8]) -> Result<Imports, LoadError> {
     let (component, _) = engine.compile(wasm)?;
     let mut out = Imports::default();
-    for (import, item) in component.component_type().imports(engine.engine()) {
-        if import == TYPES_IMPORT || is_type(&item.ty) {
-            continue;
-        }
-        match Capability::ALL
-            .into_iter()
-            .find(|c| c.import_name() == import)
-        {
-            Some(capability) => out.capabilities.push(capability),
-            None if import.starts_with("wasi:") => out.wasi.push(import.to_owned()),
-            None => out.unknown.push(import.to_owned()),
+    for (import, kind) in sorted_imports(engine, &component) {
+        match kind {
+            Import::Capability(capability) => out.capabilities.push(capability),
+            Import::Wasi => out.wasi.push(import),
+            Import::Unknown => out.unknown.push(import),
         }
     }
     Ok(out)
+}
+
+/// What Sluice makes of one import.
+enum Import {
+    Capability(Capability),
+    Wasi,
+    Unknown,
+}
+
+/// `component`'s imports in order, each with what Sluice makes of it; the world's types (the
+/// `types` interface, always linked, and the world's own `use` of `request-context`) left out.
+fn sorted_imports(engine: &PluginEngine, component: &Component) -> Vec<(String, Import)> {
+    use wasmtime::component::types::ComponentItem;
+    component
+        .component_type()
+        .imports(engine.engine())
+        .filter(|(import, item)| {
+            *import != TYPES_IMPORT
+                && !matches!(item.ty, ComponentItem::Type(_) | ComponentItem::Resource(_))
+        })
+        .map(|(import, _)| {
+            let kind = match Capability::ALL
+                .into_iter()
+                .find(|c| c.import_name() == import)
+            {
+                Some(capability) => Import::Capability(capability),
+                None if import.starts_with("wasi:") => Import::Wasi,
+                None => Import::Unknown,
+            };
+            (import.to_owned(), kind)
+        })
+        .collect()
 }
 
 /// The interface that holds the world's types and the request context's methods: every
 /// plugin imports it, and it is always linked.
 const TYPES_IMPORT: &str = "sluice:plugin/types@0.1.0";
 
-/// Whether an import is a type (the world's own `use` of `request-context`), not a function
-/// or an interface.
-fn is_type(item: &wasmtime::component::types::ComponentItem) -> bool {
-    use wasmtime::component::types::ComponentItem;
-    matches!(item, ComponentItem::Type(_) | ComponentItem::Resource(_))
-}
-
-/// Every import of `component` must be a granted capability; anything else is named.
+/// Every import of `component` must be a granted capability or WASI (linked as traps);
+/// anything else is named.
 fn check_imports(
     engine: &PluginEngine,
     component: &Component,
     grants: &Capabilities,
 ) -> Result<(), LoadError> {
-    let ty = component.component_type();
-    for (import, item) in ty.imports(engine.engine()) {
-        if import == TYPES_IMPORT || is_type(&item.ty) || import.starts_with("wasi:") {
-            // The interface's types (and the request context's methods); a type the world
-            // uses, such as `request-context`; WASI (linked as traps).
-            continue;
-        }
-        let offered = Capability::ALL
-            .into_iter()
-            .find(|c| c.import_name() == import);
-        match offered {
-            Some(capability) if grants.grants(capability) => {}
-            Some(capability) => {
-                return Err(LoadError::NotGranted {
-                    import: import.to_owned(),
-                    why: format!(
-                        "the config does not grant (add `{}` to the plugin's capabilities)",
-                        capability.name()
-                    ),
-                });
-            }
-            None => {
-                return Err(LoadError::NotGranted {
-                    import: import.to_owned(),
-                    why: "Sluice does not offer plugins".to_owned(),
-                });
-            }
-        }
+    for (import, kind) in sorted_imports(engine, component) {
+        let why = match kind {
+            Import::Wasi => continue,
+            Import::Capability(capability) if grants.grants(capability) => continue,
+            Import::Capability(capability) => format!(
+                "the config does not grant (add `{}` to the plugin's capabilities)",
+                capability.name()
+            ),
+            Import::Unknown => "Sluice does not offer plugins".to_owned(),
+        };
+        return Err(LoadError::NotGranted { import, why });
     }
     Ok(())
 }

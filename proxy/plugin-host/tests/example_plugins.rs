@@ -221,10 +221,11 @@ fn policy_guard_applies_its_settings_and_tables() {
     };
     let guard =
         LoadedPlugin::load(&engine, "policy-guard", &wasm, grants, Limits::default()).unwrap();
-    let verdict = |ctx: RequestContext| {
+    let authorize = |ctx: RequestContext| {
         let tenant = ctx.tenant.clone();
-        guard.authorize(&tenant, &Arc::new(ctx)).unwrap().verdict
+        guard.authorize(&tenant, &Arc::new(ctx)).unwrap()
     };
+    let verdict = |ctx: RequestContext| authorize(ctx).verdict;
     let code = |v: Verdict| match v {
         Verdict::Deny(err) => err.code,
         other => panic!("expected a denial, got {other:?}"),
@@ -259,10 +260,7 @@ fn policy_guard_applies_its_settings_and_tables() {
 
     // Verdicts on anything but deletes may be reused, keyed by the fields this policy uses
     // (all of them here: a size cap, tenant prefixes, sensitive buckets); deletes never.
-    let cache = |ctx: RequestContext| {
-        let tenant = ctx.tenant.clone();
-        guard.authorize(&tenant, &Arc::new(ctx)).unwrap().cache
-    };
+    let cache = |ctx: RequestContext| authorize(ctx).cache;
     let hint = cache(get("narrow", "b", "inbox/x")).expect("a GET's verdict is reusable");
     assert_eq!(
         hint.depends_on,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use http::request::Parts;
 use percent_encoding::percent_decode_str;
-use sluice_plugin_host::context::is_secret_header;
+use sluice_plugin_host::context::{is_secret_header, is_secret_parameter};
 use sluice_plugin_host::types::{
     AuthMethod, ByteRange, ContextFields, EncryptionPolicy, OpKind, PayloadProtection, Route,
     TlsVersion,
@@ -34,18 +34,12 @@ pub struct Facts<'a> {
     pub encryption: sluice_storage::Policy,
 }
 
-/// Query parameters a plugin is never shown.
-fn secret_parameter(name: &str) -> bool {
-    name.eq_ignore_ascii_case("x-amz-signature")
-        || name.eq_ignore_ascii_case("x-amz-security-token")
-}
-
 impl Facts<'_> {
     /// The context for a plugin call, with the route in effect so far.
     pub fn context(&self, route: Option<&Route>) -> RequestContext {
         let query = self
             .query_pairs()
-            .filter(|(k, _)| !secret_parameter(k))
+            .filter(|(k, _)| !is_secret_parameter(k))
             .collect();
         RequestContext {
             tenant: self.tenant.to_owned(),
