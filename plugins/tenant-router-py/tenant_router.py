@@ -6,8 +6,10 @@ capability, table `routes`: keys `<tenant>/<bucket pattern>` or `*/<bucket patte
 is an exact name or a prefix ending in `*`), values `<backend>` or `<backend>/<target bucket>`.
 The first key that matches, tenant's own before `*`, longest pattern first, wins; no match
 defers to the configured routes. A request without a bucket (ListBuckets) defers too. Route
-decisions may be cached for a minute per tenant and bucket; `authorize` always allows. The
-table is read once per instance (`tables.entries`) and kept for its later calls.
+decisions may be cached for a minute per tenant and bucket; `authorize` always allows. An
+instance serves one tenant only: on its first call it reads the tenant and the table
+(`tables.entries`) once, keeps the patterns that can apply to that tenant, and a later call
+asks only for the bucket.
 
 The Python runtime is initialised when the component is built (componentize-py snapshots it)
 and the build replaces WASI with stubs that trap (`--stub-wasi`), as Sluice would: so nothing
@@ -66,39 +68,35 @@ class Owner:
         return None
 
 
-_owners: Optional[Dict[str, Owner]] = None
+_patterns: Optional[Tuple[Owner, Owner]] = None
 
 
-def owners() -> Dict[str, Owner]:
-    """Table `routes` by owner, read on the instance's first call (tables do not change while
-    an instance lives)."""
-    global _owners
-    if _owners is None:
-        _owners = {}
+def patterns(ctx: RequestContext) -> Tuple[Owner, Owner]:
+    """The patterns that apply to this instance's tenant: its own, then `*`'s. Read from table
+    `routes` on the instance's first call and kept: an instance serves one tenant only, and
+    tables do not change while it lives."""
+    global _patterns
+    if _patterns is None:
+        tenant = ctx.tenant()
+        own, anyone = Owner(), Owner()
         for key, target in tables.entries("routes"):
             if "/" not in key:
                 continue  # never matches: every key tried is `<owner>/<pattern>`
             owner, pattern = key.split("/", 1)
-            entry = _owners.setdefault(owner, Owner())
+            if owner == tenant:
+                entry = own
+            elif owner == "*":
+                entry = anyone
+            else:
+                continue
             if pattern.endswith("*"):
                 entry.prefixes.append((pattern[:-1], decision(target)))
             else:
                 entry.exact[pattern] = decision(target)
-        for entry in _owners.values():
+        for entry in (own, anyone):
             entry.prefixes.sort(key=lambda p: len(p[0]), reverse=True)
-    return _owners
-
-
-def lookup(tenant: str, bucket: str) -> RouteDecision:
-    """The decision of the first key of `routes` that matches, or `CONFIGURED`."""
-    table = owners()
-    for owner in (tenant, "*"):
-        entry = table.get(owner)
-        if entry is not None:
-            found = entry.find(bucket)
-            if found is not None:
-                return found
-    return CONFIGURED
+        _patterns = (own, anyone)
+    return _patterns
 
 
 class WitWorld(wit_world.WitWorld):
@@ -106,7 +104,11 @@ class WitWorld(wit_world.WitWorld):
         bucket = ctx.bucket()
         if bucket is None:
             return CONFIGURED
-        return lookup(ctx.tenant(), bucket)
+        for owner in patterns(ctx):
+            found = owner.find(bucket)
+            if found is not None:
+                return found
+        return CONFIGURED
 
     def authorize(self, ctx: RequestContext) -> Authorization:
         return ALLOW

@@ -2,8 +2,9 @@
 //! `tables` capability, table `routes`: keys `<tenant>/<bucket pattern>` or `*/<bucket pattern>`
 //! (a pattern is an exact name or a prefix ending in `*`), values `<backend>` or
 //! `<backend>/<target bucket>`. The first key that matches, tenant's own before `*`, longest
-//! pattern first, wins; no match defers to the configured routes. The table is read once per
-//! instance (`tables.entries`) and kept for its later calls.
+//! pattern first, wins; no match defers to the configured routes. An instance serves one tenant
+//! only: on its first call it reads the tenant and the table (`tables.entries`) once, keeps
+//! the patterns that can apply to that tenant, and a later call asks only for the bucket.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -40,17 +41,24 @@ impl Owner {
     }
 }
 
-/// Table `routes` by owner, read on an instance's first call: tables do not change while it
-/// lives. A key without `/` can never match (every key tried is `<owner>/<pattern>`).
-fn owners() -> &'static BTreeMap<String, Owner> {
-    static OWNERS: OnceLock<BTreeMap<String, Owner>> = OnceLock::new();
-    OWNERS.get_or_init(|| {
-        let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
+/// The patterns that apply to this instance's tenant: its own, then `*`'s. Read from table
+/// `routes` on the instance's first call and kept: an instance serves one tenant only, and
+/// tables do not change while it lives. A key without `/` can never match (every key tried
+/// is `<owner>/<pattern>`).
+fn patterns(ctx: &RequestContext) -> &'static [Owner; 2] {
+    static PATTERNS: OnceLock<[Owner; 2]> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let tenant = ctx.tenant();
+        let mut patterns = [Owner::default(), Owner::default()];
         for (key, target) in tables::entries("routes") {
             let Some((owner, pattern)) = key.split_once('/') else {
                 continue;
             };
-            let entry = owners.entry(owner.to_string()).or_default();
+            let entry = match owner {
+                _ if owner == tenant => &mut patterns[0],
+                "*" => &mut patterns[1],
+                _ => continue,
+            };
             match pattern.strip_suffix('*') {
                 Some(prefix) => entry.prefixes.push((prefix.to_string(), target)),
                 None => {
@@ -58,22 +66,13 @@ fn owners() -> &'static BTreeMap<String, Owner> {
                 }
             }
         }
-        for entry in owners.values_mut() {
+        for entry in &mut patterns {
             entry
                 .prefixes
                 .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         }
-        owners
+        patterns
     })
-}
-
-/// The target of the first key that matches: the tenant's own patterns, then `*`'s; in each,
-/// the exact name, then the longest prefix.
-fn lookup(tenant: &str, bucket: &str) -> Option<&'static str> {
-    let owners = owners();
-    [tenant, "*"]
-        .into_iter()
-        .find_map(|owner| owners.get(owner)?.find(bucket))
 }
 
 impl Guest for Router {
@@ -89,7 +88,8 @@ impl Guest for Router {
                 cache,
             });
         };
-        let choice = match lookup(&ctx.tenant(), &bucket) {
+        let found = patterns(ctx).iter().find_map(|owner| owner.find(&bucket));
+        let choice = match found {
             None => RouteChoice::Configured,
             Some(target) => {
                 let (backend, target_bucket) = match target.split_once('/') {
