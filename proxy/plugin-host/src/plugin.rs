@@ -11,7 +11,6 @@
 //! thrown away after any failure and after [`Limits::max_calls`] calls, so a plugin's state
 //! never outlives a fault and never crosses tenants.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,7 +128,9 @@ pub struct LoadedPlugin {
     limits: Limits,
     /// Whether the compiled form came from the cache.
     cached: bool,
-    warm: Mutex<HashMap<String, Vec<Warm>>>,
+    /// Warm instances by tenant (foldhash, not SipHash: tenants are named by the config, not
+    /// by clients).
+    warm: Mutex<foldhash::HashMap<String, Vec<Warm>>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -185,7 +186,7 @@ impl LoadedPlugin {
             grants: Arc::new(grants),
             limits,
             cached,
-            warm: Mutex::new(HashMap::new()),
+            warm: Mutex::default(),
         })
     }
 
