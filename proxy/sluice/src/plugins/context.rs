@@ -235,7 +235,12 @@ impl Facts<'_> {
             }
         }
         if fields.contains(ContextFields::QUERY) {
-            put(self.parts.uri.query().unwrap_or_default().as_bytes());
+            // The pairs the plugin sees: without a presigned URL's signature, which differs
+            // from one URL to the next and is never what a decision depends on.
+            for (name, value) in self.query_pairs().filter(|(k, _)| !is_secret_parameter(k)) {
+                put(name.as_bytes());
+                put(value.as_bytes());
+            }
         }
         if fields.contains(ContextFields::CONTENT_LENGTH) {
             put(&self.content_length().map_or(u64::MAX, |n| n).to_le_bytes());
@@ -376,6 +381,28 @@ mod tests {
         }
         .write_cache_key(&mut signed_by_other, 7, None, headers);
         assert_eq!(signed_by_other, key("t1", &a, headers));
+
+        // Nor is a presigned URL's signature: a decision that depends on the query is the same
+        // for every URL of the same request; another parameter is another request.
+        let query = ContextFields::QUERY;
+        let with_query = |uri: &str| {
+            let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+            let mut key = Vec::new();
+            Facts {
+                parts: &parts,
+                ..facts("t1", &a)
+            }
+            .write_cache_key(&mut key, 7, None, query);
+            key
+        };
+        assert_eq!(
+            with_query("/photos/k1?X-Amz-Signature=def&list-type=2"),
+            key("t1", &a, query)
+        );
+        assert_ne!(
+            with_query("/photos/k1?X-Amz-Signature=abc&list-type=1"),
+            key("t1", &a, query)
+        );
 
         let ctx = facts("t1", &a).context(None);
         assert_eq!(ctx.query, [("list-type".to_owned(), "2".to_owned())]);
