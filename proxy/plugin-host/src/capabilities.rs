@@ -66,11 +66,12 @@ pub(crate) struct HostState {
     pub(crate) limiter: crate::plugin::MemoryLimiter,
     /// Lines logged during the current call.
     pub(crate) lines: u32,
-    /// When the current call started (wall time), and at its first epoch tick the thread's
-    /// CPU time and the wall time charged for before it; the call's CPU budget.
-    pub(crate) started: std::time::Instant,
-    pub(crate) first_tick: Option<(std::time::Duration, std::time::Duration)>,
+    /// The epoch ticks at which the current call was seen running, and the thread's CPU time
+    /// at the first of them; the call's budget, as CPU time and as ticks.
+    pub(crate) ticks: u32,
+    pub(crate) cpu_at_first_tick: Option<std::time::Duration>,
     pub(crate) budget: std::time::Duration,
+    pub(crate) budget_ticks: u32,
     /// The request of the call under way (`None` between calls).
     pub(crate) context: Option<Arc<crate::context::RequestContext>>,
 }

@@ -2,10 +2,13 @@
 //! grants, linked once (`InstancePre`), and called through warm instances kept per tenant.
 //!
 //! A call runs on the caller's thread under a CPU deadline with its instance's memory capped.
-//! The deadline is enforced with epochs (a 1 ms tick) checked against the thread's own CPU
-//! time: a thread the OS preempts mid-call is not charged for the time it waited (after the
-//! call's first tick; before it, at most two ticks are), and a
-//! plugin that spins is stopped within a tick of its budget. Its failures are kept
+//! The deadline is enforced with epochs (a 1 ms tick): a call has used its budget when the
+//! plugin has been seen running at more ticks than the budget holds *and* the thread has used
+//! the budget's CPU time since the first of them. Either measure alone can be fooled by time
+//! the plugin did not spend: a thread the hypervisor stops still gains CPU time (on a shared
+//! machine, milliseconds at a time), and a plugin seen at a tick after a long host function
+//! or a long preemption was running for only part of it; each is seen at one tick, however
+//! long it lasted. A plugin that spins is stopped within a tick of its budget. Its failures are kept
 //! apart: the plugin trapped, ran out of time, hit its memory cap, answered something the
 //! interface does not allow, or there was no room for another instance. An instance is
 //! thrown away after any failure and after [`Limits::max_calls`] calls, so a plugin's state
@@ -255,14 +258,13 @@ impl LoadedPlugin {
         }
     }
 
-    /// Starts the clock of a call (or an instantiation) in `store`. Reading the thread's CPU
-    /// time is a system call (about 1 us here, a fifth of a small call), so a call only notes
-    /// the wall time it started; the thread's CPU time is read at the first epoch tick of the
-    /// call, which most calls, a few microseconds long, end before.
+    /// Starts the clock of a call (or an instantiation) in `store`: no ticks seen yet. The
+    /// thread's CPU time is read at the call's first tick, which most calls, a few
+    /// microseconds long, end before (reading it is a system call).
     fn start_clock(&self, store: &mut Store<HostState>) {
         let state = store.data_mut();
-        state.started = std::time::Instant::now();
-        state.first_tick = None;
+        state.ticks = 0;
+        state.cpu_at_first_tick = None;
         store.set_epoch_deadline(1);
     }
 
@@ -295,26 +297,28 @@ impl LoadedPlugin {
                 hit: false,
             },
             lines: 0,
-            started: std::time::Instant::now(),
-            first_tick: None,
+            ticks: 0,
+            cpu_at_first_tick: None,
             budget: self.limits.deadline,
+            budget_ticks: self.limits.deadline.div_duration_f64(TICK).ceil() as u32,
             context: None,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        // At each epoch tick during a call: go on while the CPU time it has used is within
-        // budget, else stop the plugin. Time spent preempted does not count, except before
-        // the call's first tick, which is charged as wall time up to two ticks.
+        // At each epoch tick at which the plugin is seen running: stop it once both the ticks
+        // and the thread's CPU time say its budget is spent (see the module documentation).
         store.epoch_deadline_callback(|mut cx| {
             let state = cx.data_mut();
+            state.ticks += 1;
             let cpu = thread_cpu_time();
-            let waited = state.started.elapsed().min(2 * TICK);
-            let (cpu_first, before_first) = *state.first_tick.get_or_insert((cpu, waited));
-            if before_first + cpu.saturating_sub(cpu_first) < state.budget {
-                Ok(wasmtime::UpdateDeadline::Continue(1))
+            let first = *state.cpu_at_first_tick.get_or_insert(cpu);
+            let spent = state.ticks > state.budget_ticks
+                && cpu.saturating_sub(first) + TICK >= state.budget;
+            Ok(if spent {
+                wasmtime::UpdateDeadline::Interrupt
             } else {
-                Ok(wasmtime::UpdateDeadline::Interrupt)
-            }
+                wasmtime::UpdateDeadline::Continue(1)
+            })
         });
         self.start_clock(&mut store);
         let plugin = match self.pre.instantiate(&mut store) {
