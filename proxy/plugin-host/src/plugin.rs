@@ -8,11 +8,12 @@
 //! the plugin did not spend: a thread the hypervisor stops still gains CPU time (on a shared
 //! machine, milliseconds at a time), and a plugin seen at a tick after a long host function
 //! or a long preemption was running for only part of it; each is seen at one tick, however
-//! long it lasted. A plugin that spins is stopped within a tick of its budget. Its failures are kept
-//! apart: the plugin trapped, ran out of time, hit its memory cap, answered something the
-//! interface does not allow, or there was no room for another instance. An instance is
-//! thrown away after any failure and after [`Limits::max_calls`] calls, so a plugin's state
-//! never outlives a fault and never crosses tenants.
+//! long it lasted. A plugin that spins is stopped within a tick of its budget.
+//!
+//! A call's failures are kept apart: the plugin trapped, ran out of time, hit its memory cap,
+//! answered something the interface does not allow, or there was no room for another
+//! instance. An instance is thrown away after any failure and after [`Limits::max_calls`]
+//! calls, so a plugin's state never outlives a fault and never crosses tenants.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -259,8 +260,8 @@ impl LoadedPlugin {
     }
 
     /// Starts the clock of a call (or an instantiation) in `store`: no ticks seen yet. The
-    /// thread's CPU time is read at the call's first tick, which most calls, a few
-    /// microseconds long, end before (reading it is a system call).
+    /// thread's CPU time (a system call to read) is read only at ticks, which most calls, a
+    /// few microseconds long, end before.
     fn start_clock(&self, store: &mut Store<HostState>) {
         let state = store.data_mut();
         state.ticks = 0;
