@@ -28,8 +28,9 @@
 #
 #   tests/bench/run.sh [--quick] [--only local|upstream|encryption|plugins] [--rounds N] [--out DIR]
 #
-# Installs nginx (Debian package) if missing, builds in release mode, stops everything it
-# started, and writes DIR/<date>.md and DIR/<date>.svg (default DIR: tests/bench/results).
+# Installs nginx (Debian package) if missing, builds in release mode (debug with --quick),
+# stops everything it started, and writes DIR/<date>.md and DIR/<date>.svg (default DIR:
+# tests/bench/results).
 # Bounded: about 6 minutes by default, under 2 minutes with --quick (tiny sizes, one round).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,9 +57,18 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # 1,000 idle connections need more descriptors than the usual soft limit of 1,024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
-cargo build --release -q -p sluice -p sluice-tests --bin sluice --bin sluice-bench
+# --quick shows that the benchmark runs end to end and writes its report, and asserts no
+# speed: it uses the debug build the tests already made. A release build on a fresh machine
+# (wasmtime and cranelift optimised) would take a third of CI's time for figures nobody reads.
+profile=release
+[ $quick = 1 ] && profile=debug
+if [ $profile = release ]; then
+  cargo build --release -q -p sluice -p sluice-tests --bin sluice --bin sluice-bench
+else
+  cargo build -q -p sluice -p sluice-tests --bin sluice --bin sluice-bench
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-sluice="$target_dir/release/sluice"; bench="$target_dir/release/sluice-bench"
+sluice="$target_dir/$profile/sluice"; bench="$target_dir/$profile/sluice-bench"
 
 if [ $quick = 1 ]; then
   small=4096; big=$((8 << 20)); rounds=1; secs=1; keys=20000; idle=200
@@ -84,7 +94,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== preparing data ($((big >> 20)) MiB large object, $keys listing keys)"
-wants local && cargo bench -q -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
+wants local && cargo bench -q --profile "$([ $profile = release ] && echo bench || echo dev)" \
+  -p sluice-storage --features bench --bench listing -- "$work/data" "$keys" | sed 's/^/storage: /'
 mkdir -p "$work/www/bench" "$work/nginx-tmp" "$work/results"
 head -c "$small" /dev/urandom > "$work/www/bench/obj-$small"
 head -c "$big" /dev/urandom > "$work/www/bench/obj-$big"
