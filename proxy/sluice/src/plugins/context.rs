@@ -37,10 +37,7 @@ pub struct Facts<'a> {
 impl Facts<'_> {
     /// The context for a plugin call, with the route in effect so far.
     pub fn context(&self, route: Option<&Route>) -> RequestContext {
-        let query = self
-            .query_pairs()
-            .filter(|(k, _)| !is_secret_parameter(k))
-            .collect();
+        let query = self.query_pairs().collect();
         RequestContext {
             tenant: self.tenant.to_owned(),
             access_key_id: self.access_key_id.to_owned(),
@@ -68,6 +65,8 @@ impl Facts<'_> {
         }
     }
 
+    /// The query's pairs as a plugin sees them: decoded, without the secret ones (a presigned
+    /// URL's signature, a security token).
     fn query_pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         self.parts
@@ -80,6 +79,7 @@ impl Facts<'_> {
                 Some((k, v)) => (decode(k), decode(v)),
                 None => (decode(p), String::new()),
             })
+            .filter(|(k, _)| !is_secret_parameter(k))
     }
 
     fn payload_protection(&self) -> PayloadProtection {
@@ -237,7 +237,7 @@ impl Facts<'_> {
         if fields.contains(ContextFields::QUERY) {
             // The pairs the plugin sees: without a presigned URL's signature, which differs
             // from one URL to the next and is never what a decision depends on.
-            for (name, value) in self.query_pairs().filter(|(k, _)| !is_secret_parameter(k)) {
+            for (name, value) in self.query_pairs() {
                 put(name.as_bytes());
                 put(value.as_bytes());
             }
